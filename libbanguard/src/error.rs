@@ -1,0 +1,149 @@
+//! The one error type of the banguard core. Every message says what went
+//! wrong and, where there is one, what to do about it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias for the banguard core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the banguard core.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A config file could not be read.
+    ConfigRead { path: PathBuf, source: io::Error },
+    /// A config file has a syntax or value error. `line` is 1-based.
+    Config {
+        path: PathBuf,
+        line: Option<usize>,
+        key: Option<String>,
+        message: String,
+    },
+    /// A file we trust (config, store) has unsafe ownership or permissions.
+    Insecure { path: PathBuf, message: String },
+    /// A value given by a user (command line, C caller) is invalid.
+    InvalidInput { what: &'static str, value: String, message: String },
+    /// The store could not be opened or used.
+    Store { path: PathBuf, message: String, source: Option<rusqlite::Error> },
+    /// The store was written by a newer banguard.
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
+    /// A file operation failed.
+    Io { path: PathBuf, source: io::Error },
+    /// An external command (nft, ipset, iptables, sendmail) failed.
+    Command { program: String, args: Vec<String>, status: Option<i32>, stderr: String },
+}
+
+impl Error {
+    /// Wraps a SQLite error on the store at `path`, adding advice where the
+    /// cause is one an operator can fix.
+    pub fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Error {
+        let path = path.into();
+        let message = store_advice(&path, &source);
+        Error::Store { path, message, source: Some(source) }
+    }
+
+    /// Whether this is a store error caused by the store being busy (locked
+    /// beyond the busy timeout).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Store { source: Some(rusqlite::Error::SqliteFailure(e, _)), .. }
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+
+    /// Short stable name of the error kind (for logs and the C ABI).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::ConfigRead { .. } | Error::Config { .. } => "config",
+            Error::Insecure { .. } => "insecure",
+            Error::InvalidInput { .. } => "invalid-input",
+            Error::Store { .. } | Error::SchemaTooNew { .. } => "store",
+            Error::Io { .. } => "io",
+            Error::Command { .. } => "command",
+        }
+    }
+}
+
+fn store_advice(path: &std::path::Path, e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::*;
+    let uid = crate::sys::real_uid();
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let detail = msg.clone().unwrap_or_else(|| f.to_string());
+            match f.code {
+                ReadOnly | CannotOpen | PermissionDenied if uid != 0 => format!(
+                    "{detail}: the store is not writable by uid {uid}: run as root"
+                ),
+                ReadOnly => format!("{detail}: the store or its directory is read-only"),
+                CannotOpen => format!(
+                    "{detail}: cannot open the store; check that its directory exists and is writable"
+                ),
+                DatabaseBusy | DatabaseLocked => format!(
+                    "{detail}: the store stayed locked beyond the busy timeout; another process holds it"
+                ),
+                DiskFull => format!("{detail}: the disk holding the store is full"),
+                NotADatabase | DatabaseCorrupt => format!(
+                    "{detail}: the store is corrupt or not a banguard database; move it aside (banguard creates a new one)"
+                ),
+                _ => detail,
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ConfigRead { path, source } => {
+                write!(f, "cannot read config {}: {source}", path.display())
+            }
+            Error::Config { path, line, key, message } => {
+                write!(f, "{}", path.display())?;
+                if let Some(line) = line {
+                    write!(f, ":{line}")?;
+                }
+                if let Some(key) = key {
+                    write!(f, ": key `{key}`")?;
+                }
+                write!(f, ": {message}")
+            }
+            Error::Insecure { path, message } => write!(f, "refusing {}: {message}", path.display()),
+            Error::InvalidInput { what, value, message } => {
+                write!(f, "invalid {what} {value:?}: {message}")
+            }
+            Error::Store { path, message, .. } => write!(f, "database {}: {message}", path.display()),
+            Error::SchemaTooNew { path, found, supported } => write!(
+                f,
+                "database {} has schema version {found}, this banguard supports up to {supported}: upgrade banguard",
+                path.display()
+            ),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Command { program, args, status, stderr } => {
+                write!(f, "`{program} {}` failed", args.join(" "))?;
+                match status {
+                    Some(code) => write!(f, " with exit code {code}")?,
+                    None => write!(f, " (killed by a signal or could not start)")?,
+                }
+                let stderr = stderr.trim();
+                if !stderr.is_empty() {
+                    write!(f, ": {stderr}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::ConfigRead { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::Store { source: Some(s), .. } => Some(s),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! pam_banguard.so. Filled in by the module work.
