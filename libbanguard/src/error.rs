@@ -15,12 +15,7 @@ pub enum Error {
     /// A config file could not be read.
     ConfigRead { path: PathBuf, source: io::Error },
     /// A config file has a syntax or value error. `line` is 1-based.
-    Config {
-        path: PathBuf,
-        line: Option<usize>,
-        key: Option<String>,
-        message: String,
-    },
+    Config { path: PathBuf, line: Option<usize>, key: Option<String>, message: String },
     /// A file we trust (config, store) has unsafe ownership or permissions.
     Insecure { path: PathBuf, message: String },
     /// A value given by a user (command line, C caller) is invalid.
@@ -40,7 +35,7 @@ impl Error {
     /// cause is one an operator can fix.
     pub fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Error {
         let path = path.into();
-        let message = store_advice(&path, &source);
+        let message = store_advice(&source);
         Error::Store { path, message, source: Some(source) }
     }
 
@@ -67,16 +62,16 @@ impl Error {
     }
 }
 
-fn store_advice(path: &std::path::Path, e: &rusqlite::Error) -> String {
+fn store_advice(e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode::*;
     let uid = crate::sys::real_uid();
     match e {
         rusqlite::Error::SqliteFailure(f, msg) => {
             let detail = msg.clone().unwrap_or_else(|| f.to_string());
             match f.code {
-                ReadOnly | CannotOpen | PermissionDenied if uid != 0 => format!(
-                    "{detail}: the store is not writable by uid {uid}: run as root"
-                ),
+                ReadOnly | CannotOpen | PermissionDenied if uid != 0 => {
+                    format!("{detail}: the store is not writable by uid {uid}: run as root")
+                }
                 ReadOnly => format!("{detail}: the store or its directory is read-only"),
                 CannotOpen => format!(
                     "{detail}: cannot open the store; check that its directory exists and is writable"

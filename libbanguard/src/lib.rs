@@ -5,7 +5,16 @@
 #![deny(unsafe_code)]
 
 pub mod error;
-pub mod sys;
 pub mod sync;
+pub mod sys;
 
 pub use error::{Error, Result};
+pub mod addr;
+pub mod config;
+pub mod duration;
+pub mod policy;
+pub mod store;
+
+pub use addr::HostKey;
+pub use config::Config;
+pub use policy::{AttemptId, AttemptRef, Ban, Banguard, Request, Verdict};

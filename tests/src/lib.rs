@@ -9,6 +9,9 @@
 //! * [`require`]: prerequisites. In CI (`CI=true`) a missing one fails the
 //!   test; elsewhere the test is skipped with a loud message.
 
+pub mod sshd;
+pub mod vsftpd;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -85,11 +88,7 @@ pub fn artifacts() -> &'static Artifacts {
             .and_then(Path::parent)
             .expect("test binary lives in target/<profile>/deps")
             .to_path_buf();
-        let profile = profile_dir
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or("debug")
-            .to_string();
+        let profile = profile_dir.file_name().and_then(OsStr::to_str).unwrap_or("debug").to_string();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build
@@ -119,10 +118,7 @@ pub fn artifacts() -> &'static Artifacts {
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// A throwaway network + mount + PID namespace, removed on drop.
@@ -182,9 +178,7 @@ impl Netns {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new("nsenter");
-        c.arg("--target")
-            .arg(self.init_pid.to_string())
-            .args(["--net", "--mount", "--pid", "--"]);
+        c.arg("--target").arg(self.init_pid.to_string()).args(["--net", "--mount", "--pid", "--"]);
         c.args(argv);
         c
     }
@@ -195,10 +189,7 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.command(argv)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run nsenter")
+        self.command(argv).stdin(Stdio::null()).output().expect("run nsenter")
     }
 
     /// Runs a command inside the namespace and panics with its output if it fails.
@@ -244,12 +235,7 @@ impl Netns {
 
     /// Bind-mounts `src` over `dst` inside the namespace only.
     pub fn bind_mount(&self, src: &Path, dst: &Path) {
-        self.run_ok([
-            OsStr::new("mount"),
-            OsStr::new("--bind"),
-            src.as_os_str(),
-            dst.as_os_str(),
-        ]);
+        self.run_ok([OsStr::new("mount"), OsStr::new("--bind"), src.as_os_str(), dst.as_os_str()]);
     }
 }
 
@@ -302,11 +288,7 @@ pub fn wait_for_listener(ns: &Netns, port: u16, timeout: Duration) -> bool {
         let out = ns.run(["ss", "-Hltn"]);
         let text = String::from_utf8_lossy(&out.stdout);
         text.lines()
-            .any(|l| {
-                l.split_whitespace()
-                    .nth(3)
-                    .is_some_and(|a| a.ends_with(&format!(":{port}")))
-            })
+            .any(|l| l.split_whitespace().nth(3).is_some_and(|a| a.ends_with(&format!(":{port}"))))
             .then_some(())
     })
     .is_some()
@@ -315,7 +297,5 @@ pub fn wait_for_listener(ns: &Netns, port: u16, timeout: Duration) -> bool {
 /// Counts the lines of a file (0 when missing): for ground-truth logs that
 /// a `pam_exec.so` line appends to.
 pub fn count_lines(path: &Path) -> usize {
-    fs::File::open(path)
-        .map(|f| BufReader::new(f).lines().count())
-        .unwrap_or(0)
+    fs::File::open(path).map(|f| BufReader::new(f).lines().count()).unwrap_or(0)
 }

@@ -18,7 +18,8 @@ fn netns_is_isolated_and_removed_on_drop() {
         assert!(text.contains("127.0.0.2/8"), "{text}");
         assert!(text.contains("2001:db8::2/128"), "{text}");
         // The host's lo does not get the address.
-        let host = std::process::Command::new("ip").args(["-o", "addr", "show", "dev", "lo"]).output().unwrap();
+        let host =
+            std::process::Command::new("ip").args(["-o", "addr", "show", "dev", "lo"]).output().unwrap();
         assert!(!String::from_utf8_lossy(&host.stdout).contains("2001:db8::2"));
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     }

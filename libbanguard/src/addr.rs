@@ -1,0 +1,283 @@
+//! What PAM_RHOST can hold, and the key a host is counted and banned under.
+//!
+//! * An address literal (IPv4, IPv6 with or without brackets, with a zone
+//!   id, IPv4-mapped IPv6) becomes a network: the address masked to the
+//!   configured prefix (IPv4 /32, IPv6 /64 by default), so an attacker
+//!   rotating inside one IPv6 /64 is one attacker.
+//! * Anything else (a DNS name from `UseDNS yes` or a reverse-DNS vsftpd
+//!   build, or garbage) is never trusted as an address: it is counted and
+//!   refused under a `name:` label, but never reaches a firewall rule or
+//!   hosts.deny. Callers that know the numeric address (sshd's
+//!   `SSH_CONNECTION`) pass it as a hint, which wins over the name.
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// Longest name label kept (a DNS name is at most 253 characters).
+const MAX_NAME: usize = 253;
+
+/// The identity of a remote host as banguard counts it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostKey {
+    /// A validated network (host bits cleared).
+    Net(IpNet),
+    /// A label for a host known only by a name; never sent to a firewall.
+    Name(String),
+}
+
+impl HostKey {
+    /// The key for an address at the given prefixes.
+    pub fn for_addr(addr: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> HostKey {
+        HostKey::Net(mask(addr, ipv4_prefix, ipv6_prefix))
+    }
+
+    /// The text stored in the database: "198.51.100.7/32", "2001:db8::/64"
+    /// or "name:host.example".
+    pub fn db_key(&self) -> String {
+        match self {
+            HostKey::Net(n) => n.to_string(),
+            HostKey::Name(n) => format!("name:{n}"),
+        }
+    }
+
+    /// Parses a stored key back.
+    pub fn from_db_key(text: &str) -> Option<HostKey> {
+        match text.strip_prefix("name:") {
+            Some(name) => Some(HostKey::Name(name.to_string())),
+            None => IpNet::from_str(text).ok().map(|n| HostKey::Net(n.trunc())),
+        }
+    }
+
+    /// The network, if this key is an address.
+    pub fn net(&self) -> Option<IpNet> {
+        match self {
+            HostKey::Net(n) => Some(*n),
+            HostKey::Name(_) => None,
+        }
+    }
+}
+
+/// Serialised as people read it ("198.51.100.7", "2001:db8::/64").
+impl serde::Serialize for HostKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for HostKey {
+    /// People read single hosts without their /32 or /128.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostKey::Net(n) if n.prefix_len() == n.max_prefix_len() => write!(f, "{}", n.addr()),
+            HostKey::Net(n) => write!(f, "{n}"),
+            HostKey::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Masks an address to the configured prefix for its family, after turning
+/// IPv4-mapped IPv6 into IPv4.
+pub fn mask(addr: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpNet {
+    match canonical(addr) {
+        IpAddr::V4(a) => IpNet::V4(Ipv4Net::new(a, ipv4_prefix.min(32)).expect("prefix <= 32").trunc()),
+        IpAddr::V6(a) => IpNet::V6(Ipv6Net::new(a, ipv6_prefix.min(128)).expect("prefix <= 128").trunc()),
+    }
+}
+
+/// `::ffff:198.51.100.7` is 198.51.100.7.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// Parses an address literal as PAM_RHOST may carry it: `198.51.100.7`,
+/// `2001:db8::1`, `[2001:db8::1]`, `fe80::1%eth0`, `::ffff:198.51.100.7`.
+/// Returns `None` for names and garbage.
+pub fn parse_addr(text: &str) -> Option<IpAddr> {
+    let s = text.trim();
+    let s = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    // The zone id names an interface on *our* side; the address is the host.
+    let s = s.split_once('%').map_or(s, |(a, _)| a);
+    if let Ok(v4) = Ipv4Addr::from_str(s) {
+        return Some(IpAddr::V4(v4));
+    }
+    Ipv6Addr::from_str(s).ok().map(|v6| canonical(IpAddr::V6(v6)))
+}
+
+/// Parses an address or network given by an operator: "198.51.100.7",
+/// "203.0.113.0/24", "2001:db8::/64". Host bits are cleared.
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
+    let s = text.trim();
+    if let Some(addr) = parse_addr(s) {
+        return Ok(IpNet::from(addr));
+    }
+    match IpNet::from_str(s) {
+        Ok(IpNet::V6(n)) => match n.addr().to_ipv4_mapped() {
+            Some(v4) if n.prefix_len() >= 96 => {
+                Ok(IpNet::V4(Ipv4Net::new(v4, n.prefix_len() - 96).expect("prefix in range").trunc()))
+            }
+            _ => Ok(IpNet::V6(n.trunc())),
+        },
+        Ok(n) => Ok(n.trunc()),
+        Err(_) => Err(format!(
+            "{text:?} is not an IPv4/IPv6 address or network (e.g. 198.51.100.7, 203.0.113.0/24, 2001:db8::/64)"
+        )),
+    }
+}
+
+/// The first address of `SSH_CONNECTION=<client ip> <port> <local ip> <port>`.
+pub fn parse_ssh_connection(value: &str) -> Option<IpAddr> {
+    let mut parts = value.split_whitespace();
+    let client = parts.next()?;
+    // Exactly four fields, or it is not what sshd writes.
+    let rest: Vec<_> = parts.collect();
+    if rest.len() != 3 {
+        return None;
+    }
+    parse_addr(client)
+}
+
+/// Where a request came from, as far as the application told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A numeric address.
+    Addr(IpAddr),
+    /// A name or other non-address text, normalised to a safe label.
+    Name(String),
+    /// No remote host (local login).
+    Local,
+}
+
+/// Decides where a request came from. `rhost` is PAM_RHOST; `hint` is a
+/// numeric address the application vouches for (sshd's SSH_CONNECTION).
+pub fn origin(rhost: Option<&str>, hint: Option<IpAddr>) -> Origin {
+    let rhost = rhost.map(str::trim).filter(|r| !r.is_empty());
+    if let Some(addr) = rhost.and_then(parse_addr) {
+        return Origin::Addr(addr);
+    }
+    if let Some(addr) = hint {
+        return Origin::Addr(canonical(addr));
+    }
+    match rhost {
+        Some(name) => Origin::Name(name_label(name)),
+        None => Origin::Local,
+    }
+}
+
+/// A safe, bounded label for a non-address PAM_RHOST: lowercase, with
+/// anything outside `[a-z0-9.-_]` replaced by `?`. Distinct garbage may
+/// share a label; that only makes counting stricter.
+pub fn name_label(name: &str) -> String {
+    name.trim()
+        .trim_end_matches('.')
+        .chars()
+        .take(MAX_NAME)
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '?' }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_what_rhost_can_hold() {
+        assert_eq!(parse_addr("198.51.100.7"), Some(a("198.51.100.7")));
+        assert_eq!(parse_addr("2001:db8::1"), Some(a("2001:db8::1")));
+        assert_eq!(parse_addr("[2001:db8::1]"), Some(a("2001:db8::1")));
+        assert_eq!(parse_addr("fe80::1%eth0"), Some(a("fe80::1")));
+        assert_eq!(parse_addr("[fe80::1%2]"), Some(a("fe80::1")));
+        assert_eq!(parse_addr("::ffff:198.51.100.7"), Some(a("198.51.100.7")));
+        assert_eq!(parse_addr(" 192.0.2.1 "), Some(a("192.0.2.1")));
+        for bad in [
+            "",
+            "host.example.com",
+            "198.51.100",
+            "198.51.100.7.",
+            "1.2.3.4 5",
+            "[::1",
+            "::1]",
+            "300.1.1.1",
+            "0x7f.1",
+            "localhost",
+        ] {
+            assert_eq!(parse_addr(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_mask_to_prefix() {
+        assert_eq!(HostKey::for_addr(a("198.51.100.7"), 32, 64).db_key(), "198.51.100.7/32");
+        assert_eq!(HostKey::for_addr(a("198.51.100.7"), 24, 64).db_key(), "198.51.100.0/24");
+        assert_eq!(HostKey::for_addr(a("2001:db8:1:2:3:4:5:6"), 32, 64).db_key(), "2001:db8:1:2::/64");
+        assert_eq!(
+            HostKey::for_addr(a("2001:db8:1:2::9"), 32, 64),
+            HostKey::for_addr(a("2001:db8:1:2:ffff::1"), 32, 64)
+        );
+        assert_eq!(HostKey::for_addr(a("::ffff:198.51.100.7"), 32, 64).db_key(), "198.51.100.7/32");
+        assert_eq!(HostKey::for_addr(a("2001:db8::1"), 32, 128).to_string(), "2001:db8::1");
+        assert_eq!(HostKey::for_addr(a("198.51.100.7"), 32, 64).to_string(), "198.51.100.7");
+        assert_eq!(HostKey::for_addr(a("2001:db8::1"), 32, 64).to_string(), "2001:db8::/64");
+    }
+
+    #[test]
+    fn db_keys_round_trip() {
+        for k in [
+            HostKey::for_addr(a("198.51.100.7"), 32, 64),
+            HostKey::for_addr(a("2001:db8::7"), 32, 64),
+            HostKey::Name("host.example".into()),
+        ] {
+            assert_eq!(HostKey::from_db_key(&k.db_key()), Some(k));
+        }
+        assert_eq!(HostKey::from_db_key("garbage"), None);
+    }
+
+    #[test]
+    fn operator_networks() {
+        assert_eq!(parse_net("203.0.113.9/24").unwrap().to_string(), "203.0.113.0/24");
+        assert_eq!(parse_net("198.51.100.7").unwrap().to_string(), "198.51.100.7/32");
+        assert_eq!(parse_net("2001:db8::1/64").unwrap().to_string(), "2001:db8::/64");
+        assert_eq!(parse_net("::ffff:198.51.100.0/120").unwrap().to_string(), "198.51.100.0/24");
+        assert!(parse_net("example.com").unwrap_err().contains("not an IPv4/IPv6"));
+        assert!(parse_net("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn ssh_connection_env() {
+        assert_eq!(parse_ssh_connection("198.51.100.7 51234 127.0.0.1 22"), Some(a("198.51.100.7")));
+        assert_eq!(parse_ssh_connection("2001:db8::2 51234 ::1 22"), Some(a("2001:db8::2")));
+        assert_eq!(parse_ssh_connection("198.51.100.7"), None);
+        assert_eq!(parse_ssh_connection("name 1 2 3"), None);
+    }
+
+    #[test]
+    fn origin_prefers_literal_then_hint_and_never_trusts_names() {
+        let hint = Some(a("192.0.2.5"));
+        assert_eq!(origin(Some("198.51.100.7"), hint), Origin::Addr(a("198.51.100.7")));
+        assert_eq!(origin(Some("evil.example"), hint), Origin::Addr(a("192.0.2.5")));
+        assert_eq!(origin(Some("Evil.Example."), None), Origin::Name("evil.example".into()));
+        assert_eq!(origin(Some("a b;rm -rf\n"), None), Origin::Name("a?b?rm?-rf".into()));
+        assert_eq!(origin(None, None), Origin::Local);
+        assert_eq!(origin(Some("  "), None), Origin::Local);
+        assert_eq!(origin(None, hint), Origin::Addr(a("192.0.2.5")));
+        let long = "x".repeat(1000);
+        match origin(Some(&long), None) {
+            Origin::Name(n) => assert_eq!(n.len(), MAX_NAME),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,795 @@
+//! Configuration: `/etc/banguard/banguard.toml` plus drop-ins
+//! `/etc/banguard/banguard.d/*.toml` (read in name order; later files
+//! override earlier ones key by key).
+//!
+//! One parser serves the module, the CLI and the C ABI. Every value is
+//! checked while it is read, so an error names the file, the line and the
+//! key. A config writable by anyone but root is refused: a local user must
+//! not be able to whitelist themselves.
+
+use crate::duration::{BanTime, format_duration, parse_duration};
+use crate::error::{Error, Result};
+use crate::sys;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The config file read when none is named.
+pub const DEFAULT_CONFIG: &str = "/etc/banguard/banguard.toml";
+/// The store used when the config names none.
+pub const DEFAULT_DATABASE: &str = "/var/lib/banguard/banguard.db";
+/// The file the module touches after a ban so that a systemd path unit
+/// runs `banguardctl sync` at once.
+pub const DEFAULT_TRIGGER: &str = "/run/banguard/ban.trigger";
+
+/// What the module does when its store cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Let the rest of the stack decide (log once).
+    Open,
+    /// Refuse the attempt.
+    Closed,
+}
+
+impl std::str::FromStr for FailMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "open" => Ok(FailMode::Open),
+            "closed" => Ok(FailMode::Closed),
+            other => Err(format!("failmode {other:?}: expected \"open\" or \"closed\"")),
+        }
+    }
+}
+
+/// Which bans `banguardctl sync` pushes into the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncScope {
+    /// Only repeat offenders (the recidive rule) and manual bans.
+    Repeat,
+    /// Every active ban.
+    All,
+}
+
+/// The effective policy of one PAM service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServicePolicy {
+    pub enabled: bool,
+    pub maxretry: u32,
+    /// Seconds.
+    #[serde(serialize_with = "ser_secs")]
+    pub findtime: i64,
+    #[serde(serialize_with = "ser_bantime")]
+    pub bantime: BanTime,
+    /// Each earlier ban of the host within `bantime_lookback` multiplies
+    /// the ban by this factor (1 = no increase), up to `bantime_max`.
+    pub bantime_factor: f64,
+    #[serde(serialize_with = "ser_secs")]
+    pub bantime_max: i64,
+    #[serde(serialize_with = "ser_secs")]
+    pub bantime_lookback: i64,
+    pub ignoreip: Vec<IpNet>,
+    pub failmode: FailMode,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Whether a successful login also clears the host's earlier failures.
+    pub reset_on_success: bool,
+}
+
+impl ServicePolicy {
+    /// The ban length for a host banned `prior` times before (within the
+    /// lookback window).
+    pub fn ban_length(&self, prior: u32) -> BanTime {
+        match self.bantime {
+            BanTime::Permanent => BanTime::Permanent,
+            BanTime::Seconds(base) => {
+                let factor = self.bantime_factor.max(1.0).powi(prior.min(64) as i32);
+                let scaled = (base as f64 * factor).min(self.bantime_max.max(base) as f64);
+                BanTime::Seconds(scaled as i64)
+            }
+        }
+    }
+
+    /// The ignoreip entry that covers `addr`, if any.
+    pub fn ignored_by(&self, addr: std::net::IpAddr) -> Option<IpNet> {
+        let addr = crate::addr::canonical(addr);
+        self.ignoreip.iter().copied().find(|n| n.contains(&addr))
+    }
+}
+
+/// The repeat-offender rule (fail2ban's `[recidive]` jail).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recidive {
+    pub enabled: bool,
+    /// Bans within `findtime` that make a repeat offender.
+    pub bans: u32,
+    #[serde(serialize_with = "ser_secs")]
+    pub findtime: i64,
+    #[serde(serialize_with = "ser_bantime")]
+    pub bantime: BanTime,
+}
+
+/// `[sync]`: what the sync job pushes, and where.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncConfig {
+    /// "nftables", "ipset", "iptables", "hosts.deny".
+    pub backends: Vec<String>,
+    pub scope: SyncScope,
+    pub hosts_deny: PathBuf,
+    pub trigger_file: PathBuf,
+    pub lock_file: PathBuf,
+}
+
+/// `[mail]`: notices about bans, sent by the sync job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MailConfig {
+    pub enabled: bool,
+    pub to: String,
+    pub from: String,
+    pub sendmail: PathBuf,
+}
+
+/// `[store]`: limits that keep the database small.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreConfig {
+    /// Busy timeout in milliseconds: the longest a login waits for the store.
+    pub busy_timeout_ms: u32,
+    /// Upper bound on stored failure rows; the oldest go first beyond it.
+    pub max_failures: u64,
+    /// How long ban history and events are kept (seconds).
+    #[serde(serialize_with = "ser_secs")]
+    pub history: i64,
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Files read, in order.
+    pub files: Vec<PathBuf>,
+    pub database: PathBuf,
+    pub default: ServicePolicy,
+    pub services: BTreeMap<String, ServicePolicy>,
+    pub recidive: Recidive,
+    pub sync: SyncConfig,
+    pub mail: MailConfig,
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            files: Vec::new(),
+            database: PathBuf::from(DEFAULT_DATABASE),
+            default: ServicePolicy {
+                enabled: true,
+                maxretry: 5,
+                findtime: 600,
+                bantime: BanTime::Seconds(600),
+                bantime_factor: 2.0,
+                bantime_max: 7 * 86_400,
+                bantime_lookback: 86_400,
+                ignoreip: vec!["127.0.0.1/8".parse().expect("literal"), "::1/128".parse().expect("literal")],
+                failmode: FailMode::Open,
+                ipv4_prefix: 32,
+                ipv6_prefix: 64,
+                reset_on_success: false,
+            },
+            services: BTreeMap::new(),
+            recidive: Recidive {
+                enabled: true,
+                bans: 3,
+                findtime: 86_400,
+                bantime: BanTime::Seconds(7 * 86_400),
+            },
+            sync: SyncConfig {
+                backends: vec!["nftables".into()],
+                scope: SyncScope::Repeat,
+                hosts_deny: PathBuf::from("/etc/hosts.deny"),
+                trigger_file: PathBuf::from(DEFAULT_TRIGGER),
+                lock_file: PathBuf::from("/run/banguard/sync.lock"),
+            },
+            mail: MailConfig {
+                enabled: false,
+                to: "root".into(),
+                from: "banguard".into(),
+                sendmail: PathBuf::from("/usr/sbin/sendmail"),
+            },
+            store: StoreConfig { busy_timeout_ms: 2000, max_failures: 1_000_000, history: 30 * 86_400 },
+        }
+    }
+}
+
+impl Config {
+    /// Reads the default config file and its drop-ins. A missing default
+    /// file means built-in defaults (like pam_faillock's faillock.conf).
+    pub fn load_default() -> Result<Config> {
+        Config::load_from(Path::new(DEFAULT_CONFIG), false)
+    }
+
+    /// Reads an explicitly named config file (which must exist) and its
+    /// drop-ins (`<dir>/<stem>.d/*.toml`).
+    pub fn load(path: &Path) -> Result<Config> {
+        Config::load_from(path, true)
+    }
+
+    /// Reads `path` (required or optional) and its drop-ins.
+    pub fn load_from(path: &Path, required: bool) -> Result<Config> {
+        let mut sources = Vec::new();
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                check_trusted(path)?;
+                sources.push((path.to_path_buf(), text));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+            Err(e) => return Err(Error::ConfigRead { path: path.to_path_buf(), source: e }),
+        }
+        let dropin_dir = dropin_dir(path);
+        match fs::read_dir(&dropin_dir) {
+            Ok(entries) => {
+                check_trusted(&dropin_dir)?;
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                files.sort();
+                for f in files {
+                    let text = fs::read_to_string(&f)
+                        .map_err(|e| Error::ConfigRead { path: f.clone(), source: e })?;
+                    check_trusted(&f)?;
+                    sources.push((f, text));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::ConfigRead { path: dropin_dir, source: e }),
+        }
+        Config::from_sources(&sources)
+    }
+
+    /// Builds the config from file texts, in order (no file access).
+    pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Config> {
+        let mut merged = RawFile::default();
+        for (path, text) in sources {
+            let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+            merged.merge(raw);
+        }
+        let mut config =
+            Config { files: sources.iter().map(|(p, _)| p.clone()).collect(), ..Config::default() };
+        merged.apply(&mut config);
+        Ok(config)
+    }
+
+    /// Parses one config text (for tests and `check-config` of a single file).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config> {
+        Config::from_sources(&[(path.to_path_buf(), text.to_string())])
+    }
+
+    /// The policy for a PAM service: its section, or `[default]`.
+    pub fn policy(&self, service: &str) -> &ServicePolicy {
+        self.services.get(service).unwrap_or(&self.default)
+    }
+
+    /// Every prefix length in use for a family (4 or 6), for ban lookups.
+    pub fn prefixes(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut v4: Vec<u8> =
+            std::iter::once(&self.default).chain(self.services.values()).map(|p| p.ipv4_prefix).collect();
+        let mut v6: Vec<u8> =
+            std::iter::once(&self.default).chain(self.services.values()).map(|p| p.ipv6_prefix).collect();
+        v4.sort_unstable();
+        v4.dedup();
+        v6.sort_unstable();
+        v6.dedup();
+        (v4, v6)
+    }
+
+    /// The longest `findtime` of any service: failures older than that
+    /// can never count again.
+    pub fn max_findtime(&self) -> i64 {
+        std::iter::once(&self.default).chain(self.services.values()).map(|p| p.findtime).max().unwrap_or(0)
+    }
+}
+
+/// `banguard.toml` → `banguard.d`.
+pub fn dropin_dir(path: &Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{stem}.d"))
+}
+
+/// Refuses a file or directory that someone other than root (or the
+/// current user, who gains nothing) could change.
+pub fn check_trusted(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let me = sys::effective_uid();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(Error::Insecure {
+            path: path.to_path_buf(),
+            message: format!("owned by uid {}, not root: chown root {}", meta.uid(), path.display()),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::Insecure {
+            path: path.to_path_buf(),
+            message: format!(
+                "writable by group or others (mode {:o}): chmod go-w {}",
+                meta.mode() & 0o7777,
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let line_no = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    // The key is what stands before '=' on the offending line, if anything.
+    let key = line_no.and_then(|n| text.lines().nth(n - 1)).and_then(|l| {
+        let (k, _) = l.split_once('=')?;
+        let k = k.trim();
+        (!k.is_empty() && !k.starts_with('[') && !k.starts_with('#')).then(|| k.to_string())
+    });
+    Error::Config { path: path.to_path_buf(), line: line_no, key, message: e.message().trim().to_string() }
+}
+
+fn ser_secs<S: serde::Serializer>(v: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*v))
+}
+
+fn ser_bantime<S: serde::Serializer>(v: &BanTime, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
+}
+
+// ----- raw, per-file view: everything optional, checked while parsed -----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    default: Option<RawDefault>,
+    #[serde(default)]
+    services: BTreeMap<String, RawPolicy>,
+    recidive: Option<RawRecidive>,
+    sync: Option<RawSync>,
+    mail: Option<RawMail>,
+    store: Option<RawStore>,
+}
+
+/// Later `Some` values win.
+macro_rules! take {
+    ($dst:expr, $src:expr, $($f:ident),+) => { $( if $src.$f.is_some() { $dst.$f = $src.$f; } )+ };
+}
+/// `Some` values overwrite the effective setting.
+macro_rules! set {
+    ($dst:expr, $src:expr, $($f:ident),+) => { $( if let Some(v) = $src.$f.clone() { $dst.$f = v; } )+ };
+}
+
+/// Defines a section struct with every policy key plus `extra` fields.
+/// (`serde(flatten)` would lose the line numbers of values.)
+macro_rules! policy_section {
+    ($name:ident { $($extra:ident : $ty:ty),* }) => {
+        #[derive(Debug, Default, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($extra: $ty,)*
+            enabled: Option<bool>,
+            #[serde(default, deserialize_with = "de_maxretry")]
+            maxretry: Option<u32>,
+            #[serde(default, deserialize_with = "de_duration")]
+            findtime: Option<i64>,
+            #[serde(default, deserialize_with = "de_bantime")]
+            bantime: Option<BanTime>,
+            #[serde(default, deserialize_with = "de_factor")]
+            bantime_factor: Option<f64>,
+            #[serde(default, deserialize_with = "de_duration")]
+            bantime_max: Option<i64>,
+            #[serde(default, deserialize_with = "de_duration")]
+            bantime_lookback: Option<i64>,
+            #[serde(default, deserialize_with = "de_cidrs")]
+            ignoreip: Option<Vec<IpNet>>,
+            failmode: Option<FailMode>,
+            #[serde(default, deserialize_with = "de_prefix4")]
+            ipv4_prefix: Option<u8>,
+            #[serde(default, deserialize_with = "de_prefix6")]
+            ipv6_prefix: Option<u8>,
+            reset_on_success: Option<bool>,
+        }
+
+        impl $name {
+            fn merge(&mut self, o: $name) {
+                $(take!(self, o, $extra);)*
+                take!(self, o, enabled, maxretry, findtime, bantime, bantime_factor, bantime_max);
+                take!(self, o, bantime_lookback, ignoreip, failmode, ipv4_prefix, ipv6_prefix, reset_on_success);
+            }
+
+            fn apply(&self, p: &mut ServicePolicy) {
+                set!(p, self, enabled, maxretry, findtime, bantime, bantime_factor, bantime_max);
+                set!(p, self, bantime_lookback, ignoreip, failmode, ipv4_prefix, ipv6_prefix, reset_on_success);
+            }
+        }
+    };
+}
+
+policy_section!(RawDefault { database: Option<PathBuf> });
+policy_section!(RawPolicy {});
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecidive {
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "de_maxretry")]
+    bans: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    findtime: Option<i64>,
+    #[serde(default, deserialize_with = "de_bantime")]
+    bantime: Option<BanTime>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    #[serde(default, deserialize_with = "de_backends")]
+    backends: Option<Vec<String>>,
+    scope: Option<SyncScope>,
+    hosts_deny: Option<PathBuf>,
+    trigger_file: Option<PathBuf>,
+    lock_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "de_mailbox")]
+    to: Option<String>,
+    #[serde(default, deserialize_with = "de_mailbox")]
+    from: Option<String>,
+    sendmail: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default, deserialize_with = "de_busy")]
+    busy_timeout_ms: Option<u32>,
+    max_failures: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    history: Option<i64>,
+}
+
+impl RawFile {
+    fn merge(&mut self, o: RawFile) {
+        if let Some(d) = o.default {
+            let mine = self.default.get_or_insert_with(RawDefault::default);
+            mine.merge(d);
+        }
+        for (name, p) in o.services {
+            self.services.entry(name).or_default().merge(p);
+        }
+        if let Some(r) = o.recidive {
+            let mine = self.recidive.get_or_insert_with(RawRecidive::default);
+            take!(mine, r, enabled, bans, findtime, bantime);
+        }
+        if let Some(s) = o.sync {
+            let mine = self.sync.get_or_insert_with(RawSync::default);
+            take!(mine, s, backends, scope, hosts_deny, trigger_file, lock_file);
+        }
+        if let Some(m) = o.mail {
+            let mine = self.mail.get_or_insert_with(RawMail::default);
+            take!(mine, m, enabled, to, from, sendmail);
+        }
+        if let Some(s) = o.store {
+            let mine = self.store.get_or_insert_with(RawStore::default);
+            take!(mine, s, busy_timeout_ms, max_failures, history);
+        }
+    }
+
+    fn apply(&self, c: &mut Config) {
+        if let Some(d) = &self.default {
+            set!(c, d, database);
+            d.apply(&mut c.default);
+        }
+        for (name, raw) in &self.services {
+            let mut p = c.default.clone();
+            raw.apply(&mut p);
+            c.services.insert(name.clone(), p);
+        }
+        if let Some(r) = &self.recidive {
+            set!(c.recidive, r, enabled, bans, findtime, bantime);
+        }
+        if let Some(s) = &self.sync {
+            set!(c.sync, s, backends, scope, hosts_deny, trigger_file, lock_file);
+        }
+        if let Some(m) = &self.mail {
+            set!(c.mail, m, enabled, to, from, sendmail);
+        }
+        if let Some(s) = &self.store {
+            set!(c.store, s, busy_timeout_ms, max_failures, history);
+        }
+    }
+}
+
+// ----- value checks, run while parsing so errors carry a line -----
+
+fn custom<E: serde::de::Error>(msg: String) -> E {
+    E::custom(msg)
+}
+
+fn de_maxretry<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(1..=1_000_000).contains(&n) {
+        return Err(custom(format!("must be a whole number from 1 to 1000000, not {n}")));
+    }
+    Ok(Some(n as u32))
+}
+
+/// A duration: a string ("10m") or a number of seconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(i64),
+    Text(String),
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    let secs = match DurationText::deserialize(d).map_err(|_| {
+        custom::<D::Error>("expected a duration such as \"90s\", \"10m\", \"1h\", \"2d\" or \"1w\"".into())
+    })? {
+        DurationText::Seconds(n) => parse_duration(&n.to_string()),
+        DurationText::Text(t) => parse_duration(&t),
+    }
+    .map_err(custom::<D::Error>)?;
+    if secs == 0 {
+        return Err(custom("must be longer than 0 seconds".into()));
+    }
+    Ok(Some(secs))
+}
+
+fn de_bantime<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<BanTime>, D::Error> {
+    let t = match DurationText::deserialize(d)
+        .map_err(|_| custom::<D::Error>("expected a duration such as \"10m\", or \"permanent\"".into()))?
+    {
+        DurationText::Seconds(n) => n.to_string(),
+        DurationText::Text(t) => t,
+    };
+    BanTime::parse(&t).map(Some).map_err(custom)
+}
+
+fn de_factor<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    let f = f64::deserialize(d)?;
+    if !(1.0..=100.0).contains(&f) {
+        return Err(custom(format!("must be from 1.0 (no increase) to 100.0, not {f}")));
+    }
+    Ok(Some(f))
+}
+
+fn de_cidrs<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<IpNet>>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| crate::addr::parse_net(s).map_err(custom::<D::Error>))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn de_prefix4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
+    de_prefix(d, 8, 32)
+}
+
+fn de_prefix6<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
+    de_prefix(d, 16, 128)
+}
+
+fn de_prefix<'de, D: Deserializer<'de>>(
+    d: D,
+    min: i64,
+    max: i64,
+) -> std::result::Result<Option<u8>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(min..=max).contains(&n) {
+        return Err(custom(format!("must be a prefix length from {min} to {max}, not {n}")));
+    }
+    Ok(Some(n as u8))
+}
+
+/// Back-end names the sync job knows.
+pub const BACKENDS: [&str; 4] = ["nftables", "ipset", "iptables", "hosts.deny"];
+
+fn de_backends<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    for b in &items {
+        if !BACKENDS.contains(&b.as_str()) {
+            return Err(custom(format!("unknown back-end {b:?}; expected some of {BACKENDS:?}")));
+        }
+    }
+    Ok(Some(items))
+}
+
+/// A mail address or local user: no spaces, no shell or header tricks.
+fn de_mailbox<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = !s.is_empty()
+        && !s.starts_with('-')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c));
+    if !ok {
+        return Err(custom(format!("{s:?} is not a plain mail address or user name")));
+    }
+    Ok(Some(s))
+}
+
+fn de_busy<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(10..=10_000).contains(&n) {
+        return Err(custom(format!("must be from 10 to 10000 milliseconds, not {n}")));
+    }
+    Ok(Some(n as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_toml(Path::new("/etc/banguard/banguard.toml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_config_gives_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.default.maxretry, 5);
+        assert_eq!(c.default.findtime, 600);
+        assert_eq!(c.default.bantime, BanTime::Seconds(600));
+        assert_eq!(c.default.failmode, FailMode::Open);
+        assert_eq!(c.default.ipv4_prefix, 32);
+        assert_eq!(c.default.ipv6_prefix, 64);
+        assert_eq!(c.database, PathBuf::from(DEFAULT_DATABASE));
+        assert!(c.default.ignored_by("127.0.0.9".parse().unwrap()).is_some());
+        assert!(c.default.ignored_by("::1".parse().unwrap()).is_some());
+        assert!(c.default.ignored_by("::ffff:127.0.0.1".parse().unwrap()).is_some());
+        assert!(c.default.ignored_by("198.51.100.7".parse().unwrap()).is_none());
+        assert!(!c.default.reset_on_success);
+    }
+
+    #[test]
+    fn services_inherit_and_override() {
+        let c = parse(
+            r#"
+[default]
+maxretry = 4
+bantime = "1h"
+ignoreip = ["192.0.2.0/24", "2001:db8::/32"]
+
+[services.sshd]
+maxretry = 3
+
+[services.vsftpd]
+enabled = false
+"#,
+        )
+        .unwrap();
+        let sshd = c.policy("sshd");
+        assert_eq!(sshd.maxretry, 3);
+        assert_eq!(sshd.bantime, BanTime::Seconds(3600));
+        assert!(sshd.ignored_by("192.0.2.77".parse().unwrap()).is_some());
+        assert!(sshd.ignored_by("2001:db8:5::1".parse().unwrap()).is_some());
+        assert!(
+            sshd.ignored_by("127.0.0.1".parse().unwrap()).is_none(),
+            "ignoreip replaces the default list"
+        );
+        assert!(!c.policy("vsftpd").enabled);
+        assert_eq!(c.policy("login").maxretry, 4, "unlisted services use [default]");
+    }
+
+    #[test]
+    fn dropins_override_key_by_key() {
+        let c = Config::from_sources(&[
+            (
+                "/a.toml".into(),
+                "[default]\nmaxretry = 4\nfindtime = \"5m\"\n[services.sshd]\nmaxretry = 2\n".into(),
+            ),
+            ("/b.toml".into(), "[default]\nmaxretry = 7\n[services.sshd]\nbantime = \"2h\"\n".into()),
+        ])
+        .unwrap();
+        assert_eq!(c.default.maxretry, 7);
+        assert_eq!(c.default.findtime, 300);
+        assert_eq!(c.policy("sshd").maxretry, 2);
+        assert_eq!(c.policy("sshd").bantime, BanTime::Seconds(7200));
+        assert_eq!(c.policy("sshd").findtime, 300);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[default]\nmaxretry = 5\nfindtime = \"10 minutes\"\n");
+        assert!(e.starts_with("/etc/banguard/banguard.toml:3: key `findtime`:"), "{e}");
+        let e = err("[default]\n\nmaxretry = 0\n");
+        assert!(e.contains(":3: key `maxretry`: must be a whole number from 1"), "{e}");
+        let e = err("[default]\nmaxretyr = 3\n");
+        assert!(e.contains(":2: key `maxretyr`: unknown field `maxretyr`"), "{e}");
+        let e = err("[default]\nignoreip = [\"192.0.2.0/33\"]\n");
+        assert!(e.contains(":2: key `ignoreip`") && e.contains("192.0.2.0/33"), "{e}");
+        let e = err("[default]\nmaxretry = \"five\"\n");
+        assert!(e.contains(":2: key `maxretry`"), "{e}");
+        let e = err("[services.sshd]\ndatabase = \"/tmp/x.db\"\n");
+        assert!(e.contains(":2: key `database`: unknown field"), "{e}");
+        let e = err("[default\nmaxretry = 3\n");
+        assert!(e.contains(":1"), "{e}");
+        let e = err("[sync]\nbackends = [\"pf\"]\n");
+        assert!(e.contains("unknown back-end \"pf\""), "{e}");
+        let e = err("[mail]\nto = \"root; rm -rf /\"\n");
+        assert!(e.contains("not a plain mail address"), "{e}");
+        let e = err("[default]\nipv6_prefix = 200\n");
+        assert!(e.contains("prefix length from 16 to 128"), "{e}");
+        let e = err("[bogus]\n");
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn bantime_forms_and_increase() {
+        let c = parse("[default]\nbantime = -1\n").unwrap();
+        assert_eq!(c.default.bantime, BanTime::Permanent);
+        assert_eq!(c.default.ban_length(5), BanTime::Permanent);
+        let c = parse("[default]\nbantime = \"10m\"\nbantime_factor = 2.0\nbantime_max = \"1h\"\n").unwrap();
+        assert_eq!(c.default.ban_length(0), BanTime::Seconds(600));
+        assert_eq!(c.default.ban_length(1), BanTime::Seconds(1200));
+        assert_eq!(c.default.ban_length(2), BanTime::Seconds(2400));
+        assert_eq!(c.default.ban_length(3), BanTime::Seconds(3600));
+        assert_eq!(c.default.ban_length(1000), BanTime::Seconds(3600));
+        let c = parse("[default]\nbantime = 600\nbantime_factor = 1.0\n").unwrap();
+        assert_eq!(c.default.ban_length(9), BanTime::Seconds(600));
+    }
+
+    #[test]
+    fn prefixes_and_findtime_span_services() {
+        let c =
+            parse("[default]\nfindtime = \"5m\"\n[services.vsftpd]\nipv6_prefix = 128\nfindtime = \"2h\"\n")
+                .unwrap();
+        assert_eq!(c.prefixes(), (vec![32], vec![64, 128]));
+        assert_eq!(c.max_findtime(), 7200);
+    }
+
+    #[test]
+    fn untrusted_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("banguard.toml");
+        fs::write(&p, "[default]\nmaxretry = 3\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Config::load(&p).unwrap().default.maxretry, 3);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others") && e.contains("chmod go-w"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_but_default_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("none.toml");
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("cannot read config") && e.contains("none.toml"), "{e}");
+        assert_eq!(Config::load_from(&p, false).unwrap().default.maxretry, 5);
+    }
+
+    #[test]
+    fn dropin_files_are_read_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("banguard.toml");
+        fs::write(&p, "[default]\nmaxretry = 3\n").unwrap();
+        fs::create_dir(dir.path().join("banguard.d")).unwrap();
+        fs::write(dir.path().join("banguard.d/20-b.toml"), "[default]\nmaxretry = 9\n").unwrap();
+        fs::write(dir.path().join("banguard.d/10-a.toml"), "[default]\nmaxretry = 8\nfindtime = 60\n")
+            .unwrap();
+        fs::write(dir.path().join("banguard.d/ignored.conf"), "garbage").unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.default.maxretry, 9);
+        assert_eq!(c.default.findtime, 60);
+        assert_eq!(c.files.len(), 3);
+        fs::write(dir.path().join("banguard.d/30-bad.toml"), "[default]\nfindtime = \"x\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("30-bad.toml:2: key `findtime`"), "{e}");
+    }
+}

@@ -1,0 +1,1115 @@
+//! The policy: counting attempts in a window, bans with increasing length,
+//! ignore lists and the repeat-offender rule, each operation one
+//! `BEGIN IMMEDIATE` transaction so that many processes (one per sshd
+//! connection) can call it at once and no attempt beyond `maxretry` is
+//! ever let through.
+
+use crate::addr::{self, HostKey, Origin};
+use crate::config::{Config, ServicePolicy, SyncScope};
+use crate::duration::{BanTime, format_duration};
+use crate::error::{Error, Result};
+use crate::store::{Access, Store};
+use ipnet::IpNet;
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Service name of bans that cover every service.
+pub const ALL_SERVICES: &str = "*";
+
+/// Rows of expired attempts deleted per call on the authentication path:
+/// enough to outpace any flood (each call adds one row), small enough to
+/// stay cheap.
+const PRUNE_PER_CALL: i64 = 32;
+
+/// Where time comes from; tests use [`ManualClock`].
+pub trait Clock: Send + Sync {
+    /// Unix time in seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// A clock the tests move by hand.
+#[derive(Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicI64::new(start)))
+    }
+    pub fn set(&self, t: i64) {
+        self.0.store(t, Ordering::SeqCst);
+    }
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One authentication attempt as the caller sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// PAM service (sshd, vsftpd, ...).
+    pub service: &'a str,
+    /// PAM_RHOST as given by the application.
+    pub rhost: Option<&'a str>,
+    /// A numeric client address the application vouches for (sshd's
+    /// SSH_CONNECTION); wins over a name in `rhost`.
+    pub hint: Option<IpAddr>,
+    /// PAM_USER, recorded for the history; never part of the decision.
+    pub user: Option<&'a str>,
+}
+
+/// A recorded attempt, to be given back if the login succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AttemptId(pub i64);
+
+/// Which attempt a success gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptRef {
+    /// The attempt recorded on this handle.
+    Id(AttemptId),
+    /// The newest pending attempt of this host, service and user recorded by
+    /// process `pid` or a child of it (sshd's keyboard-interactive method
+    /// runs pam_authenticate in a forked child whose memory we never see).
+    Origin { pid: u32 },
+    /// Nothing recorded (explicit `authsucc` after `preauth`).
+    None,
+}
+
+/// Why a request is none of banguard's business.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "why", content = "by")]
+pub enum Untracked {
+    /// The service is disabled in the config.
+    Disabled,
+    /// The host is covered by this ignoreip entry.
+    Ignored(IpNet),
+    /// No remote host: a local login.
+    Local,
+}
+
+/// The answer to an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict")]
+pub enum Verdict {
+    /// Not counted, not refused.
+    Untracked { reason: Untracked },
+    /// Let through to the password check. `used` attempts of `maxretry`
+    /// are now counted in the window (including this one, if recorded).
+    Allowed { host: HostKey, attempt: Option<AttemptId>, used: u32, maxretry: u32 },
+    /// Refused before the password is looked at. `new` is true when this
+    /// call created the ban.
+    Refused { host: HostKey, ban: Ban, new: bool },
+}
+
+impl Verdict {
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Verdict::Refused { .. })
+    }
+}
+
+/// A ban, active or past.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ban {
+    pub id: i64,
+    pub host: HostKey,
+    /// PAM service, or `*` for all.
+    pub service: String,
+    pub created: i64,
+    /// `None`: permanent.
+    pub expires: Option<i64>,
+    /// When it was lifted by an unban, if it was.
+    pub lifted: Option<i64>,
+    pub reason: String,
+    /// Failures that led to it.
+    pub failures: u32,
+    /// Earlier bans of the host within the lookback window.
+    pub prior_bans: u32,
+    /// Marked for the kernel firewall (repeat offender or manual ban).
+    pub firewall: bool,
+    /// When the sync job last pushed it, if it did.
+    pub pushed: Option<i64>,
+}
+
+impl Ban {
+    /// Whether the ban refuses attempts at time `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.lifted.is_none() && self.expires.is_none_or(|e| e > now)
+    }
+
+    /// The ban's full length.
+    pub fn length(&self) -> BanTime {
+        match self.expires {
+            Some(e) => BanTime::Seconds(e - self.created),
+            None => BanTime::Permanent,
+        }
+    }
+
+    /// "sshd" or "all services".
+    pub fn service_label(&self) -> &str {
+        if self.service == ALL_SERVICES { "all services" } else { &self.service }
+    }
+}
+
+/// A host with failures counted but not (yet) banned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failing {
+    pub host: HostKey,
+    pub service: String,
+    pub count: u32,
+    pub maxretry: u32,
+    pub first: i64,
+    pub last: i64,
+    pub findtime: i64,
+}
+
+/// One entry of a host's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub at: i64,
+    pub host: HostKey,
+    pub service: String,
+    /// "ban", "unban", "expire", "notice".
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Per-service figures, like `fail2ban-client status <jail>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub currently_failing: u32,
+    pub total_failed: u64,
+    pub currently_banned: u32,
+    pub total_banned: u64,
+    pub banned: Vec<HostKey>,
+}
+
+/// What [`Banguard::maintain`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MaintainReport {
+    pub attempts_pruned: u64,
+    pub bans_pruned: u64,
+    pub events_pruned: u64,
+    pub timestamps_fixed: u64,
+}
+
+/// The banguard engine: a config, a store and a clock.
+pub struct Banguard {
+    config: Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+const BAN_COLUMNS: &str =
+    "id, host, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";
+
+fn ban_from_row(r: &Row<'_>) -> rusqlite::Result<Ban> {
+    let host: String = r.get(1)?;
+    Ok(Ban {
+        id: r.get(0)?,
+        host: HostKey::from_db_key(&host).unwrap_or(HostKey::Name(host)),
+        service: r.get(2)?,
+        created: r.get(3)?,
+        expires: r.get(4)?,
+        lifted: r.get(5)?,
+        reason: r.get(6)?,
+        failures: r.get(7)?,
+        prior_bans: r.get(8)?,
+        firewall: r.get(9)?,
+        pushed: r.get(10)?,
+    })
+}
+
+fn family_prefix(key: &HostKey) -> (i64, i64) {
+    match key {
+        HostKey::Net(IpNet::V4(n)) => (4, i64::from(n.prefix_len())),
+        HostKey::Net(IpNet::V6(n)) => (6, i64::from(n.prefix_len())),
+        HostKey::Name(_) => (0, 0),
+    }
+}
+
+impl Banguard {
+    /// Opens the store named by the config (creating it if needed).
+    pub fn open(config: Config) -> Result<Banguard> {
+        Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock))
+    }
+
+    /// Opens with an explicit access mode and clock.
+    pub fn open_with(config: Config, access: Access, clock: Arc<dyn Clock>) -> Result<Banguard> {
+        let timeout = Duration::from_millis(u64::from(config.store.busy_timeout_ms));
+        let store = Store::open(&config.database, timeout, access)?;
+        Ok(Banguard { config, store, clock })
+    }
+
+    /// An engine over an in-memory store (tests).
+    pub fn in_memory(config: Config, clock: Arc<dyn Clock>) -> Result<Banguard> {
+        Ok(Banguard { config, store: Store::open_in_memory()?, clock })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Resolves a request to the host key and policy, or says why it is
+    /// not tracked. `addr` is the address the key was made from.
+    fn resolve<'c>(
+        config: &'c Config,
+        req: &Request<'_>,
+    ) -> std::result::Result<(HostKey, Option<IpAddr>, &'c ServicePolicy), Untracked> {
+        let policy = config.policy(req.service);
+        if !policy.enabled {
+            return Err(Untracked::Disabled);
+        }
+        match addr::origin(req.rhost, req.hint) {
+            Origin::Local => Err(Untracked::Local),
+            Origin::Name(n) => Ok((HostKey::Name(n), None, policy)),
+            Origin::Addr(a) => {
+                if let Some(net) = policy.ignored_by(a) {
+                    return Err(Untracked::Ignored(net));
+                }
+                Ok((HostKey::for_addr(a, policy.ipv4_prefix, policy.ipv6_prefix), Some(a), policy))
+            }
+        }
+    }
+
+    fn begin(&mut self) -> Result<Transaction<'_>> {
+        let path = self.store.path().to_path_buf();
+        self.store
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| Error::store(path, e))
+    }
+
+    /// The single-line mode: "attempt from host H on service S: is H
+    /// banned? if not, count it; if that makes maxretry within findtime,
+    /// ban H". The attempt is counted *before* the password is checked, so
+    /// parallel connections can never get more than `maxretry` passwords
+    /// evaluated; a success gives it back with [`Banguard::record_success`].
+    ///
+    /// `previous` is the attempt recorded earlier on the same PAM handle:
+    /// another call on that handle means it failed.
+    pub fn attempt(&mut self, req: &Request<'_>, previous: Option<AttemptId>) -> Result<Verdict> {
+        self.decide(req, previous, Mode::Attempt)
+    }
+
+    /// `preauth`: refuses a banned (or exhausted) host, records nothing.
+    pub fn check(&mut self, req: &Request<'_>) -> Result<Verdict> {
+        self.decide(req, None, Mode::Check)
+    }
+
+    /// `authfail`: records one failed attempt; bans at once when that
+    /// makes `maxretry` within `findtime`.
+    pub fn record_failure(&mut self, req: &Request<'_>) -> Result<Verdict> {
+        self.decide(req, None, Mode::Failure)
+    }
+
+    /// Reports what would happen to an attempt now, writing nothing
+    /// (`banguardctl test`). An exhausted host shows as `Allowed` with
+    /// `used >= maxretry`: its next attempt creates the ban.
+    pub fn peek(&mut self, req: &Request<'_>) -> Result<Verdict> {
+        self.decide(req, None, Mode::Peek)
+    }
+
+    fn decide(&mut self, req: &Request<'_>, previous: Option<AttemptId>, mode: Mode) -> Result<Verdict> {
+        // Split borrows: the transaction holds the connection while the
+        // config is read (no clone on the authentication path).
+        let Banguard { config, store, clock } = self;
+        let (key, addr, policy) = match Banguard::resolve(config, req) {
+            Ok(v) => v,
+            Err(reason) => return Ok(Verdict::Untracked { reason }),
+        };
+        let now = clock.now();
+        let path = store.path().to_path_buf();
+        let e = |err| Error::store(&path, err);
+        let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e)?;
+        if mode != Mode::Peek {
+            prune_attempts(&tx, config, now, PRUNE_PER_CALL).map_err(e)?;
+            if let Some(AttemptId(id)) = previous {
+                tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
+            }
+        }
+        let service = req.service;
+        if let Some(ban) = active_ban(&tx, &key, addr, service, now).map_err(e)? {
+            tx.commit().map_err(e)?;
+            return Ok(Verdict::Refused { host: key, ban, new: false });
+        }
+        let db_key = key.db_key();
+        let since = now - policy.findtime;
+        let mut used: u32 = tx
+            .query_row(
+                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3",
+                params![db_key, service, since],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        let record_state = match mode {
+            Mode::Attempt => Some(0),
+            Mode::Failure => Some(1),
+            Mode::Check | Mode::Peek => None,
+        };
+        // A recorded failure counts before the threshold test; a pending
+        // attempt only if there is room for it.
+        let mut attempt = None;
+        if mode == Mode::Failure || (mode == Mode::Attempt && used < policy.maxretry) {
+            let state = record_state.expect("recording modes");
+            tx.execute(
+                "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![db_key, service, req.user, now, state, std::process::id(), std::os::unix::process::parent_id()],
+            )
+            .map_err(e)?;
+            attempt = Some(AttemptId(tx.last_insert_rowid()));
+            add_counter(&tx, "attempt_rows", 1).map_err(e)?;
+            add_total(&tx, service, "failed", 1).map_err(e)?;
+            used += 1;
+            bound_attempts(&tx, config, 2).map_err(e)?;
+        }
+        let exhausted = match mode {
+            Mode::Failure => used >= policy.maxretry,
+            Mode::Attempt | Mode::Check => attempt.is_none() && used >= policy.maxretry,
+            Mode::Peek => false,
+        };
+        if !exhausted {
+            tx.commit().map_err(e)?;
+            return Ok(Verdict::Allowed { host: key, attempt, used, maxretry: policy.maxretry });
+        }
+        let ban = create_auto_ban(&tx, config, policy, &key, service, used, now).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(Verdict::Refused { host: key, ban, new: true })
+    }
+
+    /// Gives back a successful attempt (and with `reset_on_success`, the
+    /// host's whole count on this service). Only the attempt named is
+    /// given back: a valid account is no way to keep guessing.
+    pub fn record_success(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
+        let (key, _, policy) = match Banguard::resolve(&self.config, req) {
+            Ok(v) => v,
+            Err(_) => return Ok(false),
+        };
+        let (findtime, reset) = (policy.findtime, policy.reset_on_success);
+        let now = self.clock.now();
+        let path = self.store.path().to_path_buf();
+        let e = |err| Error::store(&path, err);
+        let db_key = key.db_key();
+        let service = req.service;
+        let tx = self.begin()?;
+        let gone = match attempt {
+            AttemptRef::Id(AttemptId(id)) => tx
+                .execute(
+                    "DELETE FROM attempts WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
+                    params![id, db_key, service],
+                )
+                .map_err(e)?,
+            AttemptRef::Origin { pid } => tx
+                .execute(
+                    "DELETE FROM attempts WHERE id = (SELECT id FROM attempts
+                       WHERE host = ?1 AND service = ?2 AND state = 0 AND at > ?3
+                         AND (pid = ?4 OR ppid = ?4) AND user IS ?5
+                       ORDER BY id DESC LIMIT 1)",
+                    params![db_key, service, now - findtime, pid, req.user],
+                )
+                .map_err(e)?,
+            AttemptRef::None => 0,
+        };
+        let mut removed = gone as i64;
+        add_total(&tx, service, "failed", -(gone as i64)).map_err(e)?;
+        if reset {
+            removed += tx
+                .execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![db_key, service])
+                .map_err(e)? as i64;
+        }
+        add_counter(&tx, "attempt_rows", -removed).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(gone > 0)
+    }
+
+    /// Marks an attempt recorded in single-line mode as failed (for the
+    /// history; it already counted).
+    pub fn mark_failed(&mut self, attempt: AttemptId) -> Result<()> {
+        let path = self.store.path().to_path_buf();
+        self.store
+            .conn
+            .execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [attempt.0])
+            .map_err(|e| Error::store(path, e))?;
+        Ok(())
+    }
+
+    /// A manual ban of an address, network or name, on one service or all.
+    /// Manual bans go to the firewall whatever the sync scope.
+    pub fn ban(
+        &mut self,
+        target: &HostKey,
+        service: Option<&str>,
+        length: BanTime,
+        reason: &str,
+    ) -> Result<Ban> {
+        let now = self.clock.now();
+        let path = self.store.path().to_path_buf();
+        let e = |err| Error::store(&path, err);
+        let service = service.unwrap_or(ALL_SERVICES).to_string();
+        let reason = if reason.is_empty() { "manual".to_string() } else { format!("manual: {reason}") };
+        let lookback = self.config.default.bantime_lookback;
+        let mail = self.config.mail.enabled;
+        let tx = self.begin()?;
+        let prior = prior_bans(&tx, target, now - lookback).map_err(e)?;
+        let ban = insert_ban(&tx, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)
+            .map_err(e)?;
+        let detail = format!("banned on {} for {} ({reason})", ban.service_label(), length);
+        add_event(&tx, now, target, &service, "ban", &detail).map_err(e)?;
+        add_total(&tx, &service, "banned", 1).map_err(e)?;
+        if mail {
+            queue_notice(&tx, now, ban.id).map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(ban)
+    }
+
+    /// Lifts the active bans that cover or lie inside `target` (on
+    /// `service`, or on any service when `None`) and clears the failure
+    /// counts of those hosts. Returns the bans lifted.
+    pub fn unban(&mut self, target: &HostKey, service: Option<&str>) -> Result<Vec<Ban>> {
+        self.lift(Some(target), service)
+    }
+
+    /// Lifts every active ban (on one service, or all) and clears all
+    /// failure counts there.
+    pub fn unban_all(&mut self, service: Option<&str>) -> Result<Vec<Ban>> {
+        self.lift(None, service)
+    }
+
+    fn lift(&mut self, target: Option<&HostKey>, service: Option<&str>) -> Result<Vec<Ban>> {
+        let now = self.clock.now();
+        let path = self.store.path().to_path_buf();
+        let e = |err| Error::store(&path, err);
+        let tx = self.begin()?;
+        let active = active_bans(&tx, now).map_err(e)?;
+        let lifted: Vec<Ban> = active
+            .into_iter()
+            .filter(|b| service.is_none_or(|s| b.service == s))
+            .filter(|b| target.is_none_or(|t| overlaps(t, &b.host)))
+            .collect();
+        for b in &lifted {
+            tx.execute("UPDATE bans SET lifted = ?1 WHERE id = ?2", params![now, b.id]).map_err(e)?;
+            add_event(&tx, now, &b.host, &b.service, "unban", &format!("unbanned on {}", b.service_label()))
+                .map_err(e)?;
+        }
+        // Clear the counts so the host starts afresh.
+        let hosts: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT DISTINCT host FROM attempts").map_err(e)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(e)?
+        };
+        let mut removed = 0i64;
+        for h in hosts {
+            let Some(key) = HostKey::from_db_key(&h) else { continue };
+            let hit = match target {
+                Some(t) => overlaps(t, &key),
+                None => true,
+            };
+            if hit {
+                removed += match service {
+                    Some(s) => {
+                        tx.execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![h, s])
+                    }
+                    None => tx.execute("DELETE FROM attempts WHERE host = ?1", params![h]),
+                }
+                .map_err(e)? as i64;
+            }
+        }
+        add_counter(&tx, "attempt_rows", -removed).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(lifted
+            .into_iter()
+            .map(|mut b| {
+                b.lifted = Some(now);
+                b
+            })
+            .collect())
+    }
+
+    /// Bans, newest first: active ones, or with `include_inactive` also
+    /// expired and lifted ones still in the history.
+    pub fn bans(&self, service: Option<&str>, include_inactive: bool) -> Result<Vec<Ban>> {
+        let now = self.clock.now();
+        let path = self.store.path();
+        let sql = format!("SELECT {BAN_COLUMNS} FROM bans ORDER BY created DESC, id DESC");
+        let mut stmt = self.store.conn.prepare(&sql).map_err(|e| Error::store(path, e))?;
+        let rows = stmt.query_map([], ban_from_row).map_err(|e| Error::store(path, e))?;
+        let mut out = Vec::new();
+        for b in rows {
+            let b = b.map_err(|e| Error::store(path, e))?;
+            if service.is_some_and(|s| b.service != s && b.service != ALL_SERVICES) {
+                continue;
+            }
+            if include_inactive || b.is_active(now) {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hosts counting failures within their service's findtime that are
+    /// not banned.
+    pub fn failing(&self, service: Option<&str>) -> Result<Vec<Failing>> {
+        let now = self.clock.now();
+        let path = self.store.path();
+        let e = |err| Error::store(path, err);
+        let mut stmt = self
+            .store
+            .conn
+            .prepare(
+                "SELECT host, service, count(*), min(at), max(at) FROM attempts
+                 WHERE at > ?1 AND (?2 IS NULL OR service = ?2)
+                 GROUP BY host, service ORDER BY max(at) DESC",
+            )
+            .map_err(e)?;
+        let rows = stmt
+            .query_map(params![now - self.config.max_findtime(), service], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })
+            .map_err(e)?;
+        let active = self.bans(None, false)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (host, svc, mut count, first, last): (String, String, u32, i64, i64) = row.map_err(e)?;
+            let Some(key) = HostKey::from_db_key(&host) else { continue };
+            let policy = self.config.policy(&svc);
+            if first <= now - policy.findtime {
+                count = self
+                    .store
+                    .conn
+                    .query_row(
+                        "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3",
+                        params![host, svc, now - policy.findtime],
+                        |r| r.get(0),
+                    )
+                    .map_err(e)?;
+            }
+            let banned = active
+                .iter()
+                .any(|b| (b.service == svc || b.service == ALL_SERVICES) && overlaps(&b.host, &key));
+            if count == 0 || banned {
+                continue;
+            }
+            out.push(Failing {
+                host: key,
+                service: svc,
+                count,
+                maxretry: policy.maxretry,
+                first,
+                last,
+                findtime: policy.findtime,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The events of one host (or of every host inside a network), oldest
+    /// first.
+    pub fn history(&self, target: &HostKey) -> Result<Vec<Event>> {
+        let path = self.store.path();
+        let e = |err| Error::store(path, err);
+        let mut stmt = self
+            .store
+            .conn
+            .prepare("SELECT at, host, service, kind, detail FROM events ORDER BY at, id")
+            .map_err(e)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })
+            .map_err(e)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, host, service, kind, detail) = row.map_err(e)?;
+            let Some(key) = HostKey::from_db_key(&host) else { continue };
+            if overlaps(target, &key) {
+                out.push(Event { at, host: key, service, kind, detail });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Figures per service (every configured service plus any seen in the
+    /// store), or for one.
+    pub fn status(&self, service: Option<&str>) -> Result<Vec<ServiceStatus>> {
+        let path = self.store.path();
+        let e = |err| Error::store(path, err);
+        let mut names: Vec<String> = self.config.services.keys().cloned().collect();
+        {
+            let mut stmt = self.store.conn.prepare("SELECT service FROM totals").map_err(e)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
+            for r in rows {
+                names.push(r.map_err(e)?);
+            }
+        }
+        names.retain(|n| n != ALL_SERVICES);
+        names.sort();
+        names.dedup();
+        if let Some(s) = service {
+            names = vec![s.to_string()];
+        }
+        let failing = self.failing(None)?;
+        let bans = self.bans(None, false)?;
+        let mut out = Vec::new();
+        for name in names {
+            let (failed, banned): (i64, i64) = self
+                .store
+                .conn
+                .query_row("SELECT failed, banned FROM totals WHERE service = ?1", [&name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(e)?
+                .unwrap_or((0, 0));
+            let banned_hosts: Vec<HostKey> = bans
+                .iter()
+                .filter(|b| b.service == name || b.service == ALL_SERVICES)
+                .map(|b| b.host.clone())
+                .collect();
+            out.push(ServiceStatus {
+                currently_failing: failing.iter().filter(|f| f.service == name).count() as u32,
+                total_failed: failed.max(0) as u64,
+                currently_banned: banned_hosts.len() as u32,
+                total_banned: banned.max(0) as u64,
+                banned: banned_hosts,
+                service: name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Active bans the sync job pushes to the kernel for `scope`: only
+    /// address keys (a name never reaches a firewall).
+    pub fn bans_to_push(&self, scope: SyncScope) -> Result<Vec<Ban>> {
+        Ok(self
+            .bans(None, false)?
+            .into_iter()
+            .filter(|b| b.host.net().is_some())
+            .filter(|b| scope == SyncScope::All || b.firewall)
+            .collect())
+    }
+
+    /// Records that the sync job pushed these bans.
+    pub fn mark_pushed(&mut self, ids: &[i64]) -> Result<()> {
+        let now = self.clock.now();
+        let path = self.store.path().to_path_buf();
+        let e = |err| Error::store(&path, err);
+        let tx = self.begin()?;
+        {
+            let mut stmt = tx.prepare("UPDATE bans SET pushed = ?1 WHERE id = ?2").map_err(e)?;
+            for id in ids {
+                stmt.execute(params![now, id]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Bans that expired since `since` (for "expired" syslog lines).
+    pub fn expired_between(&self, since: i64, until: i64) -> Result<Vec<Ban>> {
+        let path = self.store.path();
+        let sql = format!(
+            "SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND expires > ?1 AND expires <= ?2 ORDER BY expires"
+        );
+        let mut stmt = self.store.conn.prepare(&sql).map_err(|e| Error::store(path, e))?;
+        let rows = stmt.query_map(params![since, until], ban_from_row).map_err(|e| Error::store(path, e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::store(path, e))
+    }
+
+    /// Notices waiting to be mailed: (notice id, tries so far, ban).
+    pub fn pending_notices(&self) -> Result<Vec<(i64, u32, Ban)>> {
+        let path = self.store.path();
+        let sql = format!(
+            "SELECT o.id, o.tries, {} FROM outbox o JOIN bans b ON b.id = o.ban_id ORDER BY o.id",
+            BAN_COLUMNS.split(", ").map(|c| format!("b.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.store.conn.prepare(&sql).map_err(|e| Error::store(path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let id: i64 = r.get(0)?;
+                let tries: u32 = r.get(1)?;
+                let ban = Ban {
+                    id: r.get(2)?,
+                    host: {
+                        let h: String = r.get(3)?;
+                        HostKey::from_db_key(&h).unwrap_or(HostKey::Name(h))
+                    },
+                    service: r.get(4)?,
+                    created: r.get(5)?,
+                    expires: r.get(6)?,
+                    lifted: r.get(7)?,
+                    reason: r.get(8)?,
+                    failures: r.get(9)?,
+                    prior_bans: r.get(10)?,
+                    firewall: r.get(11)?,
+                    pushed: r.get(12)?,
+                };
+                Ok((id, tries, ban))
+            })
+            .map_err(|e| Error::store(path, e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::store(path, e))
+    }
+
+    /// A notice was sent: forget it.
+    pub fn notice_sent(&mut self, id: i64) -> Result<()> {
+        let path = self.store.path().to_path_buf();
+        self.store
+            .conn
+            .execute("DELETE FROM outbox WHERE id = ?1", [id])
+            .map_err(|e| Error::store(path, e))?;
+        Ok(())
+    }
+
+    /// A notice could not be sent: keep it for the next run.
+    pub fn notice_failed(&mut self, id: i64, error: &str) -> Result<()> {
+        let path = self.store.path().to_path_buf();
+        self.store
+            .conn
+            .execute("UPDATE outbox SET tries = tries + 1, last_error = ?2 WHERE id = ?1", params![id, error])
+            .map_err(|e| Error::store(path, e))?;
+        Ok(())
+    }
+
+    /// Housekeeping for the sync job: prunes attempts that can no longer
+    /// count, bans and events older than the history period, pulls
+    /// timestamps from the future (a clock stepped back) to now so nothing
+    /// lasts longer than it should, and returns free pages to the disk.
+    pub fn maintain(&mut self) -> Result<MaintainReport> {
+        let now = self.clock.now();
+        let config = self.config.clone();
+        let path = self.store.path().to_path_buf();
+        let e = |err| Error::store(&path, err);
+        let mut report = MaintainReport::default();
+        loop {
+            let tx = self.begin()?;
+            let n = prune_attempts(&tx, &config, now, 10_000).map_err(e)?;
+            tx.commit().map_err(e)?;
+            report.attempts_pruned += n;
+            if n < 10_000 {
+                break;
+            }
+        }
+        let tx = self.begin()?;
+        let keep_after =
+            now - config.store.history.max(config.recidive.findtime).max(config.default.bantime_lookback);
+        report.bans_pruned = tx
+            .execute(
+                "DELETE FROM bans WHERE created < ?1 AND (lifted IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))
+                   AND id NOT IN (SELECT ban_id FROM outbox)",
+                [keep_after],
+            )
+            .map_err(e)? as u64;
+        report.events_pruned =
+            tx.execute("DELETE FROM events WHERE at < ?1", [now - config.store.history]).map_err(e)? as u64;
+        // A clock stepped back: shift future bans so they end no later than
+        // their full length from now, and future attempts to now.
+        report.timestamps_fixed = tx
+            .execute(
+                "UPDATE bans SET expires = ?1 + (expires - created), created = ?1
+                 WHERE created > ?1 + 60 AND expires IS NOT NULL",
+                [now],
+            )
+            .map_err(e)? as u64;
+        report.timestamps_fixed +=
+            tx.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now]).map_err(e)? as u64;
+        report.timestamps_fixed +=
+            tx.execute("UPDATE attempts SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(e)? as u64;
+        report.timestamps_fixed +=
+            tx.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(e)? as u64;
+        tx.commit().map_err(e)?;
+        self.store.conn.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(e)?;
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Attempt,
+    Check,
+    Failure,
+    Peek,
+}
+
+/// Whether two keys denote overlapping sets of hosts.
+pub fn overlaps(a: &HostKey, b: &HostKey) -> bool {
+    match (a, b) {
+        (HostKey::Net(x), HostKey::Net(y)) => x.contains(&y.network()) || y.contains(&x.network()),
+        (HostKey::Name(x), HostKey::Name(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The active ban on `key` (or any network containing `addr`) for
+/// `service` or all services; the longest one if several.
+fn active_ban(
+    tx: &Transaction<'_>,
+    key: &HostKey,
+    addr: Option<IpAddr>,
+    service: &str,
+    now: i64,
+) -> rusqlite::Result<Option<Ban>> {
+    let mut keys = vec![key.db_key()];
+    if let Some(a) = addr {
+        let family = if a.is_ipv4() { 4 } else { 6 };
+        let mut stmt = tx.prepare_cached("SELECT prefix FROM ban_prefixes WHERE family = ?1")?;
+        let prefixes = stmt.query_map([family], |r| r.get::<_, u8>(0))?;
+        for p in prefixes {
+            let p = p?;
+            let k = HostKey::Net(addr::mask(a, p, p)).db_key();
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let sql = format!(
+        "SELECT {BAN_COLUMNS} FROM bans WHERE host = ?1 AND service IN (?2, '*')
+           AND lifted IS NULL AND (expires IS NULL OR expires > ?3)
+         ORDER BY expires IS NULL DESC, expires DESC LIMIT 1"
+    );
+    let mut best: Option<Ban> = None;
+    let mut stmt = tx.prepare_cached(&sql)?;
+    for k in keys {
+        if let Some(b) = stmt.query_row(params![k, service, now], ban_from_row).optional()? {
+            let longer = match (&best, b.expires) {
+                (None, _) => true,
+                (Some(cur), None) => cur.expires.is_some(),
+                (Some(cur), Some(x)) => cur.expires.is_some_and(|c| x > c),
+            };
+            if longer {
+                best = Some(b);
+            }
+        }
+    }
+    Ok(best)
+}
+
+fn active_bans(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<Ban>> {
+    let sql =
+        format!("SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND (expires IS NULL OR expires > ?1)");
+    let mut stmt = tx.prepare(&sql)?;
+    let rows = stmt.query_map([now], ban_from_row)?;
+    rows.collect()
+}
+
+fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rusqlite::Result<u32> {
+    tx.query_row(
+        "SELECT count(*) FROM bans WHERE host = ?1 AND created > ?2 AND service != '*'",
+        params![key.db_key(), since],
+        |r| r.get(0),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_ban(
+    tx: &Transaction<'_>,
+    key: &HostKey,
+    service: &str,
+    now: i64,
+    expires: Option<i64>,
+    reason: &str,
+    failures: u32,
+    prior: u32,
+    firewall: bool,
+) -> rusqlite::Result<Ban> {
+    let (family, prefix) = family_prefix(key);
+    tx.execute(
+        "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans, firewall)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![key.db_key(), family, prefix, service, now, expires, reason, failures, prior, firewall],
+    )?;
+    let id = tx.last_insert_rowid();
+    if family != 0 {
+        tx.execute(
+            "INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)",
+            params![family, prefix],
+        )?;
+    }
+    Ok(Ban {
+        id,
+        host: key.clone(),
+        service: service.to_string(),
+        created: now,
+        expires,
+        lifted: None,
+        reason: reason.to_string(),
+        failures,
+        prior_bans: prior,
+        firewall,
+        pushed: None,
+    })
+}
+
+/// Bans `key` on `service` after `failures`, then applies the
+/// repeat-offender rule. Returns the ban that matters most (the
+/// all-services one if the rule fired).
+fn create_auto_ban(
+    tx: &Transaction<'_>,
+    config: &Config,
+    policy: &ServicePolicy,
+    key: &HostKey,
+    service: &str,
+    failures: u32,
+    now: i64,
+) -> rusqlite::Result<Ban> {
+    let prior = prior_bans(tx, key, now - policy.bantime_lookback)?;
+    let length = policy.ban_length(prior);
+    let mut ban =
+        insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
+    let detail = format!(
+        "banned on {service} for {length} after {failures} failures in {}",
+        format_duration(policy.findtime)
+    );
+    add_event(tx, now, key, service, "ban", &detail)?;
+    add_total(tx, service, "banned", 1)?;
+    // The ban consumes the failures that made it (the ban row keeps their
+    // number): once it expires the host starts afresh, as with fail2ban.
+    let consumed = tx
+        .prepare_cached("DELETE FROM attempts WHERE host = ?1 AND service = ?2")?
+        .execute(params![key.db_key(), service])?;
+    add_counter(tx, "attempt_rows", -(consumed as i64))?;
+    let r = &config.recidive;
+    if r.enabled {
+        let recent: u32 = tx.query_row(
+            "SELECT count(*) FROM bans WHERE host = ?1 AND service != '*' AND created > ?2",
+            params![key.db_key(), now - r.findtime],
+            |row| row.get(0),
+        )?;
+        if recent >= r.bans {
+            let all = insert_ban(
+                tx,
+                key,
+                ALL_SERVICES,
+                now,
+                r.bantime.expiry_from(now),
+                "recidive",
+                failures,
+                recent - 1,
+                true,
+            )?;
+            let detail = format!(
+                "repeat offender: banned on all services for {} after {recent} bans in {}",
+                r.bantime,
+                format_duration(r.findtime)
+            );
+            add_event(tx, now, key, ALL_SERVICES, "ban", &detail)?;
+            add_total(tx, ALL_SERVICES, "banned", 1)?;
+            ban = all;
+        }
+    }
+    if config.mail.enabled {
+        queue_notice(tx, now, ban.id)?;
+    }
+    Ok(ban)
+}
+
+fn queue_notice(tx: &Transaction<'_>, now: i64, ban_id: i64) -> rusqlite::Result<()> {
+    tx.execute("INSERT INTO outbox (created, ban_id) VALUES (?1, ?2)", params![now, ban_id])?;
+    Ok(())
+}
+
+fn add_event(
+    tx: &Transaction<'_>,
+    now: i64,
+    key: &HostKey,
+    service: &str,
+    kind: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO events (at, host, service, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now, key.db_key(), service, kind, detail],
+    )?;
+    Ok(())
+}
+
+fn add_total(tx: &Transaction<'_>, service: &str, column: &str, delta: i64) -> rusqlite::Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    // `column` is one of two literals from this file, never user input.
+    debug_assert!(column == "failed" || column == "banned");
+    let sql = format!(
+        "INSERT INTO totals (service, {column}) VALUES (?1, max(?2, 0))
+         ON CONFLICT(service) DO UPDATE SET {column} = max({column} + ?2, 0)"
+    );
+    tx.prepare_cached(&sql)?.execute(params![service, delta])?;
+    Ok(())
+}
+
+fn add_counter(tx: &Transaction<'_>, name: &str, delta: i64) -> rusqlite::Result<()> {
+    if delta != 0 {
+        tx.prepare_cached("UPDATE counters SET value = max(value + ?2, 0) WHERE name = ?1")?
+            .execute(params![name, delta])?;
+    }
+    Ok(())
+}
+
+/// Deletes up to `limit` attempts too old to count for any service.
+fn prune_attempts(tx: &Transaction<'_>, config: &Config, now: i64, limit: i64) -> rusqlite::Result<u64> {
+    let cutoff = now - config.max_findtime();
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at <= ?1 ORDER BY at LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?;
+    add_counter(tx, "attempt_rows", -(n as i64))?;
+    Ok(n as u64)
+}
+
+/// Keeps the attempts table under `store.max_failures` rows by deleting
+/// the oldest, at most `limit` per call (a flood of unique addresses).
+fn bound_attempts(tx: &Transaction<'_>, config: &Config, limit: i64) -> rusqlite::Result<()> {
+    let rows: i64 = tx
+        .prepare_cached("SELECT value FROM counters WHERE name = 'attempt_rows'")?
+        .query_row([], |r| r.get(0))?;
+    let excess = rows - config.store.max_failures as i64;
+    if excess > 0 {
+        let n = tx
+            .prepare_cached(
+                "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts ORDER BY at LIMIT ?1)",
+            )?
+            .execute([excess.min(limit)])?;
+        add_counter(tx, "attempt_rows", -(n as i64))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

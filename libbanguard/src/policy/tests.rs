@@ -1,0 +1,349 @@
+use super::*;
+use crate::config::Config;
+use std::path::Path;
+
+const T0: i64 = 1_800_000_000;
+
+fn engine(toml: &str) -> (Banguard, Arc<ManualClock>) {
+    let config = Config::from_toml(Path::new("test.toml"), toml).unwrap();
+    let clock = ManualClock::new(T0);
+    (Banguard::in_memory(config, clock.clone()).unwrap(), clock)
+}
+
+fn req<'a>(service: &'a str, rhost: &'a str) -> Request<'a> {
+    Request { service, rhost: Some(rhost), hint: None, user: Some("alice") }
+}
+
+fn allowed(v: &Verdict) -> (Option<AttemptId>, u32) {
+    match v {
+        Verdict::Allowed { attempt, used, .. } => (*attempt, *used),
+        other => panic!("expected Allowed, got {other:?}"),
+    }
+}
+
+fn refused(v: &Verdict) -> (&Ban, bool) {
+    match v {
+        Verdict::Refused { ban, new, .. } => (ban, *new),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn single_line_lets_exactly_maxretry_through_then_bans() {
+    let (mut g, _) = engine("[default]\nmaxretry = 3\n");
+    let r = req("sshd", "198.51.100.7");
+    for i in 1..=3 {
+        assert_eq!(allowed(&g.attempt(&r, None).unwrap()).1, i);
+    }
+    let v = g.attempt(&r, None).unwrap();
+    let (ban, new) = refused(&v);
+    assert!(new);
+    assert_eq!(ban.failures, 3);
+    assert_eq!(ban.service, "sshd");
+    assert_eq!(ban.expires, Some(T0 + 600));
+    let (_, new) = refused(&g.attempt(&r, None).unwrap());
+    assert!(!new, "second refusal reuses the ban");
+    // Another host and another service are unaffected.
+    assert_eq!(allowed(&g.attempt(&req("sshd", "198.51.100.8"), None).unwrap()).1, 1);
+    assert_eq!(allowed(&g.attempt(&req("vsftpd", "198.51.100.7"), None).unwrap()).1, 1);
+}
+
+#[test]
+fn success_gives_back_only_its_own_attempt() {
+    let (mut g, _) = engine("[default]\nmaxretry = 3\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    let (id, used) = allowed(&g.attempt(&r, None).unwrap());
+    assert_eq!(used, 2);
+    assert!(g.record_success(&r, AttemptRef::Id(id.unwrap())).unwrap());
+    // Giving it back twice does nothing.
+    assert!(!g.record_success(&r, AttemptRef::Id(id.unwrap())).unwrap());
+    assert_eq!(allowed(&g.attempt(&r, None).unwrap()).1, 2, "the earlier failure still counts");
+}
+
+#[test]
+fn previous_attempt_on_the_handle_is_marked_failed_and_cannot_be_given_back() {
+    let (mut g, _) = engine("[default]\nmaxretry = 5\n");
+    let r = req("sshd", "198.51.100.7");
+    let (first, _) = allowed(&g.attempt(&r, None).unwrap());
+    let (_, used) = allowed(&g.attempt(&r, first).unwrap());
+    assert_eq!(used, 2);
+    assert!(!g.record_success(&r, AttemptRef::Id(first.unwrap())).unwrap());
+}
+
+#[test]
+fn success_by_origin_pid_gives_back_the_newest_pending_attempt() {
+    let (mut g, _) = engine("[default]\nmaxretry = 5\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    g.attempt(&r, None).unwrap();
+    let me = std::process::id();
+    assert!(g.record_success(&r, AttemptRef::Origin { pid: me }).unwrap());
+    assert_eq!(allowed(&g.peek(&r).unwrap()).1, 1);
+    // A different user's attempt is not given back.
+    let other = Request { user: Some("bob"), ..r };
+    assert!(!g.record_success(&other, AttemptRef::Origin { pid: me }).unwrap());
+    assert!(!g.record_success(&r, AttemptRef::Origin { pid: 1 }).unwrap());
+}
+
+#[test]
+fn reset_on_success_is_opt_in() {
+    let (mut g, _) = engine("[default]\nmaxretry = 5\nreset_on_success = true\n");
+    let r = req("sshd", "198.51.100.7");
+    g.record_failure(&r).unwrap();
+    g.record_failure(&r).unwrap();
+    g.record_success(&r, AttemptRef::None).unwrap();
+    assert_eq!(allowed(&g.peek(&r).unwrap()).1, 0);
+}
+
+#[test]
+fn explicit_modes_ban_on_the_maxretry_th_failure() {
+    let (mut g, _) = engine("[default]\nmaxretry = 2\n");
+    let r = req("sshd", "2001:db8::7");
+    assert!(!g.check(&r).unwrap().is_refused());
+    assert!(!g.record_failure(&r).unwrap().is_refused());
+    let v = g.record_failure(&r).unwrap();
+    assert!(refused(&v).1, "second failure bans");
+    assert!(g.check(&r).unwrap().is_refused());
+}
+
+#[test]
+fn bans_expire_and_the_host_starts_afresh() {
+    let (mut g, clock) =
+        engine("[default]\nmaxretry = 2\nbantime = \"1m\"\nfindtime = \"10m\"\nbantime_factor = 1.0\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    g.attempt(&r, None).unwrap();
+    assert!(g.attempt(&r, None).unwrap().is_refused());
+    clock.advance(59);
+    assert!(g.attempt(&r, None).unwrap().is_refused());
+    clock.advance(1);
+    assert_eq!(allowed(&g.attempt(&r, None).unwrap()).1, 1, "ban consumed the old failures");
+}
+
+#[test]
+fn window_forgets_old_failures() {
+    let (mut g, clock) = engine("[default]\nmaxretry = 2\nfindtime = \"1m\"\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    clock.advance(61);
+    assert_eq!(allowed(&g.attempt(&r, None).unwrap()).1, 1);
+}
+
+#[test]
+fn ban_length_increases_for_repeat_bans() {
+    let (mut g, clock) = engine(
+        "[default]\nmaxretry = 1\nbantime = \"10m\"\nbantime_factor = 2.0\nbantime_max = \"30m\"\n[recidive]\nenabled = false\n",
+    );
+    let r = req("sshd", "198.51.100.7");
+    let mut lengths = Vec::new();
+    for _ in 0..4 {
+        g.attempt(&r, None).unwrap();
+        let v = g.attempt(&r, None).unwrap();
+        let ban = refused(&v).0.clone();
+        lengths.push(ban.length());
+        clock.advance(ban.expires.unwrap() - clock.now());
+    }
+    use crate::duration::BanTime::Seconds;
+    assert_eq!(lengths, vec![Seconds(600), Seconds(1200), Seconds(1800), Seconds(1800)]);
+}
+
+#[test]
+fn repeat_offenders_get_an_all_services_firewall_ban() {
+    let (mut g, clock) = engine(
+        "[default]\nmaxretry = 1\nbantime = \"1m\"\nbantime_factor = 1.0\n[recidive]\nbans = 2\nfindtime = \"1h\"\nbantime = \"1d\"\n",
+    );
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    let first = refused(&g.attempt(&r, None).unwrap()).0.clone();
+    assert!(!first.firewall);
+    assert!(g.bans_to_push(SyncScope::Repeat).unwrap().is_empty());
+    assert_eq!(g.bans_to_push(SyncScope::All).unwrap().len(), 1);
+    clock.advance(61);
+    g.attempt(&r, None).unwrap();
+    let v = g.attempt(&r, None).unwrap();
+    let ban = refused(&v).0;
+    assert_eq!(ban.service, ALL_SERVICES);
+    assert_eq!(ban.reason, "recidive");
+    assert!(ban.firewall);
+    assert_eq!(ban.expires, Some(clock.now() + 86_400));
+    // Now refused on every service.
+    assert!(g.attempt(&req("vsftpd", "198.51.100.7"), None).unwrap().is_refused());
+    let push = g.bans_to_push(SyncScope::Repeat).unwrap();
+    assert_eq!(push.len(), 1);
+    assert_eq!(push[0].host.to_string(), "198.51.100.7");
+}
+
+#[test]
+fn ignoreip_disabled_and_local_are_untracked() {
+    let (mut g, _) = engine(
+        "[default]\nignoreip = [\"192.0.2.0/24\", \"2001:db8:aa::/48\"]\n[services.login]\nenabled = false\n",
+    );
+    let v = g.attempt(&req("sshd", "192.0.2.55"), None).unwrap();
+    assert!(
+        matches!(v, Verdict::Untracked { reason: Untracked::Ignored(n) } if n.to_string() == "192.0.2.0/24")
+    );
+    let v = g.attempt(&req("sshd", "::ffff:192.0.2.55"), None).unwrap();
+    assert!(matches!(v, Verdict::Untracked { reason: Untracked::Ignored(_) }));
+    let v = g.attempt(&req("sshd", "2001:db8:aa:1::1"), None).unwrap();
+    assert!(matches!(v, Verdict::Untracked { reason: Untracked::Ignored(_) }));
+    let v = g.attempt(&req("login", "198.51.100.7"), None).unwrap();
+    assert_eq!(v, Verdict::Untracked { reason: Untracked::Disabled });
+    let local = Request { service: "sshd", rhost: None, hint: None, user: None };
+    assert_eq!(g.attempt(&local, None).unwrap(), Verdict::Untracked { reason: Untracked::Local });
+    assert!(g.status(None).unwrap().iter().all(|s| s.total_failed == 0));
+}
+
+#[test]
+fn ipv6_hosts_in_one_64_are_one_attacker() {
+    let (mut g, _) = engine("[default]\nmaxretry = 2\n");
+    g.attempt(&req("sshd", "2001:db8:1:2::1"), None).unwrap();
+    g.attempt(&req("sshd", "2001:db8:1:2::2"), None).unwrap();
+    let v = g.attempt(&req("sshd", "2001:db8:1:2:ffff::3"), None).unwrap();
+    assert_eq!(refused(&v).0.host.to_string(), "2001:db8:1:2::/64");
+    assert!(!g.attempt(&req("sshd", "2001:db8:1:3::1"), None).unwrap().is_refused());
+}
+
+#[test]
+fn names_are_counted_but_never_pushed() {
+    let (mut g, _) = engine("[default]\nmaxretry = 1\n[sync]\nscope = \"all\"\n");
+    let r = req("vsftpd", "Dyn-42.Example.NET");
+    g.attempt(&r, None).unwrap();
+    let v = g.attempt(&r, None).unwrap();
+    assert_eq!(refused(&v).0.host, HostKey::Name("dyn-42.example.net".into()));
+    assert!(g.bans_to_push(SyncScope::All).unwrap().is_empty());
+    // A hint (SSH_CONNECTION) wins over the name.
+    let hinted = Request { hint: Some("198.51.100.9".parse().unwrap()), ..r };
+    assert_eq!(allowed(&g.attempt(&hinted, None).unwrap()).1, 1);
+}
+
+#[test]
+fn manual_network_ban_refuses_hosts_inside_and_unban_lifts_it() {
+    let (mut g, _) = engine("");
+    let net = HostKey::Net("203.0.113.0/24".parse().unwrap());
+    let ban = g.ban(&net, None, BanTime::Permanent, "scanner").unwrap();
+    assert!(ban.firewall);
+    assert_eq!(ban.reason, "manual: scanner");
+    let v = g.attempt(&req("sshd", "203.0.113.77"), None).unwrap();
+    assert_eq!(refused(&v).0.id, ban.id);
+    assert!(!g.attempt(&req("sshd", "203.0.114.1"), None).unwrap().is_refused());
+    // Unbanning one address inside the network lifts the network ban.
+    let lifted = g.unban(&HostKey::Net("203.0.113.77/32".parse().unwrap()), None).unwrap();
+    assert_eq!(lifted.len(), 1);
+    assert!(lifted[0].lifted.is_some());
+    assert!(!g.attempt(&req("sshd", "203.0.113.77"), None).unwrap().is_refused());
+    let kinds: Vec<String> = g.history(&net).unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec!["ban", "unban"]);
+}
+
+#[test]
+fn unban_resets_counts_and_respects_service() {
+    let (mut g, _) = engine("[default]\nmaxretry = 2\n");
+    let ssh = req("sshd", "198.51.100.7");
+    let ftp = req("vsftpd", "198.51.100.7");
+    for r in [&ssh, &ssh, &ftp, &ftp] {
+        g.attempt(r, None).unwrap();
+    }
+    assert!(g.attempt(&ssh, None).unwrap().is_refused());
+    assert!(g.attempt(&ftp, None).unwrap().is_refused());
+    let host = HostKey::Net("198.51.100.7/32".parse().unwrap());
+    assert_eq!(g.unban(&host, Some("sshd")).unwrap().len(), 1);
+    assert!(!g.attempt(&ssh, None).unwrap().is_refused());
+    assert!(g.attempt(&ftp, None).unwrap().is_refused(), "vsftpd ban stays");
+    assert_eq!(g.unban_all(None).unwrap().len(), 1);
+    assert!(g.bans(None, false).unwrap().is_empty());
+    assert_eq!(g.bans(None, true).unwrap().len(), 2);
+}
+
+#[test]
+fn listing_failing_status_and_history() {
+    let (mut g, clock) = engine("[default]\nmaxretry = 3\n[services.sshd]\nmaxretry = 2\n");
+    g.attempt(&req("sshd", "198.51.100.1"), None).unwrap();
+    clock.advance(5);
+    g.attempt(&req("vsftpd", "198.51.100.2"), None).unwrap();
+    g.attempt(&req("sshd", "198.51.100.3"), None).unwrap();
+    g.attempt(&req("sshd", "198.51.100.3"), None).unwrap();
+    assert!(g.attempt(&req("sshd", "198.51.100.3"), None).unwrap().is_refused());
+    let failing = g.failing(None).unwrap();
+    let hosts: Vec<String> =
+        failing.iter().map(|f| format!("{} {} {}/{}", f.host, f.service, f.count, f.maxretry)).collect();
+    assert_eq!(hosts, vec!["198.51.100.2 vsftpd 1/3", "198.51.100.1 sshd 1/2"]);
+    let status = g.status(Some("sshd")).unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].currently_failing, 1);
+    assert_eq!(status[0].total_failed, 3);
+    assert_eq!(status[0].currently_banned, 1);
+    assert_eq!(status[0].total_banned, 1);
+    assert_eq!(status[0].banned[0].to_string(), "198.51.100.3");
+    let all = g.status(None).unwrap();
+    assert_eq!(all.iter().map(|s| s.service.as_str()).collect::<Vec<_>>(), vec!["sshd", "vsftpd"]);
+    let h = g.history(&HostKey::Net("198.51.100.3/32".parse().unwrap())).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].detail, "banned on sshd for 10m after 2 failures in 10m");
+}
+
+#[test]
+fn peek_writes_nothing() {
+    let (mut g, _) = engine("[default]\nmaxretry = 1\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    for _ in 0..3 {
+        assert_eq!(allowed(&g.peek(&r).unwrap()).1, 1);
+    }
+    assert!(g.bans(None, true).unwrap().is_empty());
+}
+
+#[test]
+fn attempts_table_stays_bounded_under_a_flood() {
+    let (mut g, _) = engine("[store]\nmax_failures = 100\n[default]\nmaxretry = 5\n");
+    for i in 0..400u32 {
+        let ip = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+        g.attempt(&req("sshd", &ip), None).unwrap();
+    }
+    let rows: i64 =
+        g.store().connection().query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert!(rows <= 100, "{rows} rows");
+    let counter: i64 = g
+        .store()
+        .connection()
+        .query_row("SELECT value FROM counters WHERE name = 'attempt_rows'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(counter, rows, "the row counter is exact");
+}
+
+#[test]
+fn maintain_prunes_and_repairs_a_clock_stepped_back() {
+    let (mut g, clock) = engine("[default]\nmaxretry = 1\nbantime = \"1h\"\n[store]\nhistory = \"1d\"\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    assert!(g.attempt(&r, None).unwrap().is_refused());
+    g.attempt(&req("sshd", "198.51.100.8"), None).unwrap();
+    // The clock steps back a year: the ban must not last a year and an hour.
+    clock.advance(-365 * 86_400);
+    let report = g.maintain().unwrap();
+    assert!(report.timestamps_fixed >= 2, "{report:?}");
+    let ban = &g.bans(None, false).unwrap()[0];
+    assert_eq!(ban.expires, Some(clock.now() + 3600));
+    // Forward again past history: everything old goes.
+    clock.advance(3 * 86_400);
+    let report = g.maintain().unwrap();
+    assert_eq!(report.attempts_pruned, 1);
+    assert_eq!(report.bans_pruned, 1);
+    assert!(report.events_pruned >= 1);
+}
+
+#[test]
+fn outbox_queues_notices_when_mail_is_on() {
+    let (mut g, _) = engine("[default]\nmaxretry = 1\n[mail]\nenabled = true\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    g.attempt(&r, None).unwrap();
+    let pending = g.pending_notices().unwrap();
+    assert_eq!(pending.len(), 1);
+    let (id, tries, ban) = &pending[0];
+    assert_eq!((*tries, ban.host.to_string().as_str()), (0, "198.51.100.7"));
+    g.notice_failed(*id, "sendmail exited 75").unwrap();
+    assert_eq!(g.pending_notices().unwrap()[0].1, 1);
+    g.notice_sent(*id).unwrap();
+    assert!(g.pending_notices().unwrap().is_empty());
+}
