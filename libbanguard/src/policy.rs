@@ -363,7 +363,7 @@ impl Banguard {
         let since = now - policy.findtime;
         let mut used: u32 = tx
             .query_row(
-                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3",
+                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3 AND state != 2",
                 params![db_key, service, since],
                 |r| r.get(0),
             )
@@ -418,17 +418,21 @@ impl Banguard {
         let db_key = key.db_key();
         let service = req.service;
         let tx = self.begin()?;
+        // A success is marked (state 2), not deleted: the newest attempt of
+        // an origin then stays "spoken for", so a second give-back by origin
+        // (account and setcred hooks both firing) cannot hand back an older
+        // failed attempt.
         let gone = match attempt {
             AttemptRef::Id(AttemptId(id)) => tx
                 .execute(
-                    "DELETE FROM attempts WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
+                    "UPDATE attempts SET state = 2 WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
                     params![id, db_key, service],
                 )
                 .map_err(e)?,
             AttemptRef::Origin { pid } => tx
                 .execute(
-                    "DELETE FROM attempts WHERE id = (SELECT id FROM attempts
-                       WHERE host = ?1 AND service = ?2 AND state = 0 AND at > ?3
+                    "UPDATE attempts SET state = 2 WHERE state = 0 AND id = (SELECT id FROM attempts
+                       WHERE host = ?1 AND service = ?2 AND at > ?3
                          AND (pid = ?4 OR ppid = ?4) AND user IS ?5
                        ORDER BY id DESC LIMIT 1)",
                     params![db_key, service, now - findtime, pid, req.user],
@@ -436,7 +440,7 @@ impl Banguard {
                 .map_err(e)?,
             AttemptRef::None => 0,
         };
-        let mut removed = gone as i64;
+        let mut removed = 0i64;
         add_total(&tx, service, "failed", -(gone as i64)).map_err(e)?;
         if reset {
             removed += tx
@@ -584,7 +588,7 @@ impl Banguard {
             .conn
             .prepare(
                 "SELECT host, service, count(*), min(at), max(at) FROM attempts
-                 WHERE at > ?1 AND (?2 IS NULL OR service = ?2)
+                 WHERE at > ?1 AND (?2 IS NULL OR service = ?2) AND state != 2
                  GROUP BY host, service ORDER BY max(at) DESC",
             )
             .map_err(e)?;
@@ -610,7 +614,7 @@ impl Banguard {
                     .store
                     .conn
                     .query_row(
-                        "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3",
+                        "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3 AND state != 2",
                         params![host, svc, now - policy.findtime],
                         |r| r.get(0),
                     )

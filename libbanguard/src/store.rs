@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     r#"
     -- One row per attempt. state 0 = being checked (single-line mode counts
-    -- it at once and deletes it if the login succeeds), 1 = failed.
+    -- it at once), 1 = failed, 2 = succeeded (given back: never counts).
     CREATE TABLE attempts (
         id      INTEGER PRIMARY KEY,
         host    TEXT    NOT NULL,

@@ -84,6 +84,10 @@ fn success_by_origin_pid_gives_back_the_newest_pending_attempt() {
     let other = Request { user: Some("bob"), ..r };
     assert!(!g.record_success(&other, AttemptRef::Origin { pid: me }).unwrap());
     assert!(!g.record_success(&r, AttemptRef::Origin { pid: 1 }).unwrap());
+    // The newest attempt of this origin is spoken for: a second give-back
+    // by origin must not hand back the older, failed one.
+    assert!(!g.record_success(&r, AttemptRef::Origin { pid: me }).unwrap());
+    assert_eq!(allowed(&g.peek(&r).unwrap()).1, 1);
 }
 
 #[test]
