@@ -15,6 +15,9 @@ pub mod duration;
 pub mod policy;
 pub mod store;
 
+/// The SQLite binding the store uses, for callers that read it directly.
+pub use rusqlite;
+
 pub use addr::HostKey;
 pub use config::Config;
 pub use policy::{AttemptId, AttemptRef, Ban, Banguard, Request, Verdict};

@@ -463,6 +463,22 @@ impl Banguard {
         Ok(())
     }
 
+    /// The detail of the event that created `ban` ("banned on sshd for 10m
+    /// after 5 failures in 10m"), so that log lines reuse the one wording.
+    pub fn ban_detail(&self, ban: &Ban) -> Result<Option<String>> {
+        let path = self.store.path();
+        self.store
+            .conn
+            .query_row(
+                "SELECT detail FROM events WHERE host = ?1 AND service = ?2 AND at = ?3 AND kind = 'ban'
+                 ORDER BY id DESC LIMIT 1",
+                params![ban.host.db_key(), ban.service, ban.created],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| Error::store(path, e))
+    }
+
     /// A manual ban of an address, network or name, on one service or all.
     /// Manual bans go to the firewall whatever the sync scope.
     pub fn ban(
@@ -859,6 +875,8 @@ impl Banguard {
             tx.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(e)? as u64;
         tx.commit().map_err(e)?;
         self.store.conn.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(e)?;
+        // Busy readers may keep it from completing; the next run tries again.
+        let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         Ok(report)
     }
 }

@@ -1,0 +1,102 @@
+//! Multi-process exactness of the central operation on a real SQLite file:
+//! many OS processes (as sshd forks one per connection) at once.
+
+use banguard::rusqlite::types::Value;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const WORKERS: u32 = 32;
+
+fn write_config(dir: &Path, maxretry: u32) -> std::path::PathBuf {
+    let config = dir.join("banguard.toml");
+    let db = dir.join("db/banguard.db");
+    fs::write(
+        &config,
+        format!(
+            "[default]\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\ndatabase = \"{}\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Starts WORKERS hammer processes, opens the barrier, returns their totals.
+fn hammer(dir: &Path, config: &Path, args: impl Fn(u32) -> Vec<String>) -> (u32, u32, u32) {
+    let barrier = dir.join("go");
+    let children: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            Command::new(env!("CARGO_BIN_EXE_bg-hammer"))
+                .arg(config)
+                .arg(&barrier)
+                .args(args(w))
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn bg-hammer")
+        })
+        .collect();
+    fs::write(&barrier, "").unwrap();
+    let (mut allowed, mut refused, mut errors) = (0, 0, 0);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "worker failed: {text}");
+        let field = |name: &str| -> u32 {
+            text.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {text:?}"))
+        };
+        allowed += field("allowed");
+        refused += field("refused");
+        errors += field("errors");
+        assert!(!text.contains("first error"), "an error escaped: {text}");
+    }
+    (allowed, refused, errors)
+}
+
+#[test]
+fn thirty_two_processes_on_one_host_get_exactly_maxretry_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 5);
+    let per_worker = 20;
+    let (allowed, refused, errors) =
+        hammer(dir.path(), &config, |_| vec!["same-host".into(), per_worker.to_string()]);
+    assert_eq!(errors, 0);
+    assert_eq!(allowed, 5, "exactly maxretry attempts may pass");
+    assert_eq!(refused, WORKERS * per_worker - 5);
+    let conn = rusqlite_count(&dir.path().join("db/banguard.db"), "SELECT count(*) FROM bans");
+    assert_eq!(conn, 1, "one ban, not one per racing process");
+}
+
+#[test]
+fn thirty_two_processes_times_500_failures_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 5);
+    let (allowed, refused, errors) =
+        hammer(dir.path(), &config, |w| vec!["distinct-hosts".into(), w.to_string(), "500".into()]);
+    assert_eq!(errors, 0, "no 'database is locked' may escape");
+    assert_eq!((allowed, refused), (16_000, 0));
+    let db = dir.path().join("db/banguard.db");
+    assert_eq!(rusqlite_count(&db, "SELECT count(*) FROM attempts WHERE state = 1"), 16_000);
+    assert_eq!(rusqlite_count(&db, "SELECT count(DISTINCT host) FROM attempts"), 16_000);
+    assert_eq!(rusqlite_count(&db, "SELECT value FROM counters WHERE name = 'attempt_rows'"), 16_000);
+    assert_eq!(rusqlite_count(&db, "PRAGMA integrity_check"), 0, "integrity_check is ok");
+}
+
+/// Runs a one-value query through the core's store (read-only).
+fn rusqlite_count(db: &Path, sql: &str) -> i64 {
+    let store = banguard::store::Store::open(
+        db,
+        std::time::Duration::from_secs(2),
+        banguard::store::Access::ReadOnly,
+    )
+    .unwrap();
+    let v: Value = store.connection().query_row(sql, [], |r| r.get(0)).unwrap();
+    match v {
+        Value::Integer(n) => n,
+        Value::Text(t) if t == "ok" => 0,
+        other => panic!("unexpected {other:?}"),
+    }
+}
