@@ -4,7 +4,8 @@
 //! holds 1,000,000 failure rows and 100,000 bans.
 //!
 //! Run: `cargo bench -p banguard --bench attempt` (BANGUARD_BENCH_ITERS to
-//! change the sample count). Prints median / p90 / p99 / max in µs and the
+//! change the sample count, BANGUARD_BENCH_SYNC=off|normal for the store's
+//! `synchronous` setting). Prints median / p90 / p99 / max in µs and the
 //! file size. Results are recorded in BENCHMARKS.md.
 
 use banguard::policy::SystemClock;
@@ -27,8 +28,9 @@ fn main() {
     std::fs::write(
         &config_path,
         format!(
-            "[default]\nmaxretry = 5\nfindtime = \"1h\"\nbantime = \"1d\"\ndatabase = \"{}\"\n[services.sshd]\nmaxretry = 3\n",
-            db.display()
+            "[default]\nmaxretry = 5\nfindtime = \"1h\"\nbantime = \"1d\"\ndatabase = \"{}\"\n[services.sshd]\nmaxretry = 3\n[store]\nsynchronous = \"{}\"\n",
+            db.display(),
+            std::env::var("BANGUARD_BENCH_SYNC").unwrap_or_else(|_| "normal".into())
         ),
     )
     .expect("write config");

@@ -134,9 +134,34 @@ pub struct MailConfig {
     pub sendmail: PathBuf,
 }
 
-/// `[store]`: limits that keep the database small.
+/// How hard SQLite pushes each write to the disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every checkpoint (each short-lived process checkpoints when
+    /// it closes the store): survives power loss; costs two fsyncs per
+    /// attempt.
+    Normal,
+    /// Never fsync (pam_faillock's tally files are not fsynced either):
+    /// several times faster, survives any crash of a process, but power loss
+    /// or a kernel crash can corrupt the store.
+    Off,
+}
+
+impl Synchronous {
+    /// The PRAGMA value.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Off => "OFF",
+        }
+    }
+}
+
+/// `[store]`: durability and limits that keep the database small.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoreConfig {
+    pub synchronous: Synchronous,
     /// Busy timeout in milliseconds: the longest a login waits for the store.
     pub busy_timeout_ms: u32,
     /// Upper bound on stored failure rows; the oldest go first beyond it.
@@ -199,7 +224,12 @@ impl Default for Config {
                 from: "banguard".into(),
                 sendmail: PathBuf::from("/usr/sbin/sendmail"),
             },
-            store: StoreConfig { busy_timeout_ms: 2000, max_failures: 1_000_000, history: 30 * 86_400 },
+            store: StoreConfig {
+                synchronous: Synchronous::Normal,
+                busy_timeout_ms: 2000,
+                max_failures: 1_000_000,
+                history: 30 * 86_400,
+            },
         }
     }
 }
@@ -451,6 +481,7 @@ struct RawMail {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
+    synchronous: Option<Synchronous>,
     #[serde(default, deserialize_with = "de_busy")]
     busy_timeout_ms: Option<u32>,
     max_failures: Option<u64>,
@@ -481,7 +512,7 @@ impl RawFile {
         }
         if let Some(s) = o.store {
             let mine = self.store.get_or_insert_with(RawStore::default);
-            take!(mine, s, busy_timeout_ms, max_failures, history);
+            take!(mine, s, synchronous, busy_timeout_ms, max_failures, history);
         }
     }
 
@@ -505,7 +536,7 @@ impl RawFile {
             set!(c.mail, m, enabled, to, from, sendmail);
         }
         if let Some(s) = &self.store {
-            set!(c.store, s, busy_timeout_ms, max_failures, history);
+            set!(c.store, s, synchronous, busy_timeout_ms, max_failures, history);
         }
     }
 }

@@ -255,7 +255,7 @@ impl Banguard {
     /// Opens with an explicit access mode and clock.
     pub fn open_with(config: Config, access: Access, clock: Arc<dyn Clock>) -> Result<Banguard> {
         let timeout = Duration::from_millis(u64::from(config.store.busy_timeout_ms));
-        let store = Store::open(&config.database, timeout, access)?;
+        let store = Store::open_with(&config.database, timeout, config.store.synchronous, access)?;
         Ok(Banguard { config, store, clock })
     }
 
@@ -337,6 +337,8 @@ impl Banguard {
     }
 
     fn decide(&mut self, req: &Request<'_>, previous: Option<AttemptId>, mode: Mode) -> Result<Verdict> {
+        let user = req.user.map(bounded_user);
+        let req = &Request { user: user.as_deref(), ..*req };
         // Split borrows: the transaction holds the connection while the
         // config is read (no clone on the authentication path).
         let Banguard { config, store, clock } = self;
@@ -407,6 +409,8 @@ impl Banguard {
     /// host's whole count on this service). Only the attempt named is
     /// given back: a valid account is no way to keep guessing.
     pub fn record_success(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
+        let user = req.user.map(bounded_user);
+        let req = &Request { user: user.as_deref(), ..*req };
         let (key, _, policy) = match Banguard::resolve(&self.config, req) {
             Ok(v) => v,
             Err(_) => return Ok(false),
@@ -879,6 +883,18 @@ impl Banguard {
         let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         Ok(report)
     }
+}
+
+/// Longest user name stored: what a client sends as a login name is not
+/// ours to store in full (the same cap for PAM and the C ABI).
+const MAX_USER: usize = 256;
+
+fn bounded_user(user: &str) -> String {
+    let mut end = user.len().min(MAX_USER);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

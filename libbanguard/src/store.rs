@@ -6,6 +6,7 @@
 //! of failing on a read→write upgrade (measured: DEFERRED loses half the
 //! writers to "database is locked" under 8 processes).
 
+use crate::config::Synchronous;
 use crate::error::{Error, Result};
 use crate::sys;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -116,8 +117,19 @@ pub enum Access {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the store at `path`, fsyncing as
+    /// `synchronous = "normal"`.
     pub fn open(path: &Path, busy_timeout: Duration, access: Access) -> Result<Store> {
+        Store::open_with(path, busy_timeout, Synchronous::Normal, access)
+    }
+
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open_with(
+        path: &Path,
+        busy_timeout: Duration,
+        sync: Synchronous,
+        access: Access,
+    ) -> Result<Store> {
         if access == Access::ReadWrite && !path.exists() {
             create_initialised(path, busy_timeout)?;
         }
@@ -128,7 +140,7 @@ impl Store {
         };
         let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::store(path, e))?;
         let mut store = Store { conn, path: path.to_path_buf() };
-        store.configure(busy_timeout, access)?;
+        store.configure(busy_timeout, sync, access)?;
         Ok(store)
     }
 
@@ -150,7 +162,7 @@ impl Store {
         &self.conn
     }
 
-    fn configure(&mut self, busy_timeout: Duration, access: Access) -> Result<()> {
+    fn configure(&mut self, busy_timeout: Duration, sync: Synchronous, access: Access) -> Result<()> {
         let path = self.path.clone();
         let e = |err| Error::store(&path, err);
         set_busy_handler(&mut self.conn, busy_timeout).map_err(e)?;
@@ -164,7 +176,7 @@ impl Store {
                     .map_err(e)?;
                 self.conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(e)?;
             }
-            self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
+            self.conn.pragma_update(None, "synchronous", sync.pragma()).map_err(e)?;
             // Keep SQLite's checkpoint when the last connection closes: every
             // sshd connection is a fresh process, and without it the next one
             // must rebuild the WAL index from the whole WAL (measured: median
@@ -219,39 +231,42 @@ impl Store {
     }
 }
 
+/// The busy limit in milliseconds. Process-wide (SQLite's busy handler is
+/// a plain function), so a handle used from another thread than the one
+/// that opened it still waits as configured; every caller in one process
+/// reads the same config.
+static BUSY_LIMIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2000);
+
 thread_local! {
-    /// (start of the current wait, the limit) for the busy handler.
-    static BUSY_WAIT: std::cell::Cell<(Option<std::time::Instant>, Duration)> =
-        const { std::cell::Cell::new((None, Duration::from_millis(2000))) };
+    /// When the current wait of this thread began.
+    static BUSY_START: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
 /// Waits for a lock held by another process in short, jittered sleeps (50 to
-/// 400 µs) up to `timeout`. SQLite's own busy timeout sleeps 1, 2, 5 ... 100
-/// ms, so under 32 contending processes a waiter keeps waking up too late
-/// and can starve past the timeout.
+/// 400 µs) up to the busy limit. SQLite's own busy timeout sleeps 1, 2, 5 ...
+/// 100 ms, so under 32 contending processes a waiter keeps waking up too
+/// late and can starve past the timeout.
 fn set_busy_handler(conn: &mut Connection, timeout: Duration) -> rusqlite::Result<()> {
-    BUSY_WAIT.with(|w| w.set((None, timeout)));
+    BUSY_LIMIT_MS.store(timeout.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     fn handler(count: i32) -> bool {
-        BUSY_WAIT.with(|w| {
-            let (start, limit) = w.get();
-            let start = match (count, start) {
-                (0, _) | (_, None) => {
-                    let now = std::time::Instant::now();
-                    w.set((Some(now), limit));
-                    now
-                }
-                (_, Some(s)) => s,
-            };
-            if start.elapsed() >= limit {
-                return false;
+        let start = BUSY_START.with(|s| match (count, s.get()) {
+            (0, _) | (_, None) => {
+                let now = std::time::Instant::now();
+                s.set(Some(now));
+                now
             }
-            // Cheap jitter from the clock's low bits; no RNG dependency.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            std::thread::sleep(Duration::from_micros(50 + u64::from(nanos % 350)));
-            true
-        })
+            (_, Some(start)) => start,
+        });
+        let limit = Duration::from_millis(BUSY_LIMIT_MS.load(std::sync::atomic::Ordering::Relaxed));
+        if start.elapsed() >= limit {
+            return false;
+        }
+        // Cheap jitter from the clock's low bits; no RNG dependency.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        std::thread::sleep(Duration::from_micros(50 + u64::from(nanos % 350)));
+        true
     }
     conn.busy_handler(Some(handler))
 }
@@ -285,7 +300,7 @@ fn create_initialised(path: &Path, busy_timeout: Duration) -> Result<()> {
             .map_err(|e| Error::Io { path: tmp.clone(), source: e })?;
         let conn = Connection::open(&tmp).map_err(|e| Error::store(&tmp, e))?;
         let mut store = Store { conn, path: tmp.clone() };
-        store.configure(busy_timeout, Access::ReadWrite)?;
+        store.configure(busy_timeout, Synchronous::Normal, Access::ReadWrite)?;
         drop(store);
         match fs::hard_link(&tmp, path) {
             Ok(()) => Ok(()),

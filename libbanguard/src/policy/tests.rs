@@ -351,3 +351,37 @@ fn outbox_queues_notices_when_mail_is_on() {
     g.notice_sent(*id).unwrap();
     assert!(g.pending_notices().unwrap().is_empty());
 }
+
+#[test]
+fn ban_detail_is_the_wording_of_the_ban_event() {
+    let (mut g, _) = engine("[default]\nmaxretry = 2\n[recidive]\nbans = 1\n");
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    g.attempt(&r, None).unwrap();
+    let v = g.attempt(&r, None).unwrap();
+    let ban = refused(&v).0;
+    // The recidive rule fired at once (bans = 1): the all-services ban wins.
+    assert_eq!(
+        g.ban_detail(ban).unwrap().as_deref(),
+        Some("repeat offender: banned on all services for 1w after 1 bans in 1d")
+    );
+    let sshd = g.bans(Some("sshd"), false).unwrap().into_iter().find(|b| b.service == "sshd").unwrap();
+    assert_eq!(
+        g.ban_detail(&sshd).unwrap().as_deref(),
+        Some("banned on sshd for 10m after 2 failures in 10m")
+    );
+}
+
+#[test]
+fn long_user_names_are_capped_on_a_char_boundary() {
+    let (mut g, _) = engine("");
+    let long = "é".repeat(1000);
+    let r = Request { user: Some(&long), ..req("sshd", "198.51.100.7") };
+    g.attempt(&r, None).unwrap();
+    let stored: String =
+        g.store().connection().query_row("SELECT user FROM attempts", [], |row| row.get(0)).unwrap();
+    assert_eq!(stored.len(), 256);
+    assert!(stored.chars().all(|c| c == 'é'));
+    // The success of the same (long) user still finds its attempt.
+    assert!(g.record_success(&r, AttemptRef::Origin { pid: std::process::id() }).unwrap());
+}
