@@ -198,7 +198,7 @@ impl Default for Config {
                 bantime_factor: 2.0,
                 bantime_max: 7 * 86_400,
                 bantime_lookback: 86_400,
-                ignoreip: vec!["127.0.0.1/8".parse().expect("literal"), "::1/128".parse().expect("literal")],
+                ignoreip: vec!["127.0.0.0/8".parse().expect("literal"), "::1/128".parse().expect("literal")],
                 failmode: FailMode::Open,
                 ipv4_prefix: 32,
                 ipv6_prefix: 64,

@@ -723,11 +723,15 @@ impl Banguard {
                 .optional()
                 .map_err(e)?
                 .unwrap_or((0, 0));
-            let banned_hosts: Vec<HostKey> = bans
+            // Hosts, not bans: a repeat offender has a service ban and an
+            // all-services ban at once.
+            let mut banned_hosts: Vec<HostKey> = bans
                 .iter()
                 .filter(|b| b.service == name || b.service == ALL_SERVICES)
                 .map(|b| b.host.clone())
                 .collect();
+            banned_hosts.sort();
+            banned_hosts.dedup();
             out.push(ServiceStatus {
                 currently_failing: failing.iter().filter(|f| f.service == name).count() as u32,
                 total_failed: failed.max(0) as u64,

@@ -171,6 +171,8 @@ fn repeat_offenders_get_an_all_services_firewall_ban() {
     assert_eq!(ban.reason, "recidive");
     assert!(ban.firewall);
     assert_eq!(ban.expires, Some(clock.now() + 86_400));
+    let status = g.status(Some("sshd")).unwrap();
+    assert_eq!(status[0].currently_banned, 1, "one host, though two bans");
     // Now refused on every service.
     assert!(g.attempt(&req("vsftpd", "198.51.100.7"), None).unwrap().is_refused());
     let push = g.bans_to_push(SyncScope::Repeat).unwrap();

@@ -1,0 +1,248 @@
+//! The command line (clap derive). Every flag's documentation lives here
+//! and is what `--help` shows.
+
+use crate::Outcome;
+use crate::error::Error;
+use banguard::duration::BanTime;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The exit status table, shown by `--help` and in doc/banguardctl.md.
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  success; `list`, `status` and `check-config` also when there is
+     nothing to show; `sync` also when another sync held the lock
+  1  nothing matched: `unban` or `history` of a host with no ban, failure
+     or record (`unban --all` with nothing to lift); `test` of a client
+     that would be refused now
+  2  error: bad input (not an address, unknown flag), unreadable or
+     invalid config (file:line: key: message), store or firewall failure,
+     a write command run without root
+
+Environment:
+  BANGUARD_NOW  unix seconds used as \"now\" by the commands that write
+                nothing (list, status, test, history, check-config,
+                sync --dry-run); for tests. Ignored, with a warning, by
+                commands that write.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "banguardctl",
+    version,
+    about = "List, ban, unban, test and sync the hosts banguard refuses",
+    long_about = "banguardctl shows and changes what banguard's PAM module refuses, and runs the sync job \
+                  that pushes bans into the firewall and hosts.deny.",
+    after_help = EXIT_STATUS,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Config file; its drop-ins are read from <dir>/<stem>.d/*.toml.
+    /// Default: /etc/banguard/banguard.toml (built-in defaults if missing).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Active bans (or, with --failures, hosts counting failures).
+    List(ListArgs),
+    /// Lift the bans of a host or network (or all) and reset its failures.
+    Unban(UnbanArgs),
+    /// Ban an address or network by hand.
+    Ban(BanArgs),
+    /// Per-service figures, like `fail2ban-client status <jail>`.
+    Status(StatusArgs),
+    /// Would this client be let through now, and why? Writes nothing.
+    Test(TestArgs),
+    /// The recorded events of one host or network.
+    History(HistoryArgs),
+    /// Read and check the whole config, print the effective settings.
+    CheckConfig,
+    /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this PAM service (bans on all services included).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Also expired and lifted bans still in the history.
+    #[arg(long, conflicts_with = "failures")]
+    pub all: bool,
+    /// Hosts with failures counted but not banned (count/maxretry, window).
+    #[arg(long)]
+    pub failures: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    /// Address, network (CIDR) or host name label to unban.
+    #[arg(value_name = "ADDR|CIDR|NAME", required_unless_present = "all")]
+    pub target: Option<String>,
+    /// Lift every active ban (on --service, or everywhere).
+    #[arg(long, conflicts_with = "target")]
+    pub all: bool,
+    /// Only bans on this PAM service (an all-services ban is lifted only
+    /// without --service).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Do not run a sync afterwards (the next scheduled sync catches up).
+    #[arg(long)]
+    pub no_sync: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    /// Address or network (CIDR) to ban.
+    #[arg(value_name = "ADDR|CIDR")]
+    pub target: String,
+    /// Ban length ("90s", "10m", "1h", "2d", "1w"); default: the bantime of
+    /// the service (or of [default]).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_length, conflicts_with = "permanent")]
+    pub length: Option<i64>,
+    /// Ban until unbanned.
+    #[arg(long)]
+    pub permanent: bool,
+    /// Ban on this PAM service only (default: all services).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Why (kept in the store, shown by list and in the mail notice).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Do not run a sync afterwards (the next scheduled sync catches up).
+    #[arg(long)]
+    pub no_sync: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One PAM service (default: every configured or recorded one).
+    #[arg(value_name = "SERVICE")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Client address (or the name PAM_RHOST would carry).
+    #[arg(value_name = "ADDR")]
+    pub client: String,
+    /// PAM service name (sshd, vsftpd, ...).
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Address, network (CIDR) or host name label.
+    #[arg(value_name = "ADDR|CIDR|NAME")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Print what would be done; change nothing (firewall, files, store).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read each back-end's state back instead of trusting the record of
+    /// the last sync.
+    #[arg(long)]
+    pub full: bool,
+    /// Print nothing but errors (for cron; actions still go to syslog).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_length(text: &str) -> Result<i64, String> {
+    match BanTime::parse(text)? {
+        BanTime::Seconds(n) => Ok(n),
+        BanTime::Permanent => Err("use --permanent for a ban without end".into()),
+    }
+}
+
+/// Parses the command line. `Err` carries what `run` returns instead:
+/// `Ok` after --help/--version, one-line usage errors otherwise.
+pub fn parse() -> Result<Cli, Result<Outcome, Error>> {
+    let matches = Cli::command().try_get_matches();
+    let parsed = matches.and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => Ok(cli),
+        Err(e) => Err(usage_outcome(e)),
+    }
+}
+
+fn usage_outcome(e: clap::Error) -> Result<Outcome, Error> {
+    use clap::error::ErrorKind::*;
+    match e.kind() {
+        DisplayHelp | DisplayVersion => {
+            // Help and version go to stdout and succeed.
+            e.print().map_err(Error::from)?;
+            Ok(Outcome::Ok)
+        }
+        DisplayHelpOnMissingArgumentOrSubcommand | MissingSubcommand => Err(Error::msg(
+            "a command is required: list, unban, ban, status, test, history, check-config or sync (try --help)",
+        )),
+        _ => Err(Error::msg(one_line(&e.render().to_string()))),
+    }
+}
+
+/// clap's error, reduced to its first line without the "error: " prefix.
+fn one_line(rendered: &str) -> String {
+    let first = rendered.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (try --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_from(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("banguardctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let c = parse_from(&["list", "--json", "--config", "/x.toml"]).unwrap();
+        assert!(c.json);
+        assert_eq!(c.config.as_deref(), Some(std::path::Path::new("/x.toml")));
+    }
+
+    #[test]
+    fn unban_needs_a_target_or_all_but_not_both() {
+        assert!(parse_from(&["unban"]).is_err());
+        assert!(parse_from(&["unban", "1.2.3.4", "--all"]).is_err());
+        assert!(parse_from(&["unban", "--all"]).is_ok());
+    }
+
+    #[test]
+    fn ban_length_forms() {
+        let c = parse_from(&["ban", "192.0.2.1", "--for", "1h30m"]).unwrap();
+        let Command::Ban(b) = c.command else { panic!() };
+        assert_eq!(b.length, Some(5400));
+        assert!(parse_from(&["ban", "192.0.2.1", "--for", "0"]).is_err());
+        assert!(parse_from(&["ban", "192.0.2.1", "--for", "permanent"]).is_err());
+        assert!(parse_from(&["ban", "192.0.2.1", "--for", "1h", "--permanent"]).is_err());
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = parse_from(&["list", "--bogus"]).unwrap_err();
+        let line = one_line(&e.render().to_string());
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("unexpected argument '--bogus'"), "{line}");
+        assert!(line.ends_with("(try --help)"));
+    }
+}

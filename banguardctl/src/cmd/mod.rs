@@ -1,0 +1,29 @@
+//! One file per command.
+
+mod ban;
+mod check_config;
+mod history;
+mod list;
+mod status;
+pub mod sync;
+mod test;
+mod unban;
+
+use crate::Outcome;
+use crate::cli::{Cli, Command};
+use crate::ctx::Ctx;
+use crate::error::Result;
+
+pub fn dispatch(cli: Cli) -> Result<Outcome> {
+    let ctx = Ctx::load(cli.config, cli.json)?;
+    match cli.command {
+        Command::List(a) => list::run(&ctx, &a),
+        Command::Unban(a) => unban::run(&ctx, &a),
+        Command::Ban(a) => ban::run(&ctx, &a),
+        Command::Status(a) => status::run(&ctx, &a),
+        Command::Test(a) => test::run(&ctx, &a),
+        Command::History(a) => history::run(&ctx, &a),
+        Command::CheckConfig => check_config::run(&ctx),
+        Command::Sync(a) => sync::run(&ctx, &a),
+    }
+}

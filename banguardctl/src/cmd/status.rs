@@ -1,0 +1,92 @@
+//! `status [SERVICE]`: per service, like `fail2ban-client status sshd`.
+
+use crate::Outcome;
+use crate::cli::StatusArgs;
+use crate::ctx::{Ctx, retry, service_name};
+use crate::error::Result;
+use crate::output::clean;
+use banguard::config::ServicePolicy;
+use banguard::duration::format_duration;
+use serde_json::json;
+
+pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
+    let service = args.service.as_deref().map(service_name).transpose()?;
+    let g = ctx.open_read()?;
+    let all = retry(|| g.status(None))?;
+    let list = match service {
+        Some(s) => {
+            if !all.iter().any(|st| st.service == s) {
+                ctx.note_unconfigured(s);
+            }
+            retry(|| g.status(Some(s)))?
+        }
+        None => all,
+    };
+    // A host banned on the service and on all services is one banned host.
+    let hosts = |st: &banguard::policy::ServiceStatus| {
+        let mut v: Vec<String> = Vec::new();
+        for h in &st.banned {
+            let h = h.to_string();
+            if !v.contains(&h) {
+                v.push(h);
+            }
+        }
+        v
+    };
+    if ctx.json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|st| {
+                let p = ctx.config.policy(&st.service);
+                json!({
+                    "service": st.service,
+                    "section": ctx.section(&st.service),
+                    "enabled": p.enabled,
+                    "maxretry": p.maxretry,
+                    "findtime": format_duration(p.findtime),
+                    "bantime": p.bantime.to_string(),
+                    "currently_failing": st.currently_failing,
+                    "total_failed": st.total_failed,
+                    "currently_banned": hosts(st).len(),
+                    "total_banned": st.total_banned,
+                    "banned": hosts(st),
+                })
+            })
+            .collect();
+        ctx.print_json(&json!({ "services": rows }))?;
+        return Ok(Outcome::Ok);
+    }
+    let mut out = String::new();
+    if service.is_none() {
+        let names: Vec<&str> = list.iter().map(|s| s.service.as_str()).collect();
+        out.push_str(&format!("Services: {}", names.len()));
+        if !names.is_empty() {
+            out.push_str(&format!(" ({})", clean(&names.join(", "))));
+        }
+        out.push('\n');
+    }
+    for st in &list {
+        let p = ctx.config.policy(&st.service);
+        let banned: Vec<String> = hosts(st).iter().map(|h| clean(h)).collect();
+        out.push_str(&format!("\nStatus for the service: {}\n", clean(&st.service)));
+        out.push_str(&format!("|- Policy:             {} {}\n", ctx.section(&st.service), policy_line(p)));
+        out.push_str("|- Failures\n");
+        out.push_str(&format!("|  |- Currently failing: {}\n", st.currently_failing));
+        out.push_str(&format!("|  `- Total failed:      {}\n", st.total_failed));
+        out.push_str("`- Bans\n");
+        out.push_str(&format!("   |- Currently banned:  {}\n", banned.len()));
+        out.push_str(&format!("   |- Total banned:      {}\n", st.total_banned));
+        out.push_str(&format!("   `- Banned list:       {}\n", banned.join(" ")));
+    }
+    let out = out.strip_prefix('\n').unwrap_or(&out);
+    ctx.print(out)?;
+    Ok(Outcome::Ok)
+}
+
+/// "maxretry 3 within 10m, ban 10m" (or "disabled").
+pub fn policy_line(p: &ServicePolicy) -> String {
+    if !p.enabled {
+        return "disabled (enabled = false)".into();
+    }
+    format!("maxretry {} within {}, ban {}", p.maxretry, format_duration(p.findtime), p.bantime)
+}

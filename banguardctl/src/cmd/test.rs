@@ -1,0 +1,126 @@
+//! `test ADDR SERVICE`: the tcpdmatch of banguard. Asks the core what an
+//! attempt from ADDR on SERVICE would meet now (`peek`, which writes
+//! nothing). Exit 0 when the client would be let through to the password
+//! check, 1 when it would be refused.
+
+use crate::Outcome;
+use crate::cli::TestArgs;
+use crate::cmd::status::policy_line;
+use crate::ctx::{Ctx, retry, service_name};
+use crate::error::{Error, Result};
+use crate::output::{self, clean};
+use crate::target::{self, Accept};
+use banguard::duration::format_duration;
+use banguard::policy::{Request, Untracked, Verdict};
+use serde_json::{Value, json};
+
+pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
+    let service = service_name(&args.service)?;
+    let client = args.client.trim();
+    // Validate as an operator target; a network makes no sense here.
+    let key = target::parse(client, Accept::NetOrName)?;
+    if client.contains('/') {
+        return Err(Error::msg(format!(
+            "invalid address {client:?}: `test` takes one client address, not a network"
+        )));
+    }
+    let mut g = ctx.open_read()?;
+    let now = g.now();
+    let req = Request { service, rhost: Some(client), hint: None, user: None };
+    let verdict = retry(|| g.peek(&req))?;
+    ctx.note_unconfigured(service);
+    let policy = ctx.config.policy(service);
+    let findtime = format_duration(policy.findtime);
+    let (access, why, reason, ban_json): (&str, &str, String, Value) = match &verdict {
+        Verdict::Untracked { reason: Untracked::Disabled } => (
+            "granted",
+            "disabled",
+            format!("banguard is disabled for {service} ({} enabled = false)", ctx.section(service)),
+            Value::Null,
+        ),
+        Verdict::Untracked { reason: Untracked::Ignored(net) } => {
+            ("granted", "ignored", format!("never counted: in ignoreip {}", net.trunc()), Value::Null)
+        }
+        Verdict::Untracked { reason: Untracked::Local } => {
+            ("granted", "local", "no remote host: a local login is never counted".into(), Value::Null)
+        }
+        Verdict::Allowed { used, maxretry, .. } if used >= maxretry => (
+            "denied",
+            "exhausted",
+            format!(
+                "{used} of {maxretry} failures used within {findtime}: the next attempt is refused and bans it"
+            ),
+            Value::Null,
+        ),
+        Verdict::Allowed { used, maxretry, .. } => (
+            "granted",
+            "counting",
+            format!("{used} of {maxretry} failures used within {findtime}"),
+            Value::Null,
+        ),
+        Verdict::Refused { ban, .. } => {
+            let until = match ban.expires {
+                Some(e) => format!("until {} ({} left)", output::time(e), output::until(e, now)),
+                None => "permanently".into(),
+            };
+            let on = if ban.service == banguard::policy::ALL_SERVICES {
+                "all services".to_string()
+            } else {
+                ban.service.clone()
+            };
+            let covered = if ban.host != key { format!(" (as part of {})", ban.host) } else { String::new() };
+            (
+                "denied",
+                "banned",
+                format!(
+                    "banned on {on}{covered} {until}; ban #{} since {}, {}, {} failures",
+                    ban.id,
+                    output::time(ban.created),
+                    clean(&ban.reason),
+                    ban.failures
+                ),
+                output::ban_json(ban, &ctx.config, now),
+            )
+        }
+    };
+    let counted_as = match &verdict {
+        Verdict::Allowed { host, .. } | Verdict::Refused { host, .. } => Some(host.db_key()),
+        Verdict::Untracked { .. } => None,
+    };
+    let (used, maxretry) = match &verdict {
+        Verdict::Allowed { used, maxretry, .. } => (Some(*used), Some(*maxretry)),
+        _ => (None, None),
+    };
+    if ctx.json {
+        let ignored_by = match &verdict {
+            Verdict::Untracked { reason: Untracked::Ignored(n) } => Some(n.trunc().to_string()),
+            _ => None,
+        };
+        ctx.print_json(&json!({
+            "client": client,
+            "counted_as": counted_as,
+            "service": service,
+            "section": ctx.section(service),
+            "access": access,
+            "why": why,
+            "used": used,
+            "maxretry": maxretry,
+            "findtime": findtime,
+            "ignored_by": ignored_by,
+            "ban": ban_json,
+            "reason": reason,
+        }))?;
+    } else {
+        let mut out = String::new();
+        out.push_str(&format!("client:   {}", clean(client)));
+        if let Some(k) = &counted_as {
+            out.push_str(&format!(" (counted as {})", clean(k)));
+        }
+        out.push('\n');
+        out.push_str(&format!("service:  {service} ({} {})\n", ctx.section(service), policy_line(policy)));
+        out.push_str(&format!("access:   {access}\n"));
+        out.push_str(&format!("reason:   {reason}\n"));
+        ctx.print(&out)?;
+    }
+    Ok(if access == "granted" { Outcome::Ok } else { Outcome::NoMatch })
+}

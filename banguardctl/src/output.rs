@@ -1,0 +1,235 @@
+//! Tables for people, local times, and the JSON shapes shared by commands.
+#![allow(unsafe_code)]
+
+use banguard::config::{Config, SyncScope};
+use banguard::duration::format_duration;
+use banguard::policy::Ban;
+use serde_json::{Value, json};
+
+/// A plain text table: columns separated by two spaces, the last column
+/// not padded.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let n = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(n) {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for r in std::iter::once(&self.header).chain(self.rows.iter()) {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate().take(n) {
+                if i + 1 < n {
+                    line.push_str(c);
+                    line.extend(std::iter::repeat_n(' ', widths[i] - c.chars().count() + 2));
+                } else {
+                    line.push_str(c);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Text from the store shown to people: control characters (a newline
+/// or an escape sequence in a reason) become '?'.
+pub fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// Broken-down local time.
+struct Local {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    min: i64,
+    sec: i64,
+    /// Seconds east of UTC.
+    offset: i64,
+}
+
+fn local(t: i64) -> Local {
+    // SAFETY: `tm` is plain old data, for which all-zero bytes are a valid
+    // value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let tt = t as libc::time_t;
+    // SAFETY: localtime_r reads `tt` and writes only into the `tm` we own
+    // (glibc's localtime_r reads TZ itself on first use).
+    let ok = unsafe { !libc::localtime_r(&tt, &mut tm).is_null() };
+    if ok {
+        Local {
+            year: i64::from(tm.tm_year) + 1900,
+            month: i64::from(tm.tm_mon) + 1,
+            day: i64::from(tm.tm_mday),
+            hour: i64::from(tm.tm_hour),
+            min: i64::from(tm.tm_min),
+            sec: i64::from(tm.tm_sec),
+            offset: tm.tm_gmtoff,
+        }
+    } else {
+        utc(t)
+    }
+}
+
+/// UTC without libc (fallback), from days since the epoch (H. Hinnant's
+/// civil_from_days).
+fn utc(t: i64) -> Local {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Local { year, month, day, hour: secs / 3600, min: secs % 3600 / 60, sec: secs % 60, offset: 0 }
+}
+
+/// "2027-01-15 08:00:00" in local time, for tables.
+pub fn time(t: i64) -> String {
+    let l = local(t);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", l.year, l.month, l.day, l.hour, l.min, l.sec)
+}
+
+/// "2027-01-15T08:00:00+00:00" in local time, for JSON and mail.
+pub fn time_iso(t: i64) -> String {
+    let l = local(t);
+    let sign = if l.offset < 0 { '-' } else { '+' };
+    let off = l.offset.abs();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        l.year,
+        l.month,
+        l.day,
+        l.hour,
+        l.min,
+        l.sec,
+        off / 3600,
+        off % 3600 / 60
+    )
+}
+
+/// "7m12s", or "0s" once past.
+pub fn until(t: i64, now: i64) -> String {
+    format_duration(t - now)
+}
+
+/// "sshd" or "all" for a ban's service.
+pub fn service_label(service: &str) -> &str {
+    if service == banguard::policy::ALL_SERVICES { "all" } else { service }
+}
+
+/// A ban's state at `now`.
+pub fn state(ban: &Ban, now: i64) -> &'static str {
+    if ban.lifted.is_some() {
+        "lifted"
+    } else if ban.is_active(now) {
+        "active"
+    } else {
+        "expired"
+    }
+}
+
+/// Whether the sync job pushes this ban to the firewall: "yes" (pushed),
+/// "pending" (at the next sync), "no" (PAM refuses it; the firewall does
+/// not), "-" (not active).
+pub fn firewall(ban: &Ban, config: &Config, now: i64) -> &'static str {
+    if !ban.is_active(now) {
+        return "-";
+    }
+    let wanted = ban.host.net().is_some()
+        && !config.sync.backends.is_empty()
+        && (ban.firewall || config.sync.scope == SyncScope::All);
+    match (wanted, ban.pushed) {
+        (true, Some(_)) => "yes",
+        (true, None) => "pending",
+        (false, _) => "no",
+    }
+}
+
+/// "10m", "permanent".
+pub fn length(ban: &Ban) -> String {
+    ban.length().to_string()
+}
+
+/// The JSON shape of a ban, shared by every command.
+pub fn ban_json(ban: &Ban, config: &Config, now: i64) -> Value {
+    json!({
+        "id": ban.id,
+        "host": ban.host.to_string(),
+        "key": ban.host.db_key(),
+        "service": service_label(&ban.service),
+        "state": state(ban, now),
+        "since": ban.created,
+        "since_iso": time_iso(ban.created),
+        "expires": ban.expires,
+        "expires_iso": ban.expires.map(time_iso),
+        "expires_in": ban.expires.filter(|_| ban.is_active(now)).map(|e| e - now),
+        "length": length(ban),
+        "lifted": ban.lifted,
+        "failures": ban.failures,
+        "prior_bans": ban.prior_bans,
+        "reason": ban.reason,
+        "firewall": firewall(ban, config, now),
+        "pushed": ban.pushed,
+    })
+}
+
+/// "expires in" cell: "7m12s", "permanent", "expired", "lifted".
+pub fn expires_cell(ban: &Ban, now: i64) -> String {
+    match (ban.lifted, ban.expires) {
+        (Some(_), _) => "lifted".into(),
+        (None, None) => "permanent".into(),
+        (None, Some(e)) if e > now => until(e, now),
+        (None, Some(_)) => "expired".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_trims() {
+        let mut t = Table::new(&["A", "LONGER", "LAST"]);
+        t.row(vec!["xxxx".into(), "y".into(), "free text".into()]);
+        t.row(vec!["x".into(), "".into(), "".into()]);
+        assert_eq!(t.render(), "A     LONGER  LAST\nxxxx  y       free text\nx\n");
+    }
+
+    #[test]
+    fn utc_dates() {
+        let l = utc(1_800_000_000);
+        assert_eq!((l.year, l.month, l.day, l.hour, l.min, l.sec), (2027, 1, 15, 8, 0, 0));
+        let l = utc(951_782_400); // 2000-02-29
+        assert_eq!((l.year, l.month, l.day), (2000, 2, 29));
+        let l = utc(0);
+        assert_eq!((l.year, l.month, l.day, l.hour), (1970, 1, 1, 0));
+    }
+
+    #[test]
+    fn clean_replaces_controls() {
+        assert_eq!(clean("a\nb\x1b[31m"), "a?b?[31m");
+    }
+}

@@ -1,0 +1,106 @@
+//! Hosts named on the command line: an address, a network in CIDR form,
+//! or (where a command accepts it) the name label a non-numeric PAM_RHOST
+//! was counted under.
+//!
+//! A network with host bits set (`10.1.2.3/8`) is refused with the
+//! network it would mean: for `ban` a typo there widens a ban to millions
+//! of hosts, and one rule for every command is easier to remember.
+
+use crate::error::{Error, Result};
+use banguard::HostKey;
+use banguard::addr::{name_label, parse_addr, parse_net};
+use ipnet::IpNet;
+use std::str::FromStr;
+
+/// What a command accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Accept {
+    /// Address or network (`ban`).
+    Net,
+    /// Address, network or name label (`unban`, `history`).
+    NetOrName,
+}
+
+const EXAMPLES: &str = "e.g. 198.51.100.7, 203.0.113.0/24, 2001:db8::/64";
+
+pub fn parse(text: &str, accept: Accept) -> Result<HostKey> {
+    let s = text.trim();
+    let bad = |msg: String| Error::msg(format!("invalid address {text:?}: {msg}"));
+    if s.is_empty() {
+        return Err(bad(format!("empty; give an address or network ({EXAMPLES})")));
+    }
+    if s.contains('/') {
+        let raw = IpNet::from_str(s)
+            .map_err(|_| bad(format!("not an IPv4/IPv6 network in CIDR form ({EXAMPLES})")))?;
+        if raw != raw.trunc() {
+            return Err(bad(format!(
+                "host bits are set after /{}: did you mean {}?",
+                raw.prefix_len(),
+                raw.trunc()
+            )));
+        }
+        return parse_net(s).map(HostKey::Net).map_err(bad);
+    }
+    if let Some(addr) = parse_addr(s) {
+        return Ok(HostKey::Net(IpNet::from(addr)));
+    }
+    if accept == Accept::NetOrName && looks_like_name(s) {
+        return Ok(HostKey::Name(name_label(s)));
+    }
+    Err(bad(match accept {
+        Accept::Net => format!("not an IPv4/IPv6 address or network ({EXAMPLES})"),
+        Accept::NetOrName => {
+            format!("not an IPv4/IPv6 address, network or host name ({EXAMPLES}, host.example.net)")
+        }
+    }))
+}
+
+/// A DNS-like name: letters, digits, '.', '-', '_', at least one letter,
+/// so that a mistyped address ("300.1.1.1", "10.0.0") is not taken for one.
+pub fn looks_like_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with(['-', '.'])
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str, a: Accept) -> String {
+        parse(s, a).unwrap().db_key()
+    }
+
+    fn err(s: &str, a: Accept) -> String {
+        parse(s, a).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn addresses_and_networks() {
+        assert_eq!(ok("198.51.100.7", Accept::Net), "198.51.100.7/32");
+        assert_eq!(ok(" 203.0.113.0/24 ", Accept::Net), "203.0.113.0/24");
+        assert_eq!(ok("2001:db8::1", Accept::Net), "2001:db8::1/128");
+        assert_eq!(ok("[2001:db8::1]", Accept::Net), "2001:db8::1/128");
+        assert_eq!(ok("2001:db8::/64", Accept::Net), "2001:db8::/64");
+        assert_eq!(ok("::ffff:198.51.100.7", Accept::Net), "198.51.100.7/32");
+        assert_eq!(ok("::ffff:198.51.100.0/120", Accept::Net), "198.51.100.0/24");
+    }
+
+    #[test]
+    fn host_bits_are_refused_with_the_network_meant() {
+        let e = err("10.1.2.3/8", Accept::Net);
+        assert!(e.contains("host bits") && e.contains("did you mean 10.0.0.0/8?"), "{e}");
+        assert!(err("2001:db8::1/64", Accept::NetOrName).contains("2001:db8::/64"));
+    }
+
+    #[test]
+    fn names_only_where_accepted() {
+        assert_eq!(ok("Host.Example.NET", Accept::NetOrName), "name:host.example.net");
+        assert!(err("host.example.net", Accept::Net).contains("not an IPv4/IPv6 address or network"));
+        for bad in ["300.1.1.1", "10.0.0", "1.2.3.4/33", "a b", "x;rm", "", "-x", "1.2.3.4/x"] {
+            assert!(parse(bad, Accept::NetOrName).is_err(), "{bad:?}");
+        }
+    }
+}

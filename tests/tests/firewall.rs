@@ -1,0 +1,582 @@
+//! The kernel back-ends against the real tools, each test in its own
+//! throwaway network namespace: bans drop real TCP connections, unbans and
+//! expiries let them through again, a repeated sync changes nothing, and
+//! tables/chains/sets that are not ours survive.
+//!
+//! Every firewall command runs through `nsenter` into the namespace (the
+//! back-ends take a `Runner`); this machine's own firewall is never touched.
+//! The traffic is loopback-only inside the namespace: an HTTP listener on
+//! `[::]:8080`, clients bound to 127.0.0.2/.3 and 2001:db8::2/::3.
+//!
+//! `bench_sync_100k` (ignored) is the benchmark behind BENCHMARKS-sync.md;
+//! run it with bench/sync/run.sh.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use banguard::sync::{
+    BackendKind, FirewallEntry, IpNet, Ipv4Net, Runner, SyncReport, SyncRequest, SystemRunner,
+};
+use banguard_e2e::{Netns, require, wait_for, wait_for_listener};
+
+const PORT: u16 = 8080;
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs() as i64
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test network")
+}
+
+/// Runs back-end commands inside `ns`.
+fn runner(ns: &Netns) -> SystemRunner {
+    let pid = ns.init_pid().to_string();
+    SystemRunner::with_prefix(["nsenter", "--target", pid.as_str(), "--net", "--mount", "--pid", "--"])
+}
+
+/// A namespace with attacker/bystander addresses on lo and a listener.
+struct Lab {
+    ns: Netns,
+    runner: SystemRunner,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let mut ns = Netns::new();
+        for a in ["127.0.0.2/8", "127.0.0.3/8", "2001:db8::2/128", "2001:db8::3/128"] {
+            ns.add_lo_addr(a);
+        }
+        let mut listener = ns.command(["python3", "-m", "http.server", &PORT.to_string(), "--bind", "::"]);
+        listener.stdout(Stdio::null()).stderr(Stdio::null());
+        ns.spawn(listener);
+        assert!(wait_for_listener(&ns, PORT, Duration::from_secs(10)), "listener did not start");
+        let runner = runner(&ns);
+        Lab { ns, runner }
+    }
+
+    /// Whether a TCP connection (an HTTP GET) from `src` gets through; a
+    /// dropped SYN makes curl give up after 1 s.
+    fn connects(&self, src: &str) -> bool {
+        let url = if src.contains(':') {
+            format!("http://[::1]:{PORT}/")
+        } else {
+            format!("http://127.0.0.1:{PORT}/")
+        };
+        let out = self
+            .ns
+            .command([
+                "curl",
+                "-sS",
+                "-g",
+                "-o",
+                "/dev/null",
+                "--interface",
+                src,
+                "--connect-timeout",
+                "1",
+                "--max-time",
+                "3",
+                &url,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run curl in the namespace");
+        out.status.success()
+    }
+
+    fn assert_blocked(&self, blocked: &[&str], open: &[&str]) {
+        for src in blocked {
+            assert!(!self.connects(src), "{src} should be dropped");
+        }
+        for src in open {
+            assert!(self.connects(src), "{src} should connect");
+        }
+    }
+
+    fn sh(&self, argv: &[&str]) -> String {
+        String::from_utf8_lossy(&self.ns.run_ok(argv).stdout).into_owned()
+    }
+
+    fn sync(&self, kind: BackendKind, req: &SyncRequest<'_>) -> SyncReport {
+        kind.backend().sync(req, &self.runner).unwrap_or_else(|e| panic!("{kind} sync: {e}"))
+    }
+}
+
+/// Listing of the firewall state with the ticking "expires"/"timeout N"
+/// countdowns removed, to show that a sync wrote nothing.
+fn snapshot(lab: &Lab, kind: BackendKind) -> String {
+    let text = match kind {
+        BackendKind::Nftables => lab.sh(&["nft", "-a", "list", "ruleset"]),
+        BackendKind::Ipset => {
+            lab.sh(&["ipset", "list", "-o", "save"])
+                + &lab.sh(&["iptables", "-S"])
+                + &lab.sh(&["ip6tables", "-S"])
+        }
+        _ => lab.sh(&["iptables", "-S"]) + &lab.sh(&["ip6tables", "-S"]),
+    };
+    let mut out = Vec::new();
+    let mut skip = false;
+    for w in text.split_whitespace() {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if w == "expires" || (w == "timeout" && kind == BackendKind::Ipset) {
+            skip = true;
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
+}
+
+/// Tables, chains and sets of someone else, which must survive every sync.
+fn install_foreign(lab: &Lab, kind: BackendKind) -> String {
+    match kind {
+        BackendKind::Nftables => {
+            lab.sh(&["nft", "add", "table", "ip", "foreign"]);
+            lab.sh(&["nft", "add", "chain", "ip", "foreign", "c", "{ type filter hook input priority 0; }"]);
+            lab.sh(&["nft", "add", "rule", "ip", "foreign", "c", "ip", "saddr", "192.0.2.99", "accept"]);
+            // Same set name as ours, in another table.
+            lab.sh(&["nft", "add", "table", "inet", "filter"]);
+            lab.sh(&["nft", "add", "set", "inet", "filter", "banned4", "{ type ipv4_addr; }"]);
+            lab.sh(&["nft", "add", "element", "inet", "filter", "banned4", "{ 192.0.2.98 }"]);
+        }
+        _ => {
+            for ipt in ["iptables", "ip6tables"] {
+                let src = if ipt == "iptables" { "192.0.2.99" } else { "2001:db8:99::1" };
+                lab.sh(&[ipt, "-N", "FOREIGN"]);
+                lab.sh(&[ipt, "-A", "FOREIGN", "-s", src, "-j", "ACCEPT"]);
+                lab.sh(&[ipt, "-A", "INPUT", "-j", "FOREIGN"]);
+            }
+            if kind == BackendKind::Ipset {
+                lab.sh(&["ipset", "create", "foreign", "hash:ip"]);
+                lab.sh(&["ipset", "add", "foreign", "192.0.2.97"]);
+            }
+        }
+    }
+    foreign_listing(lab, kind)
+}
+
+fn foreign_listing(lab: &Lab, kind: BackendKind) -> String {
+    match kind {
+        BackendKind::Nftables => {
+            lab.sh(&["nft", "list", "table", "ip", "foreign"])
+                + &lab.sh(&["nft", "list", "table", "inet", "filter"])
+        }
+        _ => {
+            let mut s = lab.sh(&["iptables", "-S", "FOREIGN"]) + &lab.sh(&["ip6tables", "-S", "FOREIGN"]);
+            for ipt in ["iptables", "ip6tables"] {
+                assert!(
+                    lab.sh(&[ipt, "-S", "INPUT"]).contains("-A INPUT -j FOREIGN"),
+                    "{ipt}: jump to FOREIGN lost"
+                );
+            }
+            if kind == BackendKind::Ipset {
+                s += &lab.sh(&["ipset", "list", "-o", "save", "foreign"]);
+            }
+            s
+        }
+    }
+}
+
+fn counts(r: &SyncReport) -> (usize, usize, usize, usize) {
+    (r.added, r.removed, r.updated, r.unchanged)
+}
+
+/// Ban, idempotence, unban, expiry: the same story for every kernel back-end.
+fn ban_unban_expire(kind: BackendKind) {
+    let lab = Lab::new();
+    let foreign = install_foreign(&lab, kind);
+    lab.assert_blocked(&[], &["127.0.0.2", "2001:db8::2"]);
+
+    let t = now();
+    let bans = vec![
+        FirewallEntry::until(net("127.0.0.2/32"), t + 600),
+        FirewallEntry::permanent(net("2001:db8::2/128")),
+    ];
+
+    // A dry run plans, and changes nothing.
+    let plan = lab.sync(kind, &SyncRequest::new(&bans, t).dry_run(true));
+    assert!(plan.changed() && plan.dry_run, "{plan:?}");
+    assert_eq!(counts(&plan), (2, 0, 0, 0));
+    lab.assert_blocked(&[], &["127.0.0.2"]);
+
+    let first = lab.sync(kind, &SyncRequest::new(&bans, t));
+    assert_eq!(counts(&first), (2, 0, 0, 0), "{first:?}");
+    assert!(first.repaired);
+    lab.assert_blocked(&["127.0.0.2", "2001:db8::2"], &["127.0.0.3", "2001:db8::3"]);
+
+    // Same set again: nothing added or removed, nothing written, whether
+    // the back-end trusts `previous` or reads the kernel back.
+    let before = snapshot(&lab, kind);
+    let again = lab.sync(kind, &SyncRequest::new(&bans, now()).previous(Some(&first.applied)));
+    assert_eq!(counts(&again), (0, 0, 0, 2), "{again:?}");
+    assert!(!again.changed() && !again.repaired, "{again:?}");
+    let read_back = lab.sync(kind, &SyncRequest::new(&bans, now()));
+    assert_eq!(counts(&read_back), (0, 0, 0, 2), "{read_back:?}");
+    assert!(!read_back.changed(), "{read_back:?}");
+    assert_eq!(snapshot(&lab, kind), before, "a no-change sync modified the firewall");
+
+    // Unban the IPv4 host.
+    let unbanned = lab.sync(kind, &SyncRequest::new(&bans[1..], now()).previous(Some(&read_back.applied)));
+    assert_eq!(counts(&unbanned), (0, 1, 0, 1), "{unbanned:?}");
+    lab.assert_blocked(&["2001:db8::2"], &["127.0.0.2"]);
+
+    // A short ban ends by itself (kernel timeout) or at the next sync.
+    let t = now();
+    let short = vec![bans[1].clone(), FirewallEntry::until(net("127.0.0.2/32"), t + 2)];
+    let banned = lab.sync(kind, &SyncRequest::new(&short, t).previous(Some(&unbanned.applied)));
+    assert_eq!(counts(&banned), (1, 0, 0, 1), "{banned:?}");
+    assert!(!lab.connects("127.0.0.2"), "short ban not applied");
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(Duration::from_secs((now() - t).max(0) as u64)));
+    let later = lab.sync(kind, &SyncRequest::new(&short, now()).previous(Some(&banned.applied)));
+    if kind == BackendKind::Iptables {
+        assert_eq!(counts(&later), (0, 1, 0, 1), "{later:?}");
+    } else {
+        // Already gone from the kernel: nothing left to remove.
+        assert_eq!(counts(&later), (0, 0, 0, 1), "{later:?}");
+        assert!(!later.changed(), "{later:?}");
+    }
+    let open = wait_for(Duration::from_secs(6), || lab.connects("127.0.0.2").then_some(()));
+    assert!(open.is_some(), "expired ban still drops 127.0.0.2");
+    lab.assert_blocked(&["2001:db8::2"], &["127.0.0.3"]);
+
+    assert_eq!(foreign_listing(&lab, kind), foreign, "someone else's firewall state changed");
+}
+
+#[test]
+fn nftables_ban_unban_expire() {
+    if !require(
+        "nftables_ban_unban_expire",
+        true,
+        &["unshare", "nsenter", "ip", "ss", "nft", "curl", "python3"],
+    ) {
+        return;
+    }
+    ban_unban_expire(BackendKind::Nftables);
+}
+
+#[test]
+fn ipset_ban_unban_expire() {
+    let tools = ["unshare", "nsenter", "ip", "ss", "ipset", "iptables", "ip6tables", "curl", "python3"];
+    if !require("ipset_ban_unban_expire", true, &tools) {
+        return;
+    }
+    ban_unban_expire(BackendKind::Ipset);
+}
+
+#[test]
+fn iptables_ban_unban_expire() {
+    let tools = [
+        "unshare",
+        "nsenter",
+        "ip",
+        "ss",
+        "iptables",
+        "ip6tables",
+        "iptables-restore",
+        "ip6tables-restore",
+        "curl",
+        "python3",
+    ];
+    if !require("iptables_ban_unban_expire", true, &tools) {
+        return;
+    }
+    ban_unban_expire(BackendKind::Iptables);
+}
+
+/// What an operator or an older version may leave behind is repaired: a
+/// deleted drop rule, a set created with other flags, networks.
+#[test]
+fn nftables_repairs_and_handles_networks() {
+    if !require("nftables_repairs_and_handles_networks", true, &["unshare", "nsenter", "nft"]) {
+        return;
+    }
+    let ns = Netns::new();
+    let r = runner(&ns);
+    let nft =
+        |args: &[&str]| String::from_utf8_lossy(&ns.run_ok([&["nft"], args].concat()).stdout).into_owned();
+    // An incompatible leftover: banned4 as an interval set.
+    nft(&["add", "table", "inet", "banguard"]);
+    nft(&["add", "set", "inet", "banguard", "banned4", "{ type ipv4_addr; flags interval; }"]);
+    let t = now();
+    let bans = vec![
+        FirewallEntry::until(net("198.51.100.0/24"), t + 600),
+        FirewallEntry::until(net("198.51.100.128/25"), t + 900), // nested: covered already
+        FirewallEntry::until(net("198.51.100.7/32"), t + 900),   // a host inside it: kept
+        FirewallEntry::permanent(net("2001:db8:1::/64")),
+        FirewallEntry::until(net("::ffff:203.0.113.5/128"), t + 60), // mapped: as IPv4
+    ];
+    let first = BackendKind::Nftables.backend().sync(&SyncRequest::new(&bans, t), &r).unwrap();
+    assert!(first.repaired);
+    assert_eq!(first.added, 4, "{first:?}");
+    let table = nft(&["list", "table", "inet", "banguard"]);
+    for want in
+        ["198.51.100.0/24 timeout", "198.51.100.7 timeout", "2001:db8:1::/64", "203.0.113.5 timeout 1m"]
+    {
+        assert!(table.contains(want), "missing {want}:\n{table}");
+    }
+    assert!(!table.contains("198.51.100.128"), "{table}");
+
+    // Someone deletes our IPv6 network rule; reading back notices.
+    let listing = nft(&["-a", "list", "chain", "inet", "banguard", "input"]);
+    let handle = listing
+        .lines()
+        .find(|l| l.contains("@banned6_nets"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .expect("rule handle")
+        .trim()
+        .to_string();
+    nft(&["delete", "rule", "inet", "banguard", "input", "handle", &handle]);
+    let fixed = BackendKind::Nftables.backend().sync(&SyncRequest::new(&bans, now()), &r).unwrap();
+    assert!(fixed.repaired && fixed.changed(), "{fixed:?}");
+    assert_eq!((fixed.added, fixed.removed), (0, 0), "{fixed:?}");
+    assert!(nft(&["list", "chain", "inet", "banguard", "input"]).contains("ip6 saddr @banned6_nets drop"));
+
+    // The whole table gone (a reboot, `nft flush ruleset`) with a stale
+    // `previous`: the cheap check notices and everything is pushed again.
+    nft(&["delete", "table", "inet", "banguard"]);
+    let again = BackendKind::Nftables
+        .backend()
+        .sync(&SyncRequest::new(&bans, now()).previous(Some(&fixed.applied)), &r)
+        .unwrap();
+    assert_eq!(again.added, 4, "{again:?}");
+    assert!(nft(&["list", "set", "inet", "banguard", "banned4"]).contains("198.51.100.7"));
+}
+
+/// `previous` lies (an element was deleted by hand, another added): the
+/// incremental transaction still applies, since deletes are add+delete.
+#[test]
+fn nftables_stale_previous_does_not_fail() {
+    if !require("nftables_stale_previous_does_not_fail", true, &["unshare", "nsenter", "nft"]) {
+        return;
+    }
+    let ns = Netns::new();
+    let r = runner(&ns);
+    let t = now();
+    let bans = vec![
+        FirewallEntry::until(net("192.0.2.1/32"), t + 600),
+        FirewallEntry::until(net("192.0.2.0/28"), t + 600),
+    ];
+    let first = BackendKind::Nftables.backend().sync(&SyncRequest::new(&bans, t), &r).unwrap();
+    ns.run_ok(["nft", "delete", "element", "inet", "banguard", "banned4", "{ 192.0.2.1 }"]);
+    ns.run_ok(["nft", "delete", "element", "inet", "banguard", "banned4_nets", "{ 192.0.2.0/28 }"]);
+    // Unban both: deleting elements that are already gone must not fail.
+    let rep = BackendKind::Nftables
+        .backend()
+        .sync(&SyncRequest::new(&[], now()).previous(Some(&first.applied)), &r)
+        .unwrap();
+    assert_eq!(rep.removed, 2, "{rep:?}");
+    let out =
+        String::from_utf8_lossy(&ns.run_ok(["nft", "list", "table", "inet", "banguard"]).stdout).into_owned();
+    assert!(!out.contains("192.0.2."), "{out}");
+}
+
+/// A host and a network banned again the moment their ban ran out (the
+/// kernel may or may not have dropped them yet) end up with the new
+/// timeout, not the old one.
+#[test]
+fn nftables_reban_right_after_expiry() {
+    if !require("nftables_reban_right_after_expiry", true, &["unshare", "nsenter", "nft"]) {
+        return;
+    }
+    let ns = Netns::new();
+    let r = runner(&ns);
+    let t = now();
+    let short = vec![
+        FirewallEntry::until(net("192.0.2.1/32"), t + 2),
+        FirewallEntry::until(net("2001:db8:5::/64"), t + 2),
+    ];
+    let first = BackendKind::Nftables.backend().sync(&SyncRequest::new(&short, t), &r).unwrap();
+    wait_for(Duration::from_secs(5), || (now() >= t + 2).then_some(())).expect("clock");
+    let t2 = now();
+    let long: Vec<FirewallEntry> = short.iter().map(|e| FirewallEntry::until(e.net, t2 + 600)).collect();
+    let rep = BackendKind::Nftables
+        .backend()
+        .sync(&SyncRequest::new(&long, t2).previous(Some(&first.applied)), &r)
+        .unwrap();
+    assert_eq!((rep.added, rep.updated), (0, 2), "{rep:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let out =
+        String::from_utf8_lossy(&ns.run_ok(["nft", "list", "table", "inet", "banguard"]).stdout).into_owned();
+    assert!(out.contains("192.0.2.1 timeout 10m") && out.contains("2001:db8:5::/64 timeout 10m"), "{out}");
+}
+
+/// ipset pushes bans longer than its 24.8-day timeout ceiling without a
+/// timeout, and an extended ban gets its new timeout in place.
+#[test]
+fn ipset_long_and_extended_bans() {
+    if !require(
+        "ipset_long_and_extended_bans",
+        true,
+        &["unshare", "nsenter", "ipset", "iptables", "ip6tables"],
+    ) {
+        return;
+    }
+    let ns = Netns::new();
+    let r = runner(&ns);
+    let t = now();
+    let bans = vec![
+        FirewallEntry::until(net("192.0.2.1/32"), t + 40 * 86_400),
+        FirewallEntry::until(net("192.0.2.2/32"), t + 60),
+    ];
+    let first = BackendKind::Ipset.backend().sync(&SyncRequest::new(&bans, t), &r).unwrap();
+    let save = |ns: &Netns| {
+        String::from_utf8_lossy(&ns.run_ok(["ipset", "list", "-o", "save", "banguard4"]).stdout).into_owned()
+    };
+    let s = save(&ns);
+    assert!(s.contains("add banguard4 192.0.2.1 timeout 0"), "{s}");
+    let extended = vec![bans[0].clone(), FirewallEntry::until(net("192.0.2.2/32"), t + 7200)];
+    let rep = BackendKind::Ipset
+        .backend()
+        .sync(&SyncRequest::new(&extended, t).previous(Some(&first.applied)), &r)
+        .unwrap();
+    assert_eq!((rep.added, rep.updated, rep.unchanged), (0, 1, 1), "{rep:?}");
+    let s = save(&ns);
+    let line = s.lines().find(|l| l.contains("192.0.2.2")).unwrap_or_default().to_string();
+    let secs: i64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(secs > 7000, "{line}");
+    // Read back from the kernel, both count as unchanged.
+    let rep = BackendKind::Ipset.backend().sync(&SyncRequest::new(&extended, now()), &r).unwrap();
+    assert_eq!((rep.added, rep.removed, rep.updated, rep.unchanged), (0, 0, 0, 2), "{rep:?}");
+}
+
+/// A command that cannot run is an error naming it, not a panic or a
+/// silent success.
+#[test]
+fn missing_tool_is_a_clear_error() {
+    let r = SystemRunner::with_prefix(["env", "PATH=/nonexistent"]);
+    let err = BackendKind::Nftables.backend().sync(&SyncRequest::new(&[], 0), &r).unwrap_err().to_string();
+    assert!(err.contains("nft"), "{err}");
+}
+
+// ------------------------------------------------------------------------
+// Benchmark (ignored; bench/sync/run.sh runs it and explains the numbers).
+
+/// 100,000 distinct addresses (and a few networks), 30 minutes to live.
+fn bench_entries(n: usize, t: i64) -> Vec<FirewallEntry> {
+    (0..n)
+        .map(|i| {
+            let a = 0x0a00_0000u32 + (i as u32) * 3;
+            let addr = std::net::Ipv4Addr::from(a);
+            let prefix = if i % 1000 == 999 { 28 } else { 32 };
+            FirewallEntry::until(
+                Ipv4Net::new(addr, prefix).expect("prefix").trunc().into(),
+                t + 1800 + (i as i64 % 600),
+            )
+        })
+        .collect()
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let v = f();
+    (v, start.elapsed())
+}
+
+/// The benchmark's runner: through nsenter into a fresh namespace, or
+/// (BANGUARD_BENCH_DIRECT=1) directly, which is only allowed when this
+/// process sits in another network namespace than the one named by
+/// BANGUARD_BENCH_HOST_NETNS (run.sh reads it before `unshare --net`).
+fn bench_runner(ns: &Netns) -> (SystemRunner, &'static str) {
+    if std::env::var("BANGUARD_BENCH_DIRECT").is_ok_and(|v| v == "1") {
+        let mine = std::fs::read_link("/proc/self/ns/net").expect("read /proc/self/ns/net");
+        let host = std::env::var("BANGUARD_BENCH_HOST_NETNS").unwrap_or_default();
+        assert!(
+            !host.is_empty() && mine.to_string_lossy() != host,
+            "BANGUARD_BENCH_DIRECT=1 needs BANGUARD_BENCH_HOST_NETNS and a private network namespace (`unshare --net`)"
+        );
+        (SystemRunner::new(), "direct (unshare --net around the test binary)")
+    } else {
+        (runner(ns), "via nsenter into a throwaway namespace")
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run bench/sync/run.sh"]
+fn bench_sync_100k() {
+    let tools = ["unshare", "nsenter", "nft", "ipset", "iptables", "ip6tables", "iptables-restore"];
+    if !require("bench_sync_100k", true, &tools) {
+        return;
+    }
+    let n: usize = std::env::var("BANGUARD_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let kinds: Vec<BackendKind> = std::env::var("BANGUARD_BENCH_BACKENDS")
+        .unwrap_or_else(|_| "nftables,ipset,iptables".into())
+        .split(',')
+        .map(|k| k.parse().expect("back-end name"))
+        .collect();
+    // libtest has printed "test bench_sync_100k ... " without a newline.
+    println!("\n| back-end | case | entries | time | added | removed | updated | unchanged |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for kind in kinds {
+        // A fresh namespace per back-end: an empty firewall to start with.
+        let ns = Netns::new();
+        let (r, how) = bench_runner(&ns);
+        let b = kind.backend();
+        let t = now();
+        let all = bench_entries(n, t);
+        let row = |case: &str, rep: &SyncReport, d: Duration| {
+            println!(
+                "| {kind} | {case} | {n} | {:.0} ms | {} | {} | {} | {} |",
+                d.as_secs_f64() * 1000.0,
+                rep.added,
+                rep.removed,
+                rep.updated,
+                rep.unchanged
+            );
+        };
+        let (first, d) = timed(|| b.sync(&SyncRequest::new(&all, t), &r).expect("initial sync"));
+        row("into empty", &first, d);
+        let mut fast = Vec::new();
+        let mut last = first.applied.clone();
+        for _ in 0..5 {
+            let (rep, d) = timed(|| {
+                b.sync(&SyncRequest::new(&all, t).previous(Some(&last)), &r).expect("no-change sync")
+            });
+            assert!(!rep.changed(), "{kind}: no-change sync wrote something");
+            fast.push(d);
+            last = rep.applied;
+        }
+        fast.sort();
+        let (rep, _) =
+            timed(|| b.sync(&SyncRequest::new(&all, t).previous(Some(&last)), &r).expect("no-change sync"));
+        row("no change, with previous (median of 5)", &rep, fast[2]);
+        let (rep, d) = timed(|| b.sync(&SyncRequest::new(&all, t), &r).expect("read-back sync"));
+        row("no change, read back from kernel", &rep, d);
+        // 100 unbans and 100 new bans.
+        let mut changed: Vec<FirewallEntry> = all[100..].to_vec();
+        changed.extend(
+            (0..100).map(|i| {
+                FirewallEntry::until(net(&format!("198.51.{}.{}/32", i / 200, i % 200 + 1)), t + 900)
+            }),
+        );
+        let (rep, d) = timed(|| {
+            b.sync(&SyncRequest::new(&changed, t).previous(Some(&last)), &r).expect("incremental sync")
+        });
+        row("100 added + 100 removed, with previous", &rep, d);
+        println!("<!-- {kind}: commands run {how} -->");
+    }
+}
+
+/// A plain closure is a `Runner` (for callers that log or sandbox commands).
+#[test]
+fn closures_are_runners() {
+    let calls = std::cell::RefCell::new(Vec::new());
+    let r = |p: &str, a: &[String], _: Option<&[u8]>| -> banguard::Result<std::process::Output> {
+        calls.borrow_mut().push(format!("{p} {}", a.join(" ")));
+        Command::new("true").output().map_err(|e| banguard::Error::Command {
+            program: p.into(),
+            args: a.to_vec(),
+            status: None,
+            stderr: e.to_string(),
+        })
+    };
+    let rep = BackendKind::Iptables
+        .backend()
+        .sync(&SyncRequest::new(&[], 0).dry_run(true), &r as &dyn Runner)
+        .unwrap();
+    assert!(rep.dry_run);
+    assert_eq!(calls.borrow()[0], "iptables -w -S INPUT");
+}
