@@ -7,6 +7,7 @@
 pub mod error;
 pub mod sync;
 pub mod sys;
+pub mod trigger;
 
 pub use error::{Error, Result};
 pub mod addr;

@@ -326,27 +326,7 @@ fn announce_ban(engine: &Banguard, host: &HostKey, ban: &Ban) {
         // SAFETY: constant "%s" format with exactly one NUL-terminated argument.
         unsafe { libc::syslog(libc::LOG_AUTHPRIV | libc::LOG_NOTICE, c"%s".as_ptr(), line.as_ptr()) };
     }
-    let _ = touch(&engine.config().sync.trigger_file);
-}
-
-/// Sets the mtime of `path` to now, creating it (0600) and its parent
-/// directory (0700, one level only) if missing, as pam_banguard does.
-/// O_NONBLOCK: a FIFO without a reader fails at once instead of blocking.
-fn touch(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-    }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    file.set_modified(std::time::SystemTime::now())
+    let _ = banguard::trigger::touch(&engine.config().sync.trigger_file);
 }
 
 // ----- the C ABI -----
