@@ -284,10 +284,14 @@ fn create_initialised(path: &Path, busy_timeout: Duration) -> Result<()> {
             Err(e) => return Err(Error::Io { path: dir.to_path_buf(), source: e }),
         }
     }
+    // Unique per process *and* per call: threads of one process (a C ABI
+    // caller, the tests) may race here too.
+    static CREATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = path.with_file_name(format!(
-        ".{}.new-{}",
+        ".{}.new-{}-{}",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-        std::process::id()
+        std::process::id(),
+        CREATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         // The umask of whichever process comes first must not decide the mode.
@@ -377,6 +381,29 @@ mod tests {
         // Reopening does not migrate again or fail.
         let store = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn threads_creating_one_store_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/banguard.db");
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Store::open(&path, Duration::from_secs(2), Access::ReadWrite).map(|_| ())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".new-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

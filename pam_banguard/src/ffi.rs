@@ -1,0 +1,84 @@
+//! The only `unsafe` of the module: the C entry points and the few libpam
+//! and libc calls pam-bindings 0.4 does not wrap.
+
+#![allow(unsafe_code)]
+
+use crate::PamBanguard;
+use banguard::AttemptId;
+use pam::constants::PamResultCode;
+use pam::module::PamHandle;
+use std::ffi::{CStr, CString, c_char, c_int};
+
+// The six exported `pam_sm_*` functions; each wraps its hook in
+// pam-bindings' own catch_unwind (a second line behind ours).
+pam::pam_hooks!(PamBanguard);
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
+}
+
+/// Text for C: interior NULs (which cannot come from us, but may from a
+/// path or PAM item we quote) become '?'.
+fn c_text(msg: &str) -> CString {
+    CString::new(msg.replace('\0', "?")).unwrap_or_default()
+}
+
+/// Logs through `pam_syslog`, which prefixes "pam_banguard(service:type):"
+/// and uses LOG_AUTHPRIV.
+pub fn syslog(pamh: &PamHandle, level: c_int, msg: &str) {
+    let msg = c_text(msg);
+    // SAFETY: pamh is the live handle libpam passed to this hook; the format
+    // is a constant "%s" with exactly one NUL-terminated argument.
+    unsafe { pam_syslog(pamh, level, c"%s".as_ptr(), msg.as_ptr()) }
+}
+
+/// Logs without a handle (the panic hook), as pam_syslog would.
+pub fn syslog_global(level: c_int, msg: &str) {
+    let msg = c_text(msg);
+    // SAFETY: constant "%s" format with exactly one NUL-terminated argument.
+    unsafe { libc::syslog(libc::LOG_AUTHPRIV | level, c"%s".as_ptr(), msg.as_ptr()) }
+}
+
+/// A variable of the PAM environment (sshd puts SSH_CONNECTION there).
+pub fn getenv(pamh: &mut PamHandle, name: &CStr) -> Option<String> {
+    // SAFETY: pamh is the live handle; name is NUL-terminated. The result is
+    // NULL or a string owned by libpam that stays valid until the next
+    // change of the PAM environment, and we copy it at once.
+    let value = unsafe { pam_getenv(pamh, name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, NUL-terminated, owned by libpam (see above).
+    Some(unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
+}
+
+/// What this module remembers on a PAM handle between hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandleState {
+    /// The attempt the last `pam_sm_authenticate` on this handle recorded
+    /// (single-line mode), if it recorded one.
+    pub attempt: Option<AttemptId>,
+    /// Nothing (more) to give back on this handle: a success hook already
+    /// did, or the last authenticate recorded nothing.
+    pub given_back: bool,
+}
+
+/// The pam_set_data key; only [`set_handle_state`] writes it.
+const STATE_KEY: &str = "pam_banguard_attempt";
+
+/// This handle's state, if a hook of this module stored one (in this
+/// process: a forked child's state never reaches its parent).
+pub fn handle_state(pamh: &PamHandle) -> Option<HandleState> {
+    // SAFETY: the data under STATE_KEY is only ever stored by
+    // set_handle_state below, always as a Box<HandleState>, so the type
+    // matches; we copy the value out before the borrow ends.
+    unsafe { pamh.get_data::<HandleState>(STATE_KEY) }.ok().copied()
+}
+
+/// Stores this handle's state (replacing the old one; pam-bindings' cleanup
+/// only drops the Box, which is all a Copy struct needs).
+pub fn set_handle_state(pamh: &mut PamHandle, state: HandleState) -> Result<(), PamResultCode> {
+    pamh.set_data(STATE_KEY, Box::new(state))
+}
