@@ -136,6 +136,45 @@ impl Fixture {
     }
 }
 
+/// The module rate-limits its error logs with stamp files; when it cannot
+/// read its config it falls back to the host's /run/banguard. Tests that
+/// break the config remove what they left there.
+struct HostRunDirGuard {
+    existed: bool,
+    before: Vec<PathBuf>,
+}
+
+const HOST_RUN_DIR: &str = "/run/banguard";
+
+fn stamps() -> Vec<PathBuf> {
+    fs::read_dir(HOST_RUN_DIR)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pam-")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl HostRunDirGuard {
+    fn new() -> HostRunDirGuard {
+        HostRunDirGuard { existed: Path::new(HOST_RUN_DIR).exists(), before: stamps() }
+    }
+}
+
+impl Drop for HostRunDirGuard {
+    fn drop(&mut self) {
+        for p in stamps() {
+            if !self.before.contains(&p) {
+                let _ = fs::remove_file(p);
+            }
+        }
+        if !self.existed {
+            let _ = fs::remove_dir(HOST_RUN_DIR);
+        }
+    }
+}
+
 #[track_caller]
 fn assert_rc(got: c_int, want: c_int, what: &str) {
     assert_eq!(got, want, "{what}: got {} ({got}), want {} ({want})", code_name(got), code_name(want));
@@ -373,6 +412,7 @@ fn local_logins_are_left_to_the_stack() {
     if !ready("local_logins_are_left_to_the_stack") {
         return;
     }
+    let _run_dir = HostRunDirGuard::new();
     let f = Fixture::new("maxretry = 1", "");
     f.single_line("login", "");
     for _ in 0..3 {
@@ -581,6 +621,7 @@ fn a_config_error_follows_failmode() {
     if !ready("a_config_error_follows_failmode") {
         return;
     }
+    let _run_dir = HostRunDirGuard::new();
     let f = Fixture::new("maxretry = 1", "");
     f.write_config(&format!("[default]\ndatabase = \"{}\"\nmaxretyr = 1\n", f.db().display()));
     f.single_line("open", "");
@@ -604,6 +645,7 @@ fn an_unknown_option_follows_failmode() {
     if !ready("an_unknown_option_follows_failmode") {
         return;
     }
+    let _run_dir = HostRunDirGuard::new();
     let f = Fixture::new("maxretry = 1", "");
     f.single_line("open", "degub");
     f.single_line("closed", "failmode=closed degub");
@@ -620,6 +662,7 @@ fn a_panic_follows_failmode_and_never_aborts_the_stack() {
     if !ready("a_panic_follows_failmode_and_never_aborts_the_stack") {
         return;
     }
+    let _run_dir = HostRunDirGuard::new();
     if !cfg!(debug_assertions) {
         eprintln!("SKIPPED: the test_panic option exists only in debug builds of the module");
         return;
