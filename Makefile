@@ -3,18 +3,48 @@
 #   make deps test     install the test prerequisites (Debian/Ubuntu, root) and run every test
 #   make demo          a real sshd in a throwaway namespace, brute-forced and refused (root)
 #   make install       install (PREFIX, DESTDIR honoured); never touches /etc/pam.d
+#   make enable-pam    pam-auth-update --enable banguard (common-auth gets the line)
+#   make uninstall     remove what install put there (keeps /etc/banguard and the store)
+#   make deb           build dist/banguard_<version>_<arch>.deb with dpkg-deb
+#   make man           generate banguardctl(8) from the clap definitions
 #   make bench         the benchmarks recorded in BENCHMARKS.md
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
+DESTDIR ?=
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+RELEASE = $(TARGET_DIR)/release
+VERSION = 0.1.0
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# Where libpam looks for modules: next to pam_unix.so.
+PAMDIR ?= $(shell d=$$(find /lib /usr/lib /lib64 /usr/lib64 -name pam_unix.so 2>/dev/null | head -1); \
+	if [ -n "$$d" ]; then dirname "$$d"; else echo /lib/security; fi)
+# Fixed paths, whatever PREFIX: the module and banguardctl read /etc/banguard,
+# pam-auth-update reads /usr/share/pam-configs, cron reads /etc/cron.d.
+CONFDIR = /etc/banguard
+PAMCONFIGDIR = /usr/share/pam-configs
+CRONDIR = /etc/cron.d
+STATEDIR = /var/lib/banguard
+MAN_PAGES = doc/man/pam_banguard.8 doc/man/banguard.toml.5 $(RELEASE)/man/banguardctl.8
+STRIP ?= strip
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_MULTIARCH = $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+DEB_STAGE ?= $(TARGET_DIR)/deb/banguard
+DEB_COMPRESS ?= -Zxz
+DEB_FILE ?= dist/banguard_$(VERSION)_$(DEB_ARCH).deb
 
 # Debian packages the end-to-end tests drive for real.
 TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
-	groff-base mandoc
+	groff-base mandoc dpkg-dev fakeroot
 
-.PHONY: all build test deps demo bench clean
+.PHONY: all build test deps demo bench clean install uninstall enable-pam deb man
 
 all: build
 
@@ -44,3 +74,96 @@ bench:
 
 clean:
 	$(CARGO) clean
+	rm -rf dist
+
+# banguardctl(8) is generated from the clap definitions (hidden `man`
+# command), so it never drifts from --help.
+man: $(RELEASE)/man/banguardctl.8
+
+$(RELEASE)/man/banguardctl.8: $(RELEASE)/banguardctl
+	mkdir -p $(RELEASE)/man
+	$(RELEASE)/banguardctl man > $@.$$$$.tmp && mv $@.$$$$.tmp $@
+
+$(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbanguard_capi.so:
+	$(CARGO) build --release -p banguardctl -p pam_banguard -p banguard-capi
+
+# Installs the built artifacts (building them first if they are missing;
+# `make build` first as a normal user is the usual way). Never touches
+# /etc/pam.d: `make enable-pam` or `pam-auth-update --enable banguard` does.
+install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbanguard_capi.so man
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(PAMCONFIGDIR) $(DESTDIR)$(CRONDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(CONFDIR)/banguard.d
+	install -d -m 0700 $(DESTDIR)$(STATEDIR)
+	install -m 0755 $(RELEASE)/banguardctl $(DESTDIR)$(SBINDIR)/banguardctl
+	$(STRIP) $(DESTDIR)$(SBINDIR)/banguardctl
+	install -m 0644 $(RELEASE)/libpam_banguard.so $(DESTDIR)$(PAMDIR)/pam_banguard.so
+	$(STRIP) --strip-unneeded $(DESTDIR)$(PAMDIR)/pam_banguard.so
+	install -m 0644 $(RELEASE)/libbanguard_capi.so $(DESTDIR)$(LIBDIR)/libbanguard.so.$(VERSION)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(LIBDIR)/libbanguard.so.$(VERSION)
+	ln -sfn libbanguard.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbanguard.so.0
+	ln -sfn libbanguard.so.0 $(DESTDIR)$(LIBDIR)/libbanguard.so
+	install -m 0644 libbanguard/capi/include/banguard.h $(DESTDIR)$(INCLUDEDIR)/banguard.h
+	sed -e '/^#/d' -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+		libbanguard/capi/banguard.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/banguard.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/banguard.pc
+	install -m 0644 doc/man/pam_banguard.8 $(RELEASE)/man/banguardctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 doc/man/banguard.toml.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 conf/pam-configs/banguard $(DESTDIR)$(PAMCONFIGDIR)/banguard
+	sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/cron.d/banguard > $(DESTDIR)$(CRONDIR)/banguard
+	chmod 0644 $(DESTDIR)$(CRONDIR)/banguard
+	for u in banguard-sync.service banguard-sync.timer banguard-sync.path; do \
+		sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; done
+	@if [ -e $(DESTDIR)$(CONFDIR)/banguard.toml ]; then \
+		install -m 0644 conf/banguard.toml $(DESTDIR)$(CONFDIR)/banguard.toml.dist; \
+		echo "make install: kept your $(CONFDIR)/banguard.toml; the shipped one is $(CONFDIR)/banguard.toml.dist"; \
+	else install -m 0644 conf/banguard.toml $(DESTDIR)$(CONFDIR)/banguard.toml; fi
+	@if [ "$$(id -u)" = 0 ]; then chown -R root:root $(DESTDIR)$(CONFDIR) $(DESTDIR)$(STATEDIR); fi
+	@if [ -z "$(DESTDIR)" ]; then ldconfig 2>/dev/null || true; \
+		echo "make install: done. Turn it on with: pam-auth-update --enable banguard   (or: make enable-pam)"; \
+		echo "              or add 'auth requisite pam_banguard.so' before '@include common-auth' in /etc/pam.d/sshd"; fi
+
+enable-pam:
+	pam-auth-update --enable banguard
+
+# Removes what install put there. Kept: /etc/banguard (the admin's config)
+# and /var/lib/banguard (the store). Drops banguard from pam-auth-update
+# first, and refuses while a hand-written /etc/pam.d line still loads the
+# module: a stack naming a missing module fails every login through it.
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -e $(PAMCONFIGDIR)/banguard ] && command -v pam-auth-update >/dev/null; then \
+		pam-auth-update --package --remove banguard; fi
+	@if [ -z "$(DESTDIR)" ] && [ -z "$(FORCE)" ] && refs=$$(grep -lE '^[^#]*pam_banguard\.so' /etc/pam.d/* 2>/dev/null); then \
+		echo "make uninstall: these still load pam_banguard.so; remove the line first (or FORCE=1):" $$refs; exit 1; fi
+	rm -f $(DESTDIR)$(SBINDIR)/banguardctl $(DESTDIR)$(PAMDIR)/pam_banguard.so \
+		$(DESTDIR)$(LIBDIR)/libbanguard.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbanguard.so.0 \
+		$(DESTDIR)$(LIBDIR)/libbanguard.so $(DESTDIR)$(INCLUDEDIR)/banguard.h \
+		$(DESTDIR)$(PKGCONFIGDIR)/banguard.pc $(DESTDIR)$(MANDIR)/man8/pam_banguard.8 \
+		$(DESTDIR)$(MANDIR)/man8/banguardctl.8 $(DESTDIR)$(MANDIR)/man5/banguard.toml.5 \
+		$(DESTDIR)$(PAMCONFIGDIR)/banguard $(DESTDIR)$(CRONDIR)/banguard \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.service $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.timer \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path $(DESTDIR)$(CONFDIR)/banguard.toml.dist
+	@echo "make uninstall: kept $(CONFDIR) (your config) and $(STATEDIR) (the store); rm -r them to forget everything"
+
+# A Debian package built with dpkg-deb from a `make install` staging tree
+# (no cargo-deb, no network). Paths follow Debian: /usr, the multiarch
+# libdir, the PAM directory libpam-modules uses, /lib/systemd/system.
+deb: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbanguard_capi.so man
+	rm -rf $(DEB_STAGE)
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEB_STAGE)) PREFIX=/usr \
+		LIBDIR=/usr/lib/$(DEB_MULTIARCH) SYSTEMDUNITDIR=/lib/systemd/system \
+		PAMDIR=/lib/$(DEB_MULTIARCH)/security TARGET_DIR=$(TARGET_DIR)
+	rm -rf $(DEB_STAGE)$(STATEDIR) $(DEB_STAGE)/var
+	gzip -9n $(DEB_STAGE)/usr/share/man/man*/*
+	install -d -m 0755 $(DEB_STAGE)/DEBIAN $(DEB_STAGE)/usr/share/doc/banguard
+	install -m 0644 README.md $(DEB_STAGE)/usr/share/doc/banguard/README.md
+	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+		-e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEB_STAGE) | cut -f1)/" \
+		packaging/debian/control > $(DEB_STAGE)/DEBIAN/control
+	install -m 0644 packaging/debian/conffiles $(DEB_STAGE)/DEBIAN/conffiles
+	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_STAGE)/DEBIAN/
+	mkdir -p dist
+	dpkg-deb --root-owner-group $(DEB_COMPRESS) --build $(DEB_STAGE) $(DEB_FILE)
+	@echo "make deb: $(DEB_FILE)"

@@ -67,6 +67,9 @@ pub enum Command {
     CheckConfig,
     /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
     Sync(SyncArgs),
+    /// Print banguardctl(8) in roff, generated from these definitions.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod cmd;
 mod ctx;
 mod error;
 mod mail;
+mod man;
 mod output;
 mod syslog;
 mod target;

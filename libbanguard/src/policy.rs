@@ -255,7 +255,9 @@ impl Banguard {
     /// Opens with an explicit access mode and clock.
     pub fn open_with(config: Config, access: Access, clock: Arc<dyn Clock>) -> Result<Banguard> {
         let timeout = Duration::from_millis(u64::from(config.store.busy_timeout_ms));
-        let store = Store::open_with(&config.database, timeout, config.store.synchronous, access)?;
+        let store = retry_busy(timeout, || {
+            Store::open_with(&config.database, timeout, config.store.synchronous, access)
+        })?;
         Ok(Banguard { config, store, clock })
     }
 
@@ -337,6 +339,11 @@ impl Banguard {
     }
 
     fn decide(&mut self, req: &Request<'_>, previous: Option<AttemptId>, mode: Mode) -> Result<Verdict> {
+        let limit = Duration::from_millis(u64::from(self.config.store.busy_timeout_ms));
+        retry_busy(limit, || self.decide_once(req, previous, mode))
+    }
+
+    fn decide_once(&mut self, req: &Request<'_>, previous: Option<AttemptId>, mode: Mode) -> Result<Verdict> {
         let user = req.user.map(bounded_user);
         let req = &Request { user: user.as_deref(), ..*req };
         // Split borrows: the transaction holds the connection while the
@@ -409,6 +416,11 @@ impl Banguard {
     /// host's whole count on this service). Only the attempt named is
     /// given back: a valid account is no way to keep guessing.
     pub fn record_success(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
+        let limit = Duration::from_millis(u64::from(self.config.store.busy_timeout_ms));
+        retry_busy(limit, || self.record_success_once(req, attempt))
+    }
+
+    fn record_success_once(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
         let user = req.user.map(bounded_user);
         let req = &Request { user: user.as_deref(), ..*req };
         let (key, _, policy) = match Banguard::resolve(&self.config, req) {
@@ -899,6 +911,25 @@ fn bounded_user(user: &str) -> String {
         end -= 1;
     }
     user[..end].to_string()
+}
+
+/// Runs `op` again when it failed with SQLITE_BUSY before `limit` passed.
+/// The busy handler waits out ordinary lock contention; this catches the
+/// few places where SQLite reports BUSY without calling it (a WAL being
+/// recovered or deleted by another process's close). The whole operation
+/// still ends within `limit`.
+fn retry_busy<T>(limit: Duration, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    let start = std::time::Instant::now();
+    loop {
+        match op() {
+            Err(e) if e.is_busy() && start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_micros(
+                    200 + u64::from(start.elapsed().subsec_nanos() % 800),
+                ));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,10 @@ use std::process::{Command, Stdio};
 
 const WORKERS: u32 = 32;
 
+/// The two tests each run their own 32 processes; run them one at a time
+/// so each sees exactly the contention it describes, not 64 processes.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn write_config(dir: &Path, maxretry: u32) -> std::path::PathBuf {
     let config = dir.join("banguard.toml");
     let db = dir.join("db/banguard.db");
@@ -58,6 +62,7 @@ fn hammer(dir: &Path, config: &Path, args: impl Fn(u32) -> Vec<String>) -> (u32,
 
 #[test]
 fn thirty_two_processes_on_one_host_get_exactly_maxretry_attempts() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 5);
     let per_worker = 20;
@@ -72,6 +77,7 @@ fn thirty_two_processes_on_one_host_get_exactly_maxretry_attempts() {
 
 #[test]
 fn thirty_two_processes_times_500_failures_are_all_counted() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 5);
     let (allowed, refused, errors) =

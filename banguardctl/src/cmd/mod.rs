@@ -15,6 +15,12 @@ use crate::ctx::Ctx;
 use crate::error::Result;
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
+    if let Command::Man = cli.command {
+        // Needs no config: run at build time, by anyone.
+        let mut out = std::io::stdout().lock();
+        crate::man::render(&mut out).map_err(crate::error::Error::from)?;
+        return Ok(Outcome::Ok);
+    }
     let ctx = Ctx::load(cli.config, cli.json)?;
     match cli.command {
         Command::List(a) => list::run(&ctx, &a),
@@ -25,5 +31,6 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::History(a) => history::run(&ctx, &a),
         Command::CheckConfig => check_config::run(&ctx),
         Command::Sync(a) => sync::run(&ctx, &a),
+        Command::Man => unreachable!("handled above"),
     }
 }

@@ -143,13 +143,16 @@ fn find_block(text: &str) -> std::result::Result<Option<Block>, BlockError> {
 /// Our block for `entries`, BEGIN to END, each line ending in `\n`.
 /// Entries are sorted and deduplicated; expiry is not looked at.
 pub fn render_block(entries: &[FirewallEntry]) -> String {
-    let mut v = entries.to_vec();
+    // Clear host bits before deduplicating: 10.0.0.1/8 and 10.0.0.2/8 are
+    // one line (found by tests/proptests.rs).
+    let mut v: Vec<FirewallEntry> =
+        entries.iter().map(|e| FirewallEntry { net: e.net.trunc(), expires_at: e.expires_at }).collect();
     sort_dedup(&mut v);
     let mut s = String::with_capacity(64 + 24 * v.len());
     s.push_str(BEGIN);
     s.push('\n');
     for e in &v {
-        let _ = writeln!(s, "ALL: {}", pattern(&e.net.trunc()));
+        let _ = writeln!(s, "ALL: {}", pattern(&e.net));
     }
     s.push_str(END);
     s.push('\n');

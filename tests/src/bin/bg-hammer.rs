@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let (mut allowed, mut refused, mut errors) = (0u32, 0u32, 0u32);
     let mut first_error = None;
     let mut run = |rhost: &str, record_failure: bool| {
+        let started = Instant::now();
         let outcome = Config::load(config_path).and_then(Banguard::open).and_then(|mut g| {
             let req = Request { service: "sshd", rhost: Some(rhost), hint: None, user: Some("root") };
             if record_failure { g.record_failure(&req) } else { g.attempt(&req, None) }
@@ -39,7 +40,8 @@ fn main() -> ExitCode {
             Ok(_) => allowed += 1,
             Err(e) => {
                 errors += 1;
-                first_error.get_or_insert_with(|| e.to_string());
+                first_error
+                    .get_or_insert_with(|| format!("{e} (after {} ms)", started.elapsed().as_millis()));
             }
         }
     };

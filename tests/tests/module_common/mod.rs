@@ -1,0 +1,249 @@
+//! Shared by `sshd_module.rs`, `vsftpd_module.rs` and `auth_bench.rs`:
+//! a banguard config + store in a temp dir, the one module line that uses
+//! it, and read-only views of the store.
+//!
+//! The store lives on the host's /tmp, which the test namespaces see too
+//! (they copy the host's mounts), so sshd/vsftpd inside a namespace and
+//! the test process outside read and write the same file.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use banguard::policy::SystemClock;
+use banguard::store::Access;
+use banguard::{Ban, Banguard, Config, HostKey};
+use banguard_e2e::{Netns, artifacts};
+use std::fs;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The policy knobs the tests turn. Everything else stays at banguard's
+/// defaults, except that the sync trigger goes to the temp dir.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub maxretry: u32,
+    pub findtime: &'static str,
+    pub bantime: &'static str,
+    /// TOML array body, e.g. `"127.0.0.9/32"`; empty: `ignoreip = []`
+    /// (the default list covers 127.0.0.0/8, our attacker addresses).
+    pub ignoreip: &'static [&'static str],
+    /// `Some(n)`: the repeat-offender rule with `bans = n`; `None`: off.
+    pub recidive_bans: Option<u32>,
+    /// `[store] synchronous` ("normal", "off"); `None`: the default.
+    pub synchronous: Option<&'static str>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            maxretry: 3,
+            findtime: "10m",
+            bantime: "1h",
+            ignoreip: &[],
+            recidive_bans: None,
+            synchronous: None,
+        }
+    }
+}
+
+/// A config file and its store in a fresh temp dir.
+pub struct Fixture {
+    tmp: TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+}
+
+impl Fixture {
+    pub fn new(policy: &Policy) -> Fixture {
+        let tmp = tempfile::Builder::new().prefix("bg-e2e-module.").tempdir().expect("tempdir");
+        let f =
+            Fixture { config: tmp.path().join("banguard.toml"), db: tmp.path().join("db/banguard.db"), tmp };
+        f.set_policy(policy);
+        f
+    }
+
+    /// A fixture whose store can never be opened: its directory is a
+    /// regular file.
+    pub fn unusable_store(policy: &Policy) -> Fixture {
+        let tmp = tempfile::Builder::new().prefix("bg-e2e-module.").tempdir().expect("tempdir");
+        fs::write(tmp.path().join("not-a-dir"), b"").expect("write file");
+        let f = Fixture {
+            config: tmp.path().join("banguard.toml"),
+            db: tmp.path().join("not-a-dir/banguard.db"),
+            tmp,
+        };
+        f.set_policy(policy);
+        f
+    }
+
+    /// The sync trigger the module touches after each new ban.
+    pub fn trigger(&self) -> PathBuf {
+        self.tmp.path().join("run/ban.trigger")
+    }
+
+    /// The temp dir (config, store, trigger).
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// (Re)writes the config. The module reads it at every call, so this
+    /// applies from the next authentication on. Written through a rename
+    /// so that no call sees half a file; mode 0644 as the core demands.
+    pub fn set_policy(&self, p: &Policy) {
+        let ignoreip: Vec<String> = p.ignoreip.iter().map(|n| format!("\"{n}\"")).collect();
+        let recidive = match p.recidive_bans {
+            Some(n) => format!("enabled = true\nbans = {n}\nfindtime = \"1d\"\nbantime = \"1h\""),
+            None => "enabled = false".to_string(),
+        };
+        let store = match p.synchronous {
+            Some(v) => format!("[store]\nsynchronous = \"{v}\"\n"),
+            None => String::new(),
+        };
+        let text = format!(
+            "[default]\n\
+             maxretry = {maxretry}\n\
+             findtime = \"{findtime}\"\n\
+             bantime = \"{bantime}\"\n\
+             ignoreip = [{ignoreip}]\n\
+             database = \"{db}\"\n\
+             [recidive]\n{recidive}\n\
+             [sync]\n\
+             trigger_file = \"{trigger}\"\n\
+             {store}",
+            maxretry = p.maxretry,
+            findtime = p.findtime,
+            bantime = p.bantime,
+            ignoreip = ignoreip.join(", "),
+            db = self.db.display(),
+            trigger = self.trigger().display(),
+        );
+        let tmp = self.config.with_extension("toml.new");
+        fs::write(&tmp, text).expect("write config");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod config");
+        fs::rename(&tmp, &self.config).expect("rename config");
+    }
+
+    /// The ONE line a user adds: `auth requisite <abs module> config=<file> [extra]`.
+    pub fn module_line(&self, extra: &str) -> String {
+        let line =
+            format!("auth requisite {} config={}", artifacts().pam_module.display(), self.config.display());
+        if extra.is_empty() { line } else { format!("{line} {extra}") }
+    }
+
+    /// A read-only view of the store (fails if nothing created it yet).
+    pub fn engine(&self) -> Banguard {
+        let config = Config::load(&self.config).expect("load config");
+        Banguard::open_with(config, Access::ReadOnly, Arc::new(SystemClock)).expect("open store read-only")
+    }
+
+    /// Attempts of `addr` on `service` that count against it now: failed
+    /// ones and pending ones (recorded before the password check and not
+    /// given back). 0 when the host has none or is banned (a ban consumes
+    /// the attempts that made it).
+    pub fn counted(&self, service: &str, addr: &str) -> u32 {
+        let k = key(addr);
+        let failing = self.engine().failing(Some(service)).expect("failing");
+        failing.iter().filter(|f| f.host == k).map(|f| f.count).sum()
+    }
+
+    /// Attempts of `addr` on `service` given back by a successful login.
+    pub fn given_back(&self, service: &str, addr: &str) -> u32 {
+        let g = self.engine();
+        g.store()
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND state = 2",
+                [key(addr).db_key(), service.to_string()],
+                |r| r.get(0),
+            )
+            .expect("count given-back attempts")
+    }
+
+    /// Every attempt row of `addr` on `service`, whatever its state.
+    pub fn rows(&self, service: &str, addr: &str) -> u32 {
+        let g = self.engine();
+        g.store()
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2",
+                [key(addr).db_key(), service.to_string()],
+                |r| r.get(0),
+            )
+            .expect("count attempts")
+    }
+
+    /// The active ban that refuses `addr` on `service` (its own or one on
+    /// all services), if any.
+    pub fn active_ban(&self, service: &str, addr: &str) -> Option<Ban> {
+        let k = key(addr);
+        self.engine().bans(Some(service), false).expect("bans").into_iter().find(|b| b.host == k)
+    }
+
+    /// Every ban of `addr`, active or not.
+    pub fn all_bans(&self, addr: &str) -> Vec<Ban> {
+        let k = key(addr);
+        self.engine().bans(None, true).expect("bans").into_iter().filter(|b| b.host == k).collect()
+    }
+}
+
+/// The host key banguard counts `addr` under with the default prefixes
+/// (/32 for IPv4, /64 for IPv6).
+pub fn key(addr: &str) -> HostKey {
+    let a: IpAddr = addr.parse().expect("an IP address");
+    HostKey::for_addr(a, 32, 64)
+}
+
+/// Polls `cond` every 20 ms for up to `timeout`; true when it held.
+/// For what sshd does after the client already saw its answer (the
+/// monitor's setcred runs after USERAUTH_SUCCESS went out).
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    banguard_e2e::wait_for(timeout, || cond().then_some(())).is_some()
+}
+
+/// A datagram socket standing in for `/dev/log` inside a namespace
+/// (see [`private_dev_log`]): the module's syslog lines, as
+/// "<PRI>pam_banguard(service:auth): text".
+pub struct Syslog {
+    sock: UnixDatagram,
+}
+
+impl Syslog {
+    pub fn bind(path: &Path) -> Syslog {
+        let sock = UnixDatagram::bind(path).expect("bind syslog socket");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o666)).expect("chmod socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100))).expect("socket timeout");
+        Syslog { sock }
+    }
+
+    /// The module's lines received since the last call.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let (Some(pri_end), Some(at)) = (text.find('>'), text.find("pam_banguard")) {
+                out.push(format!("{}{}", &text[..=pri_end], &text[at..]));
+            }
+        }
+        out
+    }
+}
+
+/// Gives the namespace a private /dev (tmpfs with null, zero, random,
+/// urandom) whose `log` is a socket the test reads. Everything the
+/// servers and PAM modules send to syslog then stays in the test, and the
+/// host's /dev is never written to.
+pub fn private_dev_log(ns: &Netns, dir: &Path) -> Syslog {
+    let sock = dir.join("dev-log.sock");
+    let log = Syslog::bind(&sock);
+    ns.run_ok(["mount", "-t", "tmpfs", "-o", "mode=755", "bg-e2e-dev", "/dev"]);
+    for (name, minor) in [("null", "3"), ("zero", "5"), ("random", "8"), ("urandom", "9")] {
+        ns.run_ok(["mknod", "-m", "666", &format!("/dev/{name}"), "c", "1", minor]);
+    }
+    ns.run_ok(["touch", "/dev/log"]);
+    ns.bind_mount(&sock, Path::new("/dev/log"));
+    log
+}
