@@ -50,6 +50,7 @@ fn banguardctl_page_names_every_subcommand() {
         .nth(1)
         .expect("--help has a Commands: section")
         .lines()
+        .skip(1) // the rest of the `Commands:` line itself
         .take_while(|l| !l.trim().is_empty())
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
