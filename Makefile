@@ -8,6 +8,7 @@
 #   make deb           build dist/banguard_<version>_<arch>.deb with dpkg-deb
 #   make man           generate banguardctl(8) from the clap definitions
 #   make bench         the benchmarks recorded in BENCHMARKS.md
+#   make bench-deps    install fail2ban and pam_abl for bench/bruteforce/run.sh
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -44,7 +45,7 @@ TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
 	groff-base mandoc dpkg-dev fakeroot
 
-.PHONY: all build test deps demo bench clean install uninstall enable-pam deb man
+.PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man
 
 all: build
 
@@ -71,6 +72,17 @@ demo:
 
 bench:
 	$(CARGO) bench -p banguard --bench attempt
+
+# What bench/bruteforce/run.sh compares banguard with. fail2ban's own
+# service is kept from starting (policy-rc.d) and disabled: the benchmark
+# runs its own fail2ban inside a namespace. libpam-abl is NOT installed
+# (its package runs pam-auth-update, which adds pam_abl to this machine's
+# common-auth): run.sh extracts pam_abl.so from the downloaded package.
+bench-deps: deps
+	@created=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created=1; fi; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fail2ban python3-pyinotify libdb5.3; rc=$$?; \
+	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban 2>/dev/null || true; fi; exit $$rc
 
 clean:
 	$(CARGO) clean

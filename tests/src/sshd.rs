@@ -503,6 +503,12 @@ impl SshdServer {
         self.port
     }
 
+    /// The listening sshd's pid in the host's view (its `/proc/PID/stat`
+    /// `cutime`/`cstime` add up every connection it has reaped).
+    pub fn listener_pid(&self) -> Option<u32> {
+        first_child(self.nsenter_pid)
+    }
+
     /// The server's temp dir (config, host key, log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
