@@ -1,0 +1,240 @@
+//! From a ban made by the PAM module to the kernel dropping the host: the
+//! module touches `[sync] trigger_file` after each new ban; on a systemd
+//! host `banguard-sync.path` (`PathChanged=`, an inotify watch) starts
+//! `banguardctl sync`, which puts the host into the nftables set.
+//!
+//! This machine has no systemd, so the test stands in for the path unit
+//! with the same mechanism: an inotify watch on the trigger's directory
+//! that runs `banguardctl sync` on each close-after-write of the trigger
+//! (what `PathChanged=` reacts to). systemd's own start-up of the oneshot
+//! service (a few ms to tens of ms) is not included.
+//!
+//! Asserts that the path works end to end (real sshd, real module, real
+//! nft, all in a namespace this test creates) and prints the latency from
+//! the ban (the trigger's mtime) to the first TCP connection attempt from
+//! the banned address that the kernel dropped. `BANGUARD_BENCH_REPS` sets
+//! the number of bans measured (default 3); BENCHMARKS.md records a run
+//! with 20.
+
+mod module_common;
+
+use banguard_e2e::sshd::{
+    DEBIAN_SSHD_STACK, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER, with_auth_lines,
+};
+use banguard_e2e::{Netns, artifacts, require};
+use module_common::{Fixture, Policy};
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Connects from SRC to DST:PORT every INTERVAL seconds; prints the start
+/// time of the first attempt that got no answer within 0.25 s (a dropped
+/// SYN) and exits 0; exits 1 after LIMIT seconds without one.
+const PROBE: &str = r#"
+import socket, sys, time
+src, dst, port, interval, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+end = time.time() + limit
+ok = 0
+while time.time() < end:
+    t = time.time()
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET)
+    s.bind((src, 0))
+    s.settimeout(0.25)
+    try:
+        s.connect((dst, port))
+        ok += 1
+    except (socket.timeout, TimeoutError):
+        print("%.6f %d" % (t, ok))
+        sys.exit(0)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    time.sleep(max(0.0, interval - (time.time() - t)))
+sys.exit(1)
+"#;
+
+/// Stands in for `banguard-sync.path`: an inotify watch on the trigger's
+/// directory that runs `banguardctl sync` inside the namespace.
+struct PathUnit {
+    stop: Arc<AtomicBool>,
+    syncs: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PathUnit {
+    fn start(init_pid: u32, trigger: &Path, config: &Path) -> PathUnit {
+        let dir = trigger.parent().expect("trigger has a directory").to_path_buf();
+        let name = trigger.file_name().expect("trigger has a name").to_os_string();
+        fs::create_dir_all(&dir).expect("create the trigger directory");
+        // SAFETY: inotify_init1 has no preconditions; the fd is ours.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
+        let cdir = CString::new(dir.as_os_str().as_bytes()).expect("no NUL in a temp path");
+        let mask = libc::IN_CLOSE_WRITE | libc::IN_ATTRIB | libc::IN_MOVED_TO | libc::IN_CREATE;
+        // SAFETY: fd is a live inotify fd and cdir a NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(fd, cdir.as_ptr(), mask) };
+        assert!(wd >= 0, "inotify_add_watch: {}", std::io::Error::last_os_error());
+        let (stop, syncs) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (stop2, syncs2) = (stop.clone(), syncs.clone());
+        let ctl = artifacts().banguardctl.clone();
+        let config = config.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop2.load(Ordering::Relaxed) {
+                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd, a bounded timeout.
+                let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+                if n <= 0 {
+                    continue;
+                }
+                // SAFETY: reading into a buffer we own, of its length.
+                let len = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if len <= 0 || !events_name(&buf[..len as usize], name.as_bytes()) {
+                    continue;
+                }
+                let out = Command::new("nsenter")
+                    .arg("--target")
+                    .arg(init_pid.to_string())
+                    .args(["--net", "--mount", "--pid", "--"])
+                    .arg(&ctl)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["sync", "--quiet"])
+                    .stdin(Stdio::null())
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => {
+                        syncs2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(o) => eprintln!("path unit: sync failed: {}", String::from_utf8_lossy(&o.stderr)),
+                    Err(e) => eprintln!("path unit: cannot run sync: {e}"),
+                }
+            }
+            // SAFETY: closing the fd this thread owns, once.
+            unsafe { libc::close(fd) };
+        });
+        PathUnit { stop, syncs, thread: Some(thread) }
+    }
+}
+
+impl Drop for PathUnit {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether a buffer of inotify events names `name`.
+fn events_name(mut buf: &[u8], name: &[u8]) -> bool {
+    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+    while buf.len() >= HEADER {
+        // The name length is the last u32 of the header.
+        let len = u32::from_ne_bytes(buf[HEADER - 4..HEADER].try_into().expect("4 bytes")) as usize;
+        let end = (HEADER + len).min(buf.len());
+        let field = &buf[HEADER..end];
+        let event_name = field.split(|&b| b == 0).next().unwrap_or(&[]);
+        if event_name == name {
+            return true;
+        }
+        buf = &buf[end..];
+    }
+    false
+}
+
+fn mtime(p: &Path) -> Option<f64> {
+    Some(fs::metadata(p).ok()?.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_secs_f64())
+}
+
+#[test]
+fn a_ban_by_the_module_reaches_the_kernel_through_the_trigger() {
+    if !require(
+        "a_ban_by_the_module_reaches_the_kernel_through_the_trigger",
+        true,
+        &["unshare", "nsenter", "ip", "sshd", "ssh", "nft", "python3"],
+    ) {
+        return;
+    }
+    let reps: usize = std::env::var("BANGUARD_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut ns = Netns::new();
+    let sources: Vec<String> = (1..=reps).map(|i| format!("127.0.3.{i}")).collect();
+    for a in sources.iter().map(String::as_str).chain(["127.0.0.3"]) {
+        ns.add_lo_addr(&format!("{a}/8"));
+    }
+    let fx = Fixture::new(&Policy { maxretry: 3, ..Policy::default() });
+    // The fixture's config, plus a sync that pushes every ban to nftables.
+    let mut config = fs::read_to_string(&fx.config).expect("read config");
+    config = config.replace(
+        "[sync]\n",
+        &format!(
+            "[sync]\nbackends = [\"nftables\"]\nscope = \"all\"\nlock_file = \"{}\"\n",
+            fx.dir().join("sync.lock").display()
+        ),
+    );
+    fs::write(&fx.config, config).expect("write config");
+    fs::set_permissions(&fx.config, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let stack = with_auth_lines(DEBIAN_SSHD_STACK, &[&fx.module_line("")]);
+    let srv = SshdServer::start(&mut ns, SshdOptions::with_stack(&stack));
+    let probe: PathBuf = fx.dir().join("probe.py");
+    fs::write(&probe, PROBE).expect("write probe");
+    let unit = PathUnit::start(ns.init_pid(), &fx.trigger(), &fx.config);
+
+    let mut latencies = Vec::new();
+    for src in &sources {
+        let syncs_before = unit.syncs.load(Ordering::Relaxed);
+        let mut watch = ns.command([
+            "python3".as_ref(),
+            probe.as_os_str(),
+            src.as_ref(),
+            "127.0.0.1".as_ref(),
+            srv.port().to_string().as_ref(),
+            "0.02".as_ref(),
+            "20".as_ref(),
+        ]);
+        watch.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let watch = watch.spawn().expect("start the probe");
+        std::thread::sleep(Duration::from_millis(200));
+        // maxretry wrong passwords, then one more attempt: refused, banned.
+        let first = srv.try_password(&ns, src, TEST_USER, &["wrong-1", "wrong-2", "wrong-3"]);
+        assert!(!first.success(), "{first:?}");
+        let refused = srv.try_password(&ns, src, TEST_USER, &[TEST_PASSWORD]);
+        assert!(!refused.success(), "the right password must be refused once banned: {refused:?}");
+        assert!(fx.active_ban("sshd", src).is_some(), "{src} was not banned");
+        let out = watch.wait_with_output().expect("wait for the probe");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "the kernel never dropped {src} (syncs run: {}); probe: {text} {}",
+            unit.syncs.load(Ordering::Relaxed) - syncs_before,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut fields = text.split_whitespace();
+        let dropped_at: f64 = fields.next().and_then(|t| t.parse().ok()).expect("probe prints a time");
+        let connected_before: u32 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(connected_before > 0, "{src} was dropped before it was banned");
+        let banned_at = mtime(&fx.trigger()).expect("the module touched the trigger");
+        latencies.push(dropped_at - banned_at);
+        assert!(unit.syncs.load(Ordering::Relaxed) > syncs_before, "no sync ran for {src}");
+    }
+    // Nobody else is blocked.
+    let other = srv.try_password(&ns, "127.0.0.3", TEST_USER, &[TEST_PASSWORD]);
+    assert!(other.success(), "127.0.0.3 must still log in: {other:?}");
+
+    latencies.sort_by(f64::total_cmp);
+    println!();
+    println!(
+        "# ban -> kernel drop via the trigger ({} bans; probe every 20 ms): median {:.0} ms, max {:.0} ms, all {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2] * 1000.0,
+        latencies[latencies.len() - 1] * 1000.0,
+        latencies.iter().map(|l| (l * 1000.0).round() as i64).collect::<Vec<_>>()
+    );
+}
