@@ -89,21 +89,19 @@ fn local(t: i64) -> Local {
     }
 }
 
-/// UTC without libc (fallback), from days since the epoch (H. Hinnant's
-/// civil_from_days).
+/// UTC without libc (fallback).
 fn utc(t: i64) -> Local {
-    let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    Local { year, month, day, hour: secs / 3600, min: secs % 3600 / 60, sec: secs % 60, offset: 0 }
+    let (year, month, day) = banguard::duration::civil_from_days(t.div_euclid(86_400));
+    Local {
+        year,
+        month: i64::from(month),
+        day: i64::from(day),
+        hour: secs / 3600,
+        min: secs % 3600 / 60,
+        sec: secs % 60,
+        offset: 0,
+    }
 }
 
 /// "2027-01-15 08:00:00" in local time, for tables.

@@ -194,25 +194,12 @@ impl Truth {
     }
 }
 
-/// The date of a Unix day number (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// The prefix rsyslog puts on an sshd line in /var/log/auth.log (its
 /// RFC 3339 format): `2026-11-27T05:39:50.123456+00:00 bench sshd[1]: `.
 fn syslog_prefix() -> String {
     let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs() as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = banguard::duration::civil_from_days(secs.div_euclid(86_400));
     let t = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+00:00 bench sshd[1]: ",
@@ -275,6 +262,13 @@ impl Drop for SyslogRelay {
             let _ = t.join();
         }
     }
+}
+
+/// The time logged for `host` in a file of `host epoch-seconds` lines
+/// (written by the defenders' ban hooks).
+fn stamp_of(log: &Path, host: &str) -> Option<f64> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter_map(|l| l.split_once(' ')).find(|(h, _)| *h == host).and_then(|(_, t)| t.parse().ok())
 }
 
 /// `utime + stime + cutime + cstime` of a process, in seconds.
@@ -388,11 +382,7 @@ impl Fail2ban {
 
     /// When the ban of `host` was in place (after its iptables rule).
     fn ban_time(&self, host: &str) -> Option<f64> {
-        let text = fs::read_to_string(self.dir.path().join("bans.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(h, _)| *h == host)
-            .and_then(|(_, t)| t.parse().ok())
+        stamp_of(&self.dir.path().join("bans.log"), host)
     }
 
     /// CPU seconds of the server and the action commands it has reaped.
@@ -446,11 +436,7 @@ impl PamAbl {
     }
 
     fn block_time(&self, host: &str) -> Option<f64> {
-        let text = fs::read_to_string(self.dir.path().join("blocks.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(h, _)| *h == host)
-            .and_then(|(_, t)| t.parse().ok())
+        stamp_of(&self.dir.path().join("blocks.log"), host)
     }
 }
 

@@ -6,6 +6,8 @@
 //! that accepts only "right" and appends a line per evaluated password to
 //! a file: the ground truth of how many passwords were looked at.
 
+mod module_common;
+
 use banguard::policy::SystemClock;
 use banguard::store::Access;
 use banguard::{Banguard, Config, Request, Verdict};
@@ -15,7 +17,6 @@ use std::ffi::c_int;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -730,35 +731,6 @@ fn sixteen_parallel_processes_let_exactly_maxretry_passwords_through() {
     assert_eq!(codes.iter().filter(|&&c| c == PAM_PERM_DENIED).count(), 13, "{codes:?}");
 }
 
-/// A syslog socket the test reads: bound here, bind-mounted over /dev/log
-/// inside a namespace, so the module's pam_syslog lines can be checked.
-struct Syslog {
-    sock: UnixDatagram,
-}
-
-impl Syslog {
-    fn bind(path: &Path) -> Syslog {
-        let sock = UnixDatagram::bind(path).expect("bind syslog socket");
-        fs::set_permissions(path, fs::Permissions::from_mode(0o666)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        Syslog { sock }
-    }
-
-    /// The module's lines received so far, as "<PRI>pam_banguard(...): text"
-    /// (or "<PRI>pam_banguard: text" from the panic hook).
-    fn lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = self.sock.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if let (Some(pri_end), Some(at)) = (text.find('>'), text.find("pam_banguard")) {
-                out.push(format!("{}{}", &text[..=pri_end], &text[at..]));
-            }
-        }
-        out
-    }
-}
-
 /// A namespace whose /etc/pam.d is `root/pam.d` and whose /dev/log is
 /// `log` (a tmpfs /dev with the few device nodes PAM programs need).
 fn pam_namespace(root: &Path, log: &Path) -> Netns {
@@ -826,7 +798,7 @@ fn pamtester_refuses_and_logs_the_ban() {
     fs::write(f.root.join("file"), b"").unwrap();
     stack("bgbroken", format!("auth requisite {} config={}", so.display(), broken.display()));
     f.service("other", vec!["auth required pam_deny.so".into(), "account required pam_deny.so".into()]);
-    let log = Syslog::bind(&f.root.join("log.sock"));
+    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
     let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
     let auth = |service: &str, rhost: &str, pw: &str| {
         let rhost = format!("rhost={rhost}");
@@ -932,7 +904,7 @@ fn pamtester_run_by_a_user_only_reads_the_store() {
     let reader =
         Banguard::open_with(Config::load(&f.config).unwrap(), Access::ReadOnly, Arc::new(SystemClock));
     let _reader = reader.expect("open the store");
-    let log = Syslog::bind(&f.root.join("log.sock"));
+    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
     let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
     let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
     let auth = |rhost: &str, pw: &str| {

@@ -1,4 +1,4 @@
-//! Shared by `sshd_module.rs`, `vsftpd_module.rs` and `auth_bench.rs`:
+//! Shared by the module tests (`pam_stack.rs`, `sshd_module.rs`, `vsftpd_module.rs`, ...):
 //! a banguard config + store in a temp dir, the one module line that uses
 //! it, and read-only views of the store.
 //!
