@@ -43,7 +43,7 @@ DEB_FILE ?= dist/banguard_$(VERSION)_$(DEB_ARCH).deb
 TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
-	groff-base mandoc dpkg-dev fakeroot python3
+	groff-base mandoc dpkg-dev fakeroot python3 systemd
 
 .PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man
 

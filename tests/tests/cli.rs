@@ -856,10 +856,10 @@ fn cron_file_runs_sync_every_minute_as_root() {
 
 #[test]
 fn systemd_units_verify() {
-    let Some(analyze) = find_program("systemd-analyze") else {
-        eprintln!("SKIPPED systemd_units_verify: no systemd-analyze");
+    if !require("systemd_units_verify", false, &["systemd-analyze"]) {
         return;
-    };
+    }
+    let analyze = find_program("systemd-analyze").expect("checked by require");
     let dir = tempfile::tempdir().unwrap();
     let ctl = artifacts().banguardctl.display().to_string();
     let mut units = Vec::new();
