@@ -151,27 +151,21 @@ impl Fixture {
 
     /// Attempts of `addr` on `service` given back by a successful login.
     pub fn given_back(&self, service: &str, addr: &str) -> u32 {
-        let g = self.engine();
-        g.store()
-            .connection()
-            .query_row(
-                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND state = 2",
-                [key(addr).db_key(), service.to_string()],
-                |r| r.get(0),
-            )
-            .expect("count given-back attempts")
+        self.count_attempts(service, addr, "AND state = 2")
     }
 
     /// Every attempt row of `addr` on `service`, whatever its state.
     pub fn rows(&self, service: &str, addr: &str) -> u32 {
-        let g = self.engine();
-        g.store()
+        self.count_attempts(service, addr, "")
+    }
+
+    /// Attempt rows of `addr` on `service` matching the extra SQL condition.
+    fn count_attempts(&self, service: &str, addr: &str, condition: &str) -> u32 {
+        let sql = format!("SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 {condition}");
+        self.engine()
+            .store()
             .connection()
-            .query_row(
-                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2",
-                [key(addr).db_key(), service.to_string()],
-                |r| r.get(0),
-            )
+            .query_row(&sql, [key(addr).db_key(), service.to_string()], |r| r.get(0))
             .expect("count attempts")
     }
 
