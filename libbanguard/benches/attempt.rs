@@ -5,8 +5,10 @@
 //!
 //! Run: `cargo bench -p banguard --bench attempt` (BANGUARD_BENCH_ITERS to
 //! change the sample count, BANGUARD_BENCH_SYNC=off|normal for the store's
-//! `synchronous` setting). Prints median / p90 / p99 / max in µs and the
-//! file size. Results are recorded in BENCHMARKS.md.
+//! `synchronous` setting, TMPDIR for where the store lives,
+//! BANGUARD_BENCH_RUNTIME_DIR for the runtime state: default /dev/shm, the
+//! tmpfs that /run is on a systemd machine). Prints median / p90 / p99 /
+//! max in µs and the file sizes. Results are recorded in BENCHMARKS.md.
 
 use banguard::policy::SystemClock;
 use banguard::rusqlite::params;
@@ -23,13 +25,19 @@ fn main() {
     let iters: usize =
         std::env::var("BANGUARD_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let dir = tempfile::tempdir().expect("tempdir");
+    let runtime_dir = tempfile::tempdir_in(
+        std::env::var("BANGUARD_BENCH_RUNTIME_DIR").unwrap_or_else(|_| "/dev/shm".into()),
+    )
+    .expect("runtime tempdir");
     let db = dir.path().join("banguard.db");
+    let runtime = runtime_dir.path().join("runtime.db");
     let config_path = dir.path().join("banguard.toml");
     std::fs::write(
         &config_path,
         format!(
-            "[default]\nmaxretry = 5\nfindtime = \"1h\"\nbantime = \"1d\"\ndatabase = \"{}\"\n[services.sshd]\nmaxretry = 3\n[store]\nsynchronous = \"{}\"\n",
+            "[default]\nmaxretry = 5\nfindtime = \"1h\"\nbantime = \"1d\"\ndatabase = \"{}\"\n[services.sshd]\nmaxretry = 3\n[store]\nruntime = \"{}\"\nsynchronous = \"{}\"\n",
             db.display(),
+            runtime.display(),
             std::env::var("BANGUARD_BENCH_SYNC").unwrap_or_else(|_| "normal".into())
         ),
     )
@@ -37,13 +45,18 @@ fn main() {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64;
 
     let t = Instant::now();
-    populate(&config_path, now);
-    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(dir.path().join("banguard.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let rebuild = populate(&config_path, &runtime, now);
+    let size = |p: &Path| {
+        let wal = p.with_file_name(format!("{}-wal", p.file_name().unwrap().to_string_lossy()));
+        std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    };
     eprintln!(
-        "populated {FAILURES} failures from {FAILURES} distinct addresses + {BANS} bans in {:.1} s; store size {:.1} MiB",
+        "populated {FAILURES} failures from {FAILURES} distinct addresses + {BANS} bans in {:.1} s; \
+         store {:.1} MiB, runtime state {:.1} MiB; runtime state rebuilt from the store's {BANS} bans in {} ms",
         t.elapsed().as_secs_f64(),
-        size as f64 / 1048576.0
+        size(&db) as f64 / 1048576.0,
+        size(&runtime) as f64 / 1048576.0,
+        rebuild.as_millis()
     );
 
     let mut samples = Vec::with_capacity(iters);
@@ -87,26 +100,17 @@ fn main() {
     );
 }
 
-/// Bulk-loads the store through the real schema (rows shaped exactly as the
-/// engine writes them).
-fn populate(config_path: &Path, now: i64) {
+/// Bulk-loads both files through the real schema (rows shaped exactly as
+/// the engine writes them): bans into the store, then the runtime state is
+/// removed and rebuilt from it (as after a reboot; the time it took is
+/// returned), then the failures go into the runtime state.
+fn populate(config_path: &Path, runtime: &Path, now: i64) -> std::time::Duration {
     let config = Config::load(config_path).expect("config");
-    let g = Banguard::open(config).expect("open");
-    let conn = g.store().connection();
-    conn.execute_batch("BEGIN").expect("begin");
+    let g = Banguard::open(config.clone()).expect("open");
+    let durable = g.store().durable().expect("store");
+    durable.execute_batch("BEGIN").expect("begin");
     {
-        let mut ins = conn
-            .prepare(
-                "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, 'sshd', 'root', ?2, 1, 1, 1)",
-            )
-            .expect("prepare");
-        for i in 0..FAILURES {
-            // 10.x.y.z: one failure from each of 1,000,000 addresses, spread
-            // over the last half hour (inside findtime).
-            let host = format!("10.{}.{}.{}/32", i >> 16 & 255, i >> 8 & 255, i & 255);
-            ins.execute(params![host, now - i64::from(i % 1800)]).expect("insert");
-        }
-        let mut ban = conn
+        let mut ban = durable
             .prepare(
                 "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans)
                  VALUES (?1, 4, 32, 'sshd', ?2, ?3, 'maxretry', 3, 0)",
@@ -117,9 +121,32 @@ fn populate(config_path: &Path, now: i64) {
             let host = if i < 65_536 { host } else { format!("172.17.{}.{}/32", i % 256, (i / 256) % 256) };
             ban.execute(params![host, now - 60, now + 86_400]).expect("insert ban");
         }
-        conn.execute("INSERT OR IGNORE INTO ban_prefixes VALUES (4, 32)", []).expect("prefix");
-        conn.execute("UPDATE counters SET value = ?1 WHERE name = 'attempt_rows'", [FAILURES])
-            .expect("counter");
+        durable.execute("INSERT OR IGNORE INTO ban_prefixes VALUES (4, 32)", []).expect("prefix");
+        durable.execute("UPDATE generation SET value = value + 1", []).expect("generation");
     }
-    conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE);").expect("commit");
+    durable.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE);").expect("commit");
+    drop(g);
+    std::fs::remove_file(runtime).expect("remove runtime state");
+    let t = Instant::now();
+    let g = Banguard::open(config).expect("open");
+    let rebuild = t.elapsed();
+    let conn = g.store().runtime_connection();
+    conn.execute_batch("BEGIN").expect("begin");
+    {
+        let mut ins = conn
+            .prepare(
+                "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, 'sshd', 'root', ?2, 1, 1, 1)",
+            )
+            .expect("prepare");
+        for i in 0..FAILURES {
+            // 10.x.y.z: one failure from each of 1,000,000 addresses, spread
+            // over the last half hour (inside findtime), oldest first.
+            let host = format!("10.{}.{}.{}/32", i >> 16 & 255, i >> 8 & 255, i & 255);
+            ins.execute(params![host, now - 1800 + i64::from(i) * 1800 / i64::from(FAILURES)]).expect("insert");
+        }
+    }
+    conn.execute_batch("COMMIT").expect("commit");
+    let banned: i64 = conn.query_row("SELECT count(*) FROM bans", [], |r| r.get(0)).expect("mirror");
+    assert_eq!(banned, i64::from(BANS), "the runtime state holds every ban");
+    rebuild
 }

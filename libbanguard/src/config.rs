@@ -21,6 +21,20 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_CONFIG: &str = "/etc/banguard/banguard.toml";
 /// The store used when the config names none.
 pub const DEFAULT_DATABASE: &str = "/var/lib/banguard/banguard.db";
+/// The runtime state (pending attempts and the module's copy of the active
+/// bans): on tmpfs, so that counting an attempt never waits for a disk.
+pub const DEFAULT_RUNTIME: &str = "/run/banguard/runtime.db";
+/// The runtime state that goes with `database` when the config names none:
+/// the default one for the default store, else a file next to the store,
+/// so that two configs with their own stores never share one.
+pub fn default_runtime(database: &Path) -> PathBuf {
+    if database == Path::new(DEFAULT_DATABASE) {
+        return PathBuf::from(DEFAULT_RUNTIME);
+    }
+    let stem = database.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    database.with_file_name(format!("{stem}-runtime.db"))
+}
+
 /// The file the module touches after a ban so that a systemd path unit
 /// runs `banguardctl sync` at once.
 pub const DEFAULT_TRIGGER: &str = "/run/banguard/ban.trigger";
@@ -161,6 +175,11 @@ impl Synchronous {
 /// `[store]`: durability and limits that keep the database small.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoreConfig {
+    /// The runtime state file: attempts within findtime and a copy of the
+    /// active bans. Disposable (rebuilt from the store when missing), so it
+    /// belongs on tmpfs; bans and history stay in `database`. Unset, it is
+    /// [`default_runtime`] of `database`.
+    pub runtime: PathBuf,
     pub synchronous: Synchronous,
     /// Busy timeout in milliseconds: the longest a login waits for the store.
     pub busy_timeout_ms: u32,
@@ -225,6 +244,7 @@ impl Default for Config {
                 sendmail: PathBuf::from("/usr/sbin/sendmail"),
             },
             store: StoreConfig {
+                runtime: PathBuf::from(DEFAULT_RUNTIME),
                 synchronous: Synchronous::Normal,
                 busy_timeout_ms: 2000,
                 max_failures: 1_000_000,
@@ -481,6 +501,7 @@ struct RawMail {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
+    runtime: Option<PathBuf>,
     synchronous: Option<Synchronous>,
     #[serde(default, deserialize_with = "de_busy")]
     busy_timeout_ms: Option<u32>,
@@ -512,7 +533,7 @@ impl RawFile {
         }
         if let Some(s) = o.store {
             let mine = self.store.get_or_insert_with(RawStore::default);
-            take!(mine, s, synchronous, busy_timeout_ms, max_failures, history);
+            take!(mine, s, runtime, synchronous, busy_timeout_ms, max_failures, history);
         }
     }
 
@@ -536,7 +557,10 @@ impl RawFile {
             set!(c.mail, m, enabled, to, from, sendmail);
         }
         if let Some(s) = &self.store {
-            set!(c.store, s, synchronous, busy_timeout_ms, max_failures, history);
+            set!(c.store, s, runtime, synchronous, busy_timeout_ms, max_failures, history);
+        }
+        if self.store.as_ref().is_none_or(|s| s.runtime.is_none()) {
+            c.store.runtime = default_runtime(&c.database);
         }
     }
 }

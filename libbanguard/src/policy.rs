@@ -8,9 +8,10 @@ use crate::addr::{self, HostKey, Origin};
 use crate::config::{Config, ServicePolicy, SyncScope};
 use crate::duration::{BanTime, format_duration};
 use crate::error::{Error, Result};
-use crate::store::{Access, Store};
+use crate::store::{Access, Location, Store};
 use ipnet::IpNet;
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,10 +21,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Service name of bans that cover every service.
 pub const ALL_SERVICES: &str = "*";
 
-/// Rows of expired attempts deleted per call on the authentication path:
-/// enough to outpace any flood (each call adds one row), small enough to
-/// stay cheap.
-const PRUNE_PER_CALL: i64 = 32;
+/// On the authentication path, every `PRUNE_EVERY`-th recorded attempt
+/// looks at the `PRUNE_BATCH` oldest rows and deletes those that can no
+/// longer count or lie beyond `max_failures`: bounded work, and four times
+/// faster than any flood adds rows (one per call).
+const PRUNE_EVERY: i64 = 16;
+const PRUNE_BATCH: i64 = 64;
 
 /// Where time comes from; tests use [`ManualClock`].
 pub trait Clock: Send + Sync {
@@ -254,10 +257,8 @@ impl Banguard {
 
     /// Opens with an explicit access mode and clock.
     pub fn open_with(config: Config, access: Access, clock: Arc<dyn Clock>) -> Result<Banguard> {
-        let timeout = Duration::from_millis(u64::from(config.store.busy_timeout_ms));
-        let store = retry_busy(timeout, || {
-            Store::open_with(&config.database, timeout, config.store.synchronous, access)
-        })?;
+        let loc = Location::of(&config);
+        let store = retry_busy(loc.busy_timeout, || Store::open(&loc, access))?;
         Ok(Banguard { config, store, clock })
     }
 
@@ -300,12 +301,11 @@ impl Banguard {
         }
     }
 
-    fn begin(&mut self) -> Result<Transaction<'_>> {
-        let path = self.store.path().to_path_buf();
-        self.store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::store(path, e))
+    /// Takes the runtime state's write lock: the first lock of every
+    /// read-modify-write (lock order: runtime state, then store).
+    fn begin(&self) -> Result<Transaction<'_>> {
+        Transaction::new_unchecked(&self.store.runtime, TransactionBehavior::Immediate)
+            .map_err(|e| Error::store(self.store.runtime_path(), e))
     }
 
     /// The single-line mode: "attempt from host H on service S: is H
@@ -354,11 +354,10 @@ impl Banguard {
             Err(reason) => return Ok(Verdict::Untracked { reason }),
         };
         let now = clock.now();
-        let path = store.path().to_path_buf();
-        let e = |err| Error::store(&path, err);
-        let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e)?;
+        let path = store.runtime_path();
+        let e = |err| Error::store(path, err);
+        let tx = Transaction::new_unchecked(&store.runtime, TransactionBehavior::Immediate).map_err(e)?;
         if mode != Mode::Peek {
-            prune_attempts(&tx, config, now, PRUNE_PER_CALL).map_err(e)?;
             if let Some(AttemptId(id)) = previous {
                 tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
             }
@@ -392,11 +391,13 @@ impl Banguard {
                 params![db_key, service, req.user, now, state, std::process::id(), std::os::unix::process::parent_id()],
             )
             .map_err(e)?;
-            attempt = Some(AttemptId(tx.last_insert_rowid()));
-            add_counter(&tx, "attempt_rows", 1).map_err(e)?;
-            add_total(&tx, service, "failed", 1).map_err(e)?;
+            let id = tx.last_insert_rowid();
+            attempt = Some(AttemptId(id));
+            add_failed(&tx, service, 1).map_err(e)?;
             used += 1;
-            bound_attempts(&tx, config, 2).map_err(e)?;
+            if id % PRUNE_EVERY == 0 {
+                prune_attempts(&tx, config, now, PRUNE_BATCH).map_err(e)?;
+            }
         }
         let exhausted = match mode {
             Mode::Failure => used >= policy.maxretry,
@@ -407,7 +408,16 @@ impl Banguard {
             tx.commit().map_err(e)?;
             return Ok(Verdict::Allowed { host: key, attempt, used, maxretry: policy.maxretry });
         }
-        let ban = create_auto_ban(&tx, config, policy, &key, service, used, now).map_err(e)?;
+        let ban = change_bans(&tx, store, |dt| {
+            let made = create_auto_ban(dt, config, policy, &key, service, used, now)?;
+            let last = made.last().expect("one ban at least").clone();
+            Ok((last, BanDelta::added(made)))
+        })?;
+        // The ban consumes the failures that made it (the ban row keeps their
+        // number): once it expires the host starts afresh, as with fail2ban.
+        tx.prepare_cached("DELETE FROM attempts WHERE host = ?1 AND service = ?2")
+            .and_then(|mut st| st.execute(params![key.db_key(), service]))
+            .map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Verdict::Refused { host: key, ban, new: true })
     }
@@ -429,8 +439,8 @@ impl Banguard {
         };
         let (findtime, reset) = (policy.findtime, policy.reset_on_success);
         let now = self.clock.now();
-        let path = self.store.path().to_path_buf();
-        let e = |err| Error::store(&path, err);
+        let path = self.store.runtime_path();
+        let e = |err| Error::store(path, err);
         let db_key = key.db_key();
         let service = req.service;
         let tx = self.begin()?;
@@ -456,14 +466,11 @@ impl Banguard {
                 .map_err(e)?,
             AttemptRef::None => 0,
         };
-        let mut removed = 0i64;
-        add_total(&tx, service, "failed", -(gone as i64)).map_err(e)?;
+        add_failed(&tx, service, -(gone as i64)).map_err(e)?;
         if reset {
-            removed += tx
-                .execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![db_key, service])
-                .map_err(e)? as i64;
+            tx.execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![db_key, service])
+                .map_err(e)?;
         }
-        add_counter(&tx, "attempt_rows", -removed).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(gone > 0)
     }
@@ -471,11 +478,10 @@ impl Banguard {
     /// Marks an attempt recorded in single-line mode as failed (for the
     /// history; it already counted).
     pub fn mark_failed(&mut self, attempt: AttemptId) -> Result<()> {
-        let path = self.store.path().to_path_buf();
         self.store
-            .conn
+            .runtime
             .execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [attempt.0])
-            .map_err(|e| Error::store(path, e))?;
+            .map_err(|e| Error::store(self.store.runtime_path(), e))?;
         Ok(())
     }
 
@@ -484,7 +490,7 @@ impl Banguard {
     pub fn ban_detail(&self, ban: &Ban) -> Result<Option<String>> {
         let path = self.store.path();
         self.store
-            .conn
+            .durable()?
             .query_row(
                 "SELECT detail FROM events WHERE host = ?1 AND service = ?2 AND at = ?3 AND kind = 'ban'
                  ORDER BY id DESC LIMIT 1",
@@ -505,23 +511,23 @@ impl Banguard {
         reason: &str,
     ) -> Result<Ban> {
         let now = self.clock.now();
-        let path = self.store.path().to_path_buf();
-        let e = |err| Error::store(&path, err);
         let service = service.unwrap_or(ALL_SERVICES).to_string();
         let reason = if reason.is_empty() { "manual".to_string() } else { format!("manual: {reason}") };
         let lookback = self.config.default.bantime_lookback;
         let mail = self.config.mail.enabled;
         let tx = self.begin()?;
-        let prior = prior_bans(&tx, target, now - lookback).map_err(e)?;
-        let ban = insert_ban(&tx, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)
-            .map_err(e)?;
-        let detail = format!("banned on {} for {} ({reason})", ban.service_label(), length);
-        add_event(&tx, now, target, &service, "ban", &detail).map_err(e)?;
-        add_total(&tx, &service, "banned", 1).map_err(e)?;
-        if mail {
-            queue_notice(&tx, now, ban.id).map_err(e)?;
-        }
-        tx.commit().map_err(e)?;
+        let ban = change_bans(&tx, &self.store, |dt| {
+            let prior = prior_bans(dt, target, now - lookback)?;
+            let ban = insert_ban(dt, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)?;
+            let detail = format!("banned on {} for {} ({reason})", ban.service_label(), length);
+            add_event(dt, now, target, &service, "ban", &detail)?;
+            add_total(dt, &service, "banned", 1)?;
+            if mail {
+                queue_notice(dt, now, ban.id)?;
+            }
+            Ok((ban.clone(), BanDelta::added(vec![ban])))
+        })?;
+        tx.commit().map_err(|e| Error::store(self.store.runtime_path(), e))?;
         Ok(ban)
     }
 
@@ -540,27 +546,28 @@ impl Banguard {
 
     fn lift(&mut self, target: Option<&HostKey>, service: Option<&str>) -> Result<Vec<Ban>> {
         let now = self.clock.now();
-        let path = self.store.path().to_path_buf();
-        let e = |err| Error::store(&path, err);
+        let path = self.store.runtime_path();
+        let e = |err| Error::store(path, err);
         let tx = self.begin()?;
-        let active = active_bans(&tx, now).map_err(e)?;
-        let lifted: Vec<Ban> = active
-            .into_iter()
-            .filter(|b| service.is_none_or(|s| b.service == s))
-            .filter(|b| target.is_none_or(|t| overlaps(t, &b.host)))
-            .collect();
-        for b in &lifted {
-            tx.execute("UPDATE bans SET lifted = ?1 WHERE id = ?2", params![now, b.id]).map_err(e)?;
-            add_event(&tx, now, &b.host, &b.service, "unban", &format!("unbanned on {}", b.service_label()))
-                .map_err(e)?;
-        }
+        let lifted = change_bans(&tx, &self.store, |dt| {
+            let lifted: Vec<Ban> = active_bans(dt, now)?
+                .into_iter()
+                .filter(|b| service.is_none_or(|s| b.service == s))
+                .filter(|b| target.is_none_or(|t| overlaps(t, &b.host)))
+                .collect();
+            for b in &lifted {
+                dt.execute("UPDATE bans SET lifted = ?1 WHERE id = ?2", params![now, b.id])?;
+                add_event(dt, now, &b.host, &b.service, "unban", &format!("unbanned on {}", b.service_label()))?;
+            }
+            let gone = lifted.iter().map(|b| b.id).collect();
+            Ok((lifted, BanDelta { removed: gone, ..BanDelta::default() }))
+        })?;
         // Clear the counts so the host starts afresh.
         let hosts: Vec<String> = {
             let mut stmt = tx.prepare("SELECT DISTINCT host FROM attempts").map_err(e)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
             rows.collect::<rusqlite::Result<_>>().map_err(e)?
         };
-        let mut removed = 0i64;
         for h in hosts {
             let Some(key) = HostKey::from_db_key(&h) else { continue };
             let hit = match target {
@@ -568,16 +575,15 @@ impl Banguard {
                 None => true,
             };
             if hit {
-                removed += match service {
+                match service {
                     Some(s) => {
                         tx.execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![h, s])
                     }
                     None => tx.execute("DELETE FROM attempts WHERE host = ?1", params![h]),
                 }
-                .map_err(e)? as i64;
+                .map_err(e)?;
             }
         }
-        add_counter(&tx, "attempt_rows", -removed).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(lifted
             .into_iter()
@@ -594,7 +600,7 @@ impl Banguard {
         let now = self.clock.now();
         let path = self.store.path();
         let sql = format!("SELECT {BAN_COLUMNS} FROM bans ORDER BY created DESC, id DESC");
-        let mut stmt = self.store.conn.prepare(&sql).map_err(|e| Error::store(path, e))?;
+        let mut stmt = self.store.durable()?.prepare(&sql).map_err(|e| Error::store(path, e))?;
         let rows = stmt.query_map([], ban_from_row).map_err(|e| Error::store(path, e))?;
         let mut out = Vec::new();
         for b in rows {
@@ -613,11 +619,11 @@ impl Banguard {
     /// not banned.
     pub fn failing(&self, service: Option<&str>) -> Result<Vec<Failing>> {
         let now = self.clock.now();
-        let path = self.store.path();
+        let path = self.store.runtime_path();
         let e = |err| Error::store(path, err);
         let mut stmt = self
             .store
-            .conn
+            .runtime
             .prepare(
                 "SELECT host, service, count(*), min(at), max(at) FROM attempts
                  WHERE at > ?1 AND (?2 IS NULL OR service = ?2) AND state != 2
@@ -644,7 +650,7 @@ impl Banguard {
             if first <= now - policy.findtime {
                 count = self
                     .store
-                    .conn
+                    .runtime
                     .query_row(
                         "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3 AND state != 2",
                         params![host, svc, now - policy.findtime],
@@ -678,7 +684,7 @@ impl Banguard {
         let e = |err| Error::store(path, err);
         let mut stmt = self
             .store
-            .conn
+            .durable()?
             .prepare("SELECT at, host, service, kind, detail FROM events ORDER BY at, id")
             .map_err(e)?;
         let rows = stmt
@@ -708,9 +714,12 @@ impl Banguard {
     pub fn status(&self, service: Option<&str>) -> Result<Vec<ServiceStatus>> {
         let path = self.store.path();
         let e = |err| Error::store(path, err);
+        let rt_path = self.store.runtime_path();
+        let re = |err| Error::store(rt_path, err);
+        let durable = self.store.durable()?;
         let mut names: Vec<String> = self.config.services.keys().cloned().collect();
-        {
-            let mut stmt = self.store.conn.prepare("SELECT service FROM totals").map_err(e)?;
+        for (conn, e) in [(durable, &e as &dyn Fn(rusqlite::Error) -> Error), (&self.store.runtime, &re)] {
+            let mut stmt = conn.prepare("SELECT service FROM totals").map_err(e)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
             for r in rows {
                 names.push(r.map_err(e)?);
@@ -726,15 +735,18 @@ impl Banguard {
         let bans = self.bans(None, false)?;
         let mut out = Vec::new();
         for name in names {
-            let (failed, banned): (i64, i64) = self
-                .store
-                .conn
-                .query_row("SELECT failed, banned FROM totals WHERE service = ?1", [&name], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+            let banned: i64 = durable
+                .query_row("SELECT banned FROM totals WHERE service = ?1", [&name], |r| r.get(0))
                 .optional()
                 .map_err(e)?
-                .unwrap_or((0, 0));
+                .unwrap_or(0);
+            let failed: i64 = self
+                .store
+                .runtime
+                .query_row("SELECT failed FROM totals WHERE service = ?1", [&name], |r| r.get(0))
+                .optional()
+                .map_err(re)?
+                .unwrap_or(0);
             // Hosts, not bans: a repeat offender has a service ban and an
             // all-services ban at once.
             let mut banned_hosts: Vec<HostKey> = bans
@@ -770,9 +782,10 @@ impl Banguard {
     /// Records that the sync job pushed these bans.
     pub fn mark_pushed(&mut self, ids: &[i64]) -> Result<()> {
         let now = self.clock.now();
-        let path = self.store.path().to_path_buf();
-        let e = |err| Error::store(&path, err);
-        let tx = self.begin()?;
+        let path = self.store.path();
+        let e = |err| Error::store(path, err);
+        // Not a change to who is refused: the store alone.
+        let tx = Transaction::new_unchecked(self.store.durable()?, TransactionBehavior::Immediate).map_err(e)?;
         {
             let mut stmt = tx.prepare("UPDATE bans SET pushed = ?1 WHERE id = ?2").map_err(e)?;
             for id in ids {
@@ -788,7 +801,7 @@ impl Banguard {
         let sql = format!(
             "SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND expires > ?1 AND expires <= ?2 ORDER BY expires"
         );
-        let mut stmt = self.store.conn.prepare(&sql).map_err(|e| Error::store(path, e))?;
+        let mut stmt = self.store.durable()?.prepare(&sql).map_err(|e| Error::store(path, e))?;
         let rows = stmt.query_map(params![since, until], ban_from_row).map_err(|e| Error::store(path, e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::store(path, e))
     }
@@ -800,7 +813,7 @@ impl Banguard {
             "SELECT o.id, o.tries, {} FROM outbox o JOIN bans b ON b.id = o.ban_id ORDER BY o.id",
             BAN_COLUMNS.split(", ").map(|c| format!("b.{c}")).collect::<Vec<_>>().join(", ")
         );
-        let mut stmt = self.store.conn.prepare(&sql).map_err(|e| Error::store(path, e))?;
+        let mut stmt = self.store.durable()?.prepare(&sql).map_err(|e| Error::store(path, e))?;
         let rows = stmt
             .query_map([], |r| {
                 let id: i64 = r.get(0)?;
@@ -829,9 +842,9 @@ impl Banguard {
 
     /// A notice was sent: forget it.
     pub fn notice_sent(&mut self, id: i64) -> Result<()> {
-        let path = self.store.path().to_path_buf();
+        let path = self.store.path();
         self.store
-            .conn
+            .durable()?
             .execute("DELETE FROM outbox WHERE id = ?1", [id])
             .map_err(|e| Error::store(path, e))?;
         Ok(())
@@ -839,9 +852,9 @@ impl Banguard {
 
     /// A notice could not be sent: keep it for the next run.
     pub fn notice_failed(&mut self, id: i64, error: &str) -> Result<()> {
-        let path = self.store.path().to_path_buf();
+        let path = self.store.path();
         self.store
-            .conn
+            .durable()?
             .execute("UPDATE outbox SET tries = tries + 1, last_error = ?2 WHERE id = ?1", params![id, error])
             .map_err(|e| Error::store(path, e))?;
         Ok(())
@@ -850,55 +863,172 @@ impl Banguard {
     /// Housekeeping for the sync job: prunes attempts that can no longer
     /// count, bans and events older than the history period, pulls
     /// timestamps from the future (a clock stepped back) to now so nothing
-    /// lasts longer than it should, and returns free pages to the disk.
+    /// lasts longer than it should, brings the runtime state's ban mirror up
+    /// to date, and returns free pages to the disk.
     pub fn maintain(&mut self) -> Result<MaintainReport> {
         let now = self.clock.now();
         let config = self.config.clone();
-        let path = self.store.path().to_path_buf();
-        let e = |err| Error::store(&path, err);
+        let rt_path = self.store.runtime_path();
+        let re = |err| Error::store(rt_path, err);
         let mut report = MaintainReport::default();
         loop {
             let tx = self.begin()?;
-            let n = prune_attempts(&tx, &config, now, 10_000).map_err(e)?;
-            tx.commit().map_err(e)?;
+            let n = prune_attempts(&tx, &config, now, 10_000).map_err(re)?;
+            tx.commit().map_err(re)?;
             report.attempts_pruned += n;
             if n < 10_000 {
                 break;
             }
         }
-        let tx = self.begin()?;
         let keep_after =
             now - config.store.history.max(config.recidive.findtime).max(config.default.bantime_lookback);
-        report.bans_pruned = tx
-            .execute(
-                "DELETE FROM bans WHERE created < ?1 AND (lifted IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))
-                   AND id NOT IN (SELECT ban_id FROM outbox)",
-                [keep_after],
-            )
-            .map_err(e)? as u64;
-        report.events_pruned =
-            tx.execute("DELETE FROM events WHERE at < ?1", [now - config.store.history]).map_err(e)? as u64;
-        // A clock stepped back: shift future bans so they end no later than
-        // their full length from now, and future attempts to now.
-        report.timestamps_fixed = tx
-            .execute(
+        let tx = self.begin()?;
+        report.timestamps_fixed +=
+            tx.execute("UPDATE attempts SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(re)? as u64;
+        // Expired bans leave the mirror (the store keeps them as history).
+        tx.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?1", [now]).map_err(re)?;
+        let durable_report = change_bans(&tx, &self.store, |dt| {
+            let mut r = MaintainReport {
+                bans_pruned: dt.execute(
+                    "DELETE FROM bans WHERE created < ?1 AND (lifted IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))
+                       AND id NOT IN (SELECT ban_id FROM outbox)",
+                    [keep_after],
+                )? as u64,
+                events_pruned: dt.execute("DELETE FROM events WHERE at < ?1", [now - config.store.history])? as u64,
+                ..MaintainReport::default()
+            };
+            // A clock stepped back: shift future bans so they end no later
+            // than their full length from now.
+            r.timestamps_fixed = dt.execute(
                 "UPDATE bans SET expires = ?1 + (expires - created), created = ?1
                  WHERE created > ?1 + 60 AND expires IS NOT NULL",
                 [now],
-            )
-            .map_err(e)? as u64;
-        report.timestamps_fixed +=
-            tx.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now]).map_err(e)? as u64;
-        report.timestamps_fixed +=
-            tx.execute("UPDATE attempts SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(e)? as u64;
-        report.timestamps_fixed +=
-            tx.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(e)? as u64;
-        tx.commit().map_err(e)?;
-        self.store.conn.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(e)?;
+            )? as u64;
+            r.timestamps_fixed += dt.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now])? as u64;
+            r.timestamps_fixed += dt.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now])? as u64;
+            let rebuild = r.timestamps_fixed > 0;
+            Ok((r, BanDelta { rebuild, ..BanDelta::default() }))
+        })?;
+        tx.commit().map_err(re)?;
+        report.bans_pruned = durable_report.bans_pruned;
+        report.events_pruned = durable_report.events_pruned;
+        report.timestamps_fixed += durable_report.timestamps_fixed;
+        self.store.runtime.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(re)?;
+        let durable = self.store.durable()?;
+        durable.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(|e| Error::store(self.store.path(), e))?;
         // Busy readers may keep it from completing; the next run tries again.
-        let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        let _ = durable.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         Ok(report)
     }
+}
+
+/// What a change to the store's bans does to the runtime state's mirror.
+#[derive(Debug, Default)]
+struct BanDelta {
+    /// New active bans to copy.
+    added: Vec<Ban>,
+    /// Ids of bans that stopped being active.
+    removed: Vec<i64>,
+    /// Copy the whole mirror afresh (a change the lists cannot describe).
+    rebuild: bool,
+}
+
+impl BanDelta {
+    fn added(bans: Vec<Ban>) -> BanDelta {
+        BanDelta { added: bans, ..BanDelta::default() }
+    }
+}
+
+/// Runs `change` on the store in its own IMMEDIATE transaction while `rt`
+/// (the runtime state's write lock, always taken first) is held, bumps the
+/// ban generation, and brings the mirror in `rt` along. A mirror that was
+/// not at the generation the change started from (a crash between the two
+/// commits, a runtime state rebuilt meanwhile) is copied afresh.
+fn change_bans<T>(
+    rt: &Transaction<'_>,
+    store: &Store,
+    change: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<(T, BanDelta)>,
+) -> Result<T> {
+    let durable = store.durable()?;
+    let de = |err| Error::store(store.path(), err);
+    let re = |err| Error::store(store.runtime_path(), err);
+    let dt = Transaction::new_unchecked(durable, TransactionBehavior::Immediate).map_err(de)?;
+    let before: i64 = dt.query_row("SELECT value FROM generation", [], |r| r.get(0)).map_err(de)?;
+    let (out, delta) = change(&dt).map_err(de)?;
+    dt.execute("UPDATE generation SET value = ?1", [before + 1]).map_err(de)?;
+    dt.commit().map_err(de)?;
+    let mirrored: i64 = rt.query_row("SELECT generation FROM mirror", [], |r| r.get(0)).map_err(re)?;
+    if delta.rebuild || mirrored != before {
+        return mirror_rebuild(rt, durable).map(|()| out).map_err(re);
+    }
+    for ban in &delta.added {
+        mirror_insert(rt, ban).map_err(re)?;
+    }
+    for id in &delta.removed {
+        rt.prepare_cached("DELETE FROM bans WHERE id = ?1").and_then(|mut st| st.execute([id])).map_err(re)?;
+    }
+    rt.execute("UPDATE mirror SET generation = ?1", [before + 1]).map_err(re)?;
+    Ok(out)
+}
+
+/// Every column of a ban row, in both files.
+const MIRROR_COLUMNS: &str =
+    "id, host, family, prefix, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";
+
+fn mirror_insert(rt: &Connection, ban: &Ban) -> rusqlite::Result<()> {
+    let (family, prefix) = family_prefix(&ban.host);
+    rt.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO bans ({MIRROR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        ban.id,
+        ban.host.db_key(),
+        family,
+        prefix,
+        ban.service,
+        ban.created,
+        ban.expires,
+        ban.lifted,
+        ban.reason,
+        ban.failures,
+        ban.prior_bans,
+        ban.firewall,
+        ban.pushed
+    ])?;
+    if family != 0 {
+        rt.prepare_cached("INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)")?
+            .execute(params![family, prefix])?;
+    }
+    Ok(())
+}
+
+/// Replaces the mirror in `rt` with the store's bans that are not lifted,
+/// read in one transaction together with their generation. Expired ones are
+/// copied too (lookups ignore them; `maintain` drops them), so the copy
+/// needs no clock.
+pub(crate) fn mirror_rebuild(rt: &Connection, durable: &Connection) -> rusqlite::Result<()> {
+    let dt = Transaction::new_unchecked(durable, TransactionBehavior::Deferred)?;
+    let generation: i64 = dt.query_row("SELECT value FROM generation", [], |r| r.get(0))?;
+    rt.execute_batch("DELETE FROM bans; DELETE FROM ban_prefixes;")?;
+    {
+        let mut read = dt.prepare(&format!("SELECT {MIRROR_COLUMNS} FROM bans WHERE lifted IS NULL"))?;
+        let mut write = rt.prepare(&format!(
+            "INSERT INTO bans ({MIRROR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ))?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let values = (0..13).map(|i| row.get::<_, Value>(i)).collect::<rusqlite::Result<Vec<_>>>()?;
+            write.execute(params_from_iter(values))?;
+        }
+        let mut prefixes = dt.prepare("SELECT family, prefix FROM ban_prefixes")?;
+        let mut add = rt.prepare("INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)")?;
+        let mut rows = prefixes.query([])?;
+        while let Some(row) = rows.next()? {
+            add.execute(params![row.get::<_, i64>(0)?, row.get::<_, i64>(1)?])?;
+        }
+    }
+    rt.execute("UPDATE mirror SET generation = ?1", [generation])?;
+    dt.finish()
 }
 
 /// Longest user name stored: what a client sends as a login name is not
@@ -1050,8 +1180,8 @@ fn insert_ban(
 }
 
 /// Bans `key` on `service` after `failures`, then applies the
-/// repeat-offender rule. Returns the ban that matters most (the
-/// all-services one if the rule fired).
+/// repeat-offender rule. Returns the bans made, the one that matters most
+/// (the all-services one if the rule fired) last.
 fn create_auto_ban(
     tx: &Transaction<'_>,
     config: &Config,
@@ -1060,10 +1190,10 @@ fn create_auto_ban(
     service: &str,
     failures: u32,
     now: i64,
-) -> rusqlite::Result<Ban> {
+) -> rusqlite::Result<Vec<Ban>> {
     let prior = prior_bans(tx, key, now - policy.bantime_lookback)?;
     let length = policy.ban_length(prior);
-    let mut ban =
+    let ban =
         insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
     let detail = format!(
         "banned on {service} for {length} after {failures} failures in {}",
@@ -1071,12 +1201,7 @@ fn create_auto_ban(
     );
     add_event(tx, now, key, service, "ban", &detail)?;
     add_total(tx, service, "banned", 1)?;
-    // The ban consumes the failures that made it (the ban row keeps their
-    // number): once it expires the host starts afresh, as with fail2ban.
-    let consumed = tx
-        .prepare_cached("DELETE FROM attempts WHERE host = ?1 AND service = ?2")?
-        .execute(params![key.db_key(), service])?;
-    add_counter(tx, "attempt_rows", -(consumed as i64))?;
+    let mut made = vec![ban];
     let r = &config.recidive;
     if r.enabled {
         let recent: u32 = tx.query_row(
@@ -1103,13 +1228,14 @@ fn create_auto_ban(
             );
             add_event(tx, now, key, ALL_SERVICES, "ban", &detail)?;
             add_total(tx, ALL_SERVICES, "banned", 1)?;
-            ban = all;
+            made.push(all);
         }
     }
     if config.mail.enabled {
-        queue_notice(tx, now, ban.id)?;
+        let last = made.last().expect("one ban at least");
+        queue_notice(tx, now, last.id)?;
     }
-    Ok(ban)
+    Ok(made)
 }
 
 fn queue_notice(tx: &Transaction<'_>, now: i64, ban_id: i64) -> rusqlite::Result<()> {
@@ -1146,42 +1272,33 @@ fn add_total(tx: &Transaction<'_>, service: &str, column: &str, delta: i64) -> r
     Ok(())
 }
 
-fn add_counter(tx: &Transaction<'_>, name: &str, delta: i64) -> rusqlite::Result<()> {
+/// Counts failures per service in the runtime state (`banguardctl status`).
+fn add_failed(tx: &Transaction<'_>, service: &str, delta: i64) -> rusqlite::Result<()> {
     if delta != 0 {
-        tx.prepare_cached("UPDATE counters SET value = max(value + ?2, 0) WHERE name = ?1")?
-            .execute(params![name, delta])?;
+        tx.prepare_cached(
+            "INSERT INTO totals (service, failed) VALUES (?1, max(?2, 0))
+             ON CONFLICT(service) DO UPDATE SET failed = max(failed + ?2, 0)",
+        )?
+        .execute(params![service, delta])?;
     }
     Ok(())
 }
 
-/// Deletes up to `limit` attempts too old to count for any service.
+/// Deletes, among the `limit` oldest attempts, those too old to count for
+/// any service and those beyond the newest `store.max_failures` (a flood of
+/// unique addresses). Ids grow with time, so the oldest rows come first and
+/// the work stays bounded without an index on the time.
 fn prune_attempts(tx: &Transaction<'_>, config: &Config, now: i64, limit: i64) -> rusqlite::Result<u64> {
     let cutoff = now - config.max_findtime();
+    let newest: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM attempts", [], |r| r.get(0))?;
+    let beyond = newest - config.store.max_failures as i64;
     let n = tx
         .prepare_cached(
-            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at <= ?1 ORDER BY at LIMIT ?2)",
+            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts ORDER BY id LIMIT ?3)
+               AND (at <= ?1 OR id <= ?2)",
         )?
-        .execute(params![cutoff, limit])?;
-    add_counter(tx, "attempt_rows", -(n as i64))?;
+        .execute(params![cutoff, beyond, limit])?;
     Ok(n as u64)
-}
-
-/// Keeps the attempts table under `store.max_failures` rows by deleting
-/// the oldest, at most `limit` per call (a flood of unique addresses).
-fn bound_attempts(tx: &Transaction<'_>, config: &Config, limit: i64) -> rusqlite::Result<()> {
-    let rows: i64 = tx
-        .prepare_cached("SELECT value FROM counters WHERE name = 'attempt_rows'")?
-        .query_row([], |r| r.get(0))?;
-    let excess = rows - config.store.max_failures as i64;
-    if excess > 0 {
-        let n = tx
-            .prepare_cached(
-                "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts ORDER BY at LIMIT ?1)",
-            )?
-            .execute([excess.min(limit)])?;
-        add_counter(tx, "attempt_rows", -(n as i64))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

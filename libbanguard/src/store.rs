@@ -1,15 +1,33 @@
-//! The SQLite store: one file, WAL, a short busy timeout, numbered
-//! migrations tracked in `PRAGMA user_version`.
+//! The store: two SQLite files with one job each.
+//!
+//! - The store proper (`database`, `/var/lib/banguard/banguard.db`, WAL):
+//!   bans, their history (events), mail notices and totals. Everything here
+//!   must survive a reboot; it is written when a ban is made or lifted, by
+//!   the sync job and by `banguardctl`, never for an ordinary attempt.
+//! - The runtime state (`[store] runtime`, `/run/banguard/runtime.db`, on
+//!   tmpfs, rollback journal, no fsync): attempts still inside findtime and
+//!   a mirror of the active bans. The module's per-attempt transaction
+//!   touches this file only, so it never waits for a disk (BENCHMARKS.md §1:
+//!   every sshd connection is a fresh process, and with one WAL file each
+//!   paid a checkpoint and its fsyncs on close). It is disposable: when it
+//!   is missing (after a reboot) the first opener rebuilds it from the store.
+//!
+//! The mirror carries the store's ban generation it copied. Every change to
+//! the bans runs with the runtime write lock held (lock order: runtime, then
+//! store), bumps the generation and updates the mirror in the same critical
+//! section; should a crash fall between the two commits, the generations
+//! differ and the next ban change or sync run rebuilds the mirror.
 //!
 //! Every read-modify-write runs in `BEGIN IMMEDIATE`: the write lock is
 //! taken first, so concurrent processes queue on the busy timeout instead
 //! of failing on a read→write upgrade (measured: DEFERRED loses half the
 //! writers to "database is locked" under 8 processes).
 
-use crate::config::Synchronous;
+use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
 use crate::sys;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::cell::OnceCell;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -96,138 +114,313 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO counters VALUES ('attempt_rows', 0);
     "#,
+    // 2: attempts move to the runtime state; the generation the mirror follows.
+    r#"
+    DROP TABLE attempts;
+    DROP TABLE counters;
+    CREATE TABLE generation (value INTEGER NOT NULL);
+    INSERT INTO generation VALUES (0);
+    "#,
 ];
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// Migrations of the runtime state file, numbered like [`MIGRATIONS`].
+const RUNTIME_MIGRATIONS: &[&str] = &[
+    // 1: the first runtime schema.
+    r#"
+    -- One row per attempt. state 0 = being checked (single-line mode counts
+    -- it at once), 1 = failed, 2 = succeeded (given back: never counts).
+    -- Ids grow with time: pruning walks them oldest first, so no index on
+    -- the time is kept up to date for it.
+    CREATE TABLE attempts (
+        id      INTEGER PRIMARY KEY,
+        host    TEXT    NOT NULL,
+        service TEXT    NOT NULL,
+        user    TEXT,
+        at      INTEGER NOT NULL,
+        state   INTEGER NOT NULL,
+        pid     INTEGER NOT NULL DEFAULT 0,
+        ppid    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX attempts_by_host ON attempts(host, service, at);
 
-/// An open store.
+    -- The active bans, copied from the store (same ids and columns).
+    CREATE TABLE bans (
+        id         INTEGER PRIMARY KEY,
+        host       TEXT    NOT NULL,
+        family     INTEGER NOT NULL,
+        prefix     INTEGER NOT NULL,
+        service    TEXT    NOT NULL,
+        created    INTEGER NOT NULL,
+        expires    INTEGER,
+        lifted     INTEGER,
+        reason     TEXT    NOT NULL,
+        failures   INTEGER NOT NULL,
+        prior_bans INTEGER NOT NULL,
+        firewall   INTEGER NOT NULL DEFAULT 0,
+        pushed     INTEGER
+    );
+    CREATE INDEX bans_by_host ON bans(host);
+    CREATE TABLE ban_prefixes (
+        family INTEGER NOT NULL,
+        prefix INTEGER NOT NULL,
+        PRIMARY KEY (family, prefix)
+    ) WITHOUT ROWID;
+
+    -- The store's ban generation the mirror holds; -1 = never copied.
+    CREATE TABLE mirror (generation INTEGER NOT NULL);
+    INSERT INTO mirror VALUES (-1);
+
+    -- Failures counted per service since the runtime state was created
+    -- (normally: since boot), for `banguardctl status`.
+    CREATE TABLE totals (
+        service TEXT PRIMARY KEY,
+        failed  INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version of the store this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// The schema version of the runtime state this build writes.
+pub const RUNTIME_SCHEMA_VERSION: i64 = RUNTIME_MIGRATIONS.len() as i64;
+
+/// Which of the two files, for schema handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Store,
+    Runtime,
+}
+
+impl Kind {
+    fn migrations(self) -> &'static [&'static str] {
+        match self {
+            Kind::Store => MIGRATIONS,
+            Kind::Runtime => RUNTIME_MIGRATIONS,
+        }
+    }
+}
+
+/// An open store: the runtime state, and the store proper once needed.
 pub struct Store {
-    pub(crate) conn: Connection,
+    /// The runtime state (attempts, ban mirror), always open.
+    pub(crate) runtime: Connection,
+    runtime_path: PathBuf,
+    /// The store proper, opened on first use: an ordinary attempt never
+    /// needs it.
+    durable: OnceCell<Connection>,
     path: PathBuf,
+    busy_timeout: Duration,
+    sync: Synchronous,
+    access: Access,
 }
 
 /// How to open the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Create the file and its directory if missing; migrate.
+    /// Create the files and their directories if missing; migrate.
     ReadWrite,
     /// Never create or migrate (readers that are not root).
     ReadOnly,
 }
 
-impl Store {
-    /// Opens (creating if needed) the store at `path`, fsyncing as
-    /// `synchronous = "normal"`.
-    pub fn open(path: &Path, busy_timeout: Duration, access: Access) -> Result<Store> {
-        Store::open_with(path, busy_timeout, Synchronous::Normal, access)
-    }
+/// Where the two files are and how to treat them.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub database: PathBuf,
+    pub runtime: PathBuf,
+    pub busy_timeout: Duration,
+    pub synchronous: Synchronous,
+}
 
-    /// Opens (creating if needed) the store at `path`.
-    pub fn open_with(
-        path: &Path,
-        busy_timeout: Duration,
-        sync: Synchronous,
-        access: Access,
-    ) -> Result<Store> {
-        if access == Access::ReadWrite && !path.exists() {
-            create_initialised(path, busy_timeout)?;
+impl Location {
+    /// The files a config names.
+    pub fn of(config: &Config) -> Location {
+        Location {
+            database: config.database.clone(),
+            runtime: config.store.runtime.clone(),
+            busy_timeout: Duration::from_millis(u64::from(config.store.busy_timeout_ms)),
+            synchronous: config.store.synchronous,
         }
-        check_store_permissions(path)?;
-        let flags = match access {
-            Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    }
+}
+
+impl Store {
+    /// Opens the runtime state at `loc.runtime`, creating it (and the
+    /// store, if missing) with `ReadWrite`. The store proper is opened when
+    /// first needed.
+    pub fn open(loc: &Location, access: Access) -> Result<Store> {
+        let mut store = Store {
+            runtime: Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?,
+            runtime_path: loc.runtime.clone(),
+            durable: OnceCell::new(),
+            path: loc.database.clone(),
+            busy_timeout: loc.busy_timeout,
+            sync: loc.synchronous,
+            access,
         };
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::store(path, e))?;
-        let mut store = Store { conn, path: path.to_path_buf() };
-        store.configure(busy_timeout, sync, access)?;
+        let runtime_exists = loc.runtime.exists();
+        if !runtime_exists && access == Access::ReadOnly {
+            // Nothing counted since boot: an empty state with the bans copied.
+            store.runtime.execute_batch(RUNTIME_MIGRATIONS.concat().as_str()).map_err(|e| store.rt_err(e))?;
+            let durable = store.durable()?;
+            crate::policy::mirror_rebuild(&store.runtime, durable).map_err(|e| Error::store(&loc.database, e))?;
+            return Ok(store);
+        }
+        if !runtime_exists {
+            let durable = store.durable()?;
+            create_initialised(&loc.runtime, |tmp| {
+                let conn = Connection::open(tmp).map_err(|e| Error::store(tmp, e))?;
+                conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|e| Error::store(tmp, e))?;
+                let mut conn = conn;
+                migrate(&mut conn, tmp, Kind::Runtime)?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::store(tmp, e))?;
+                crate::policy::mirror_rebuild(&tx, durable).map_err(|e| Error::store(&loc.database, e))?;
+                tx.commit().map_err(|e| Error::store(tmp, e))
+            })?;
+        }
+        check_store_permissions(&loc.runtime)?;
+        store.runtime = open_file(&loc.runtime, access)?;
+        set_busy_handler(&mut store.runtime, loc.busy_timeout).map_err(|e| store.rt_err(e))?;
+        if access == Access::ReadWrite {
+            // Disposable state: a sync would only wait for a disk (and on
+            // tmpfs does nothing at all).
+            store.runtime.pragma_update(None, "synchronous", "OFF").map_err(|e| store.rt_err(e))?;
+        }
+        let runtime_path = store.runtime_path.clone();
+        check_version(&mut store.runtime, &runtime_path, Kind::Runtime, access)?;
         Ok(store)
     }
 
-    /// Opens an in-memory store (unit tests and `--dry-run` style checks).
+    /// A store with both files in memory (unit tests).
     pub fn open_in_memory() -> Result<Store> {
-        let conn = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
-        let mut store = Store { conn, path: PathBuf::from(":memory:") };
-        store.migrate()?;
-        Ok(store)
+        let mut runtime = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
+        migrate(&mut runtime, Path::new(":memory:"), Kind::Runtime)?;
+        let mut durable = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
+        migrate(&mut durable, Path::new(":memory:"), Kind::Store)?;
+        let cell = OnceCell::new();
+        let _ = cell.set(durable);
+        Ok(Store {
+            runtime,
+            runtime_path: PathBuf::from(":memory:"),
+            durable: cell,
+            path: PathBuf::from(":memory:"),
+            busy_timeout: Duration::from_millis(2000),
+            sync: Synchronous::Normal,
+            access: Access::ReadWrite,
+        })
     }
 
-    /// The file this store lives in.
+    /// The store's file (bans and history).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The underlying connection, for read-only reporting queries.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The runtime state's file (attempts, ban mirror).
+    pub fn runtime_path(&self) -> &Path {
+        &self.runtime_path
     }
 
-    fn configure(&mut self, busy_timeout: Duration, sync: Synchronous, access: Access) -> Result<()> {
-        let path = self.path.clone();
-        let e = |err| Error::store(&path, err);
-        set_busy_handler(&mut self.conn, busy_timeout).map_err(e)?;
-        if access == Access::ReadWrite {
-            let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(e)?;
-            if version == 0 {
-                // WAL is a property of the file: set once, at creation.
-                let _: String = self
-                    .conn
-                    .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-                    .map_err(e)?;
-                self.conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(e)?;
-            }
-            self.conn.pragma_update(None, "synchronous", sync.pragma()).map_err(e)?;
-            // Keep SQLite's checkpoint when the last connection closes: every
-            // sshd connection is a fresh process, and without it the next one
-            // must rebuild the WAL index from the whole WAL (measured: median
-            // 44 ms instead of about 1 ms per attempt).
-            // The common case (schema current) takes no write lock at all.
-            if version != SCHEMA_VERSION {
-                self.migrate()?;
-            }
-        } else {
-            let version = self.schema_version()?;
-            if version > SCHEMA_VERSION {
-                return Err(Error::SchemaTooNew { path, found: version, supported: SCHEMA_VERSION });
-            }
-            if version < SCHEMA_VERSION {
-                return Err(Error::Store {
-                    path: path.clone(),
-                    message: format!(
-                        "schema version {version} is older than {SCHEMA_VERSION}: open it once as root to upgrade"
-                    ),
-                    source: None,
-                });
-            }
+    /// The runtime state connection (attempts, ban mirror), for reporting
+    /// queries and tests.
+    pub fn runtime_connection(&self) -> &Connection {
+        &self.runtime
+    }
+
+    /// The store proper (bans, events, notices), opened on first use.
+    pub fn durable(&self) -> Result<&Connection> {
+        if let Some(c) = self.durable.get() {
+            return Ok(c);
         }
-        Ok(())
+        let conn = open_durable(&self.path, self.busy_timeout, self.sync, self.access)?;
+        Ok(self.durable.get_or_init(|| conn))
     }
 
-    /// The schema version stored in the file.
+    fn rt_err(&self, e: rusqlite::Error) -> Error {
+        Error::store(&self.runtime_path, e)
+    }
+
+    /// The schema version stored in the store proper.
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn
+        self.durable()?
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| Error::store(&self.path, e))
     }
+}
 
-    /// Applies missing migrations, each in one IMMEDIATE transaction with
-    /// its version bump, so a crash leaves either the old or the new schema.
-    fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let e = |err| Error::store(&path, err);
-        loop {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e)?;
-            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(e)?;
-            if version > SCHEMA_VERSION {
-                return Err(Error::SchemaTooNew { path, found: version, supported: SCHEMA_VERSION });
-            }
-            if version == SCHEMA_VERSION {
-                return Ok(());
-            }
-            tx.execute_batch(MIGRATIONS[version as usize]).map_err(e)?;
-            tx.pragma_update(None, "user_version", version + 1).map_err(e)?;
-            tx.commit().map_err(e)?;
+/// Opens one file with the flags for `access`.
+fn open_file(path: &Path, access: Access) -> Result<Connection> {
+    let flags = match access {
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    };
+    Connection::open_with_flags(path, flags).map_err(|e| Error::store(path, e))
+}
+
+/// Opens (creating if needed, with `ReadWrite`) the store proper.
+fn open_durable(path: &Path, busy_timeout: Duration, sync: Synchronous, access: Access) -> Result<Connection> {
+    if access == Access::ReadWrite && !path.exists() {
+        create_initialised(path, |tmp| {
+            let mut conn = Connection::open(tmp).map_err(|e| Error::store(tmp, e))?;
+            // WAL is a property of the file: set once, at creation.
+            let _: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(|e| Error::store(tmp, e))?;
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|e| Error::store(tmp, e))?;
+            migrate(&mut conn, tmp, Kind::Store)
+        })?;
+    }
+    check_store_permissions(path)?;
+    let mut conn = open_file(path, access)?;
+    let e = |err| Error::store(path, err);
+    set_busy_handler(&mut conn, busy_timeout).map_err(e)?;
+    if access == Access::ReadWrite {
+        conn.pragma_update(None, "synchronous", sync.pragma()).map_err(e)?;
+    }
+    check_version(&mut conn, path, Kind::Store, access)?;
+    Ok(conn)
+}
+
+/// Refuses a newer schema; migrates an older one (`ReadWrite`) or says how
+/// to (`ReadOnly`).
+fn check_version(conn: &mut Connection, path: &Path, kind: Kind, access: Access) -> Result<()> {
+    let current = kind.migrations().len() as i64;
+    let version: i64 =
+        conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| Error::store(path, e))?;
+    if version > current {
+        return Err(Error::SchemaTooNew { path: path.to_path_buf(), found: version, supported: current });
+    }
+    if version == current {
+        // The common case takes no write lock at all.
+        return Ok(());
+    }
+    if access == Access::ReadWrite {
+        return migrate(conn, path, kind);
+    }
+    Err(Error::Store {
+        path: path.to_path_buf(),
+        message: format!("schema version {version} is older than {current}: open it once as root to upgrade"),
+        source: None,
+    })
+}
+
+/// Applies missing migrations, each in one IMMEDIATE transaction with its
+/// version bump, so a crash leaves either the old or the new schema.
+fn migrate(conn: &mut Connection, path: &Path, kind: Kind) -> Result<()> {
+    let e = |err| Error::store(path, err);
+    let migrations = kind.migrations();
+    let current = migrations.len() as i64;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(e)?;
+        if version > current {
+            return Err(Error::SchemaTooNew { path: path.to_path_buf(), found: version, supported: current });
         }
+        if version == current {
+            return Ok(());
+        }
+        tx.execute_batch(migrations[version as usize]).map_err(e)?;
+        tx.pragma_update(None, "user_version", version + 1).map_err(e)?;
+        tx.commit().map_err(e)?;
     }
 }
 
@@ -271,12 +464,13 @@ fn set_busy_handler(conn: &mut Connection, timeout: Duration) -> rusqlite::Resul
     conn.busy_handler(Some(handler))
 }
 
-/// Creates a fully initialised store (WAL, schema) under a private temp
-/// name and links it into place, so that the many processes that may
-/// create it at once on first use (one per sshd connection) never see a
-/// half-made file or fight over switching it to WAL. One creator wins the
-/// link; the others find the file there.
-fn create_initialised(path: &Path, busy_timeout: Duration) -> Result<()> {
+/// Creates a fully initialised file (schema, and for the runtime state the
+/// ban mirror) under a private temp name with `build`, then links it into
+/// place, so that the many processes that may create it at once on first
+/// use (one per sshd connection) never see a half-made file or fight over
+/// switching it to WAL. One creator wins the link; the others find the
+/// file there.
+fn create_initialised(path: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         match fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
@@ -302,10 +496,7 @@ fn create_initialised(path: &Path, busy_timeout: Duration) -> Result<()> {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::Io { path: tmp.clone(), source: e })?;
-        let conn = Connection::open(&tmp).map_err(|e| Error::store(&tmp, e))?;
-        let mut store = Store { conn, path: tmp.clone() };
-        store.configure(busy_timeout, Synchronous::Normal, Access::ReadWrite)?;
-        drop(store);
+        build(&tmp)?;
         match fs::hard_link(&tmp, path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -316,6 +507,7 @@ fn create_initialised(path: &Path, busy_timeout: Duration) -> Result<()> {
     let _ = fs::remove_file(&tmp);
     let _ = fs::remove_file(format!("{}-wal", tmp.display()));
     let _ = fs::remove_file(format!("{}-shm", tmp.display()));
+    let _ = fs::remove_file(format!("{}-journal", tmp.display()));
     result
 }
 
@@ -367,76 +559,115 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn loc(dir: &Path, db: &str, timeout_ms: u64) -> Location {
+        Location {
+            database: dir.join(db),
+            runtime: dir.join("run/runtime.db"),
+            busy_timeout: Duration::from_millis(timeout_ms),
+            synchronous: Synchronous::Normal,
+        }
+    }
+
     #[test]
-    fn creates_with_safe_modes_and_schema() {
+    fn creates_both_files_with_safe_modes_and_schemas() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/banguard.db");
-        let store = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).unwrap();
+        let l = loc(dir.path(), "sub/banguard.db", 100);
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
-        let mode: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        for file in [&l.database, &l.runtime] {
+            assert_eq!(fs::metadata(file).unwrap().mode() & 0o777, 0o600, "{}", file.display());
+            assert_eq!(fs::metadata(file.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+        }
+        let mode: String = store.durable().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+        let mode: String = store.runtime.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete", "the runtime state needs no -wal/-shm per process");
+        let version: i64 = store.runtime.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, RUNTIME_SCHEMA_VERSION);
         drop(store);
         // Reopening does not migrate again or fail.
-        let store = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).unwrap();
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn an_attempt_does_not_open_the_store_proper() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        drop(Store::open(&l, Access::ReadWrite).unwrap());
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
+        assert!(store.durable.get().is_none(), "an existing runtime state is enough to count");
     }
 
     #[test]
     fn threads_creating_one_store_at_once_all_succeed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db/banguard.db");
+        let l = loc(dir.path(), "db/banguard.db", 2000);
         let handles: Vec<_> = (0..16)
             .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    Store::open(&path, Duration::from_secs(2), Access::ReadWrite).map(|_| ())
-                })
+                let l = l.clone();
+                std::thread::spawn(move || Store::open(&l, Access::ReadWrite).map(|_| ()))
             })
             .collect();
         for h in handles {
             h.join().unwrap().unwrap();
         }
-        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".new-"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        for d in [l.database.parent().unwrap(), l.runtime.parent().unwrap()] {
+            let leftovers: Vec<_> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".new-"))
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        }
     }
 
     #[test]
     fn refuses_newer_schema_and_group_writable_files() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("banguard.db");
-        let store = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).unwrap();
-        store.conn.pragma_update(None, "user_version", 99).unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
+        store.durable().unwrap().pragma_update(None, "user_version", 99).unwrap();
         drop(store);
-        let e = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).err().unwrap();
+        let e = Store::open(&l, Access::ReadWrite).unwrap().schema_version().err().unwrap();
         assert!(matches!(e, Error::SchemaTooNew { found: 99, .. }), "{e}");
         assert!(e.to_string().contains("upgrade banguard"));
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
-        let e = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).err().unwrap();
+        fs::set_permissions(&l.runtime, fs::Permissions::from_mode(0o664)).unwrap();
+        let e = Store::open(&l, Access::ReadWrite).err().unwrap();
         assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert!(e.to_string().contains("runtime.db"), "{e}");
     }
 
     #[test]
     fn not_a_database_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("banguard.db");
-        fs::write(&path, vec![0x5a; 8192]).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        let e = Store::open(&path, Duration::from_millis(100), Access::ReadWrite).err().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        fs::write(&l.database, vec![0x5a; 8192]).unwrap();
+        fs::set_permissions(&l.database, fs::Permissions::from_mode(0o600)).unwrap();
+        let e = Store::open(&l, Access::ReadWrite).err().unwrap();
         assert!(e.to_string().contains("corrupt or not a banguard database"), "{e}");
+        assert!(!l.runtime.exists(), "no runtime state without the bans to copy");
     }
 
     #[test]
     fn read_only_open_of_missing_store_explains() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("banguard.db");
-        let e = Store::open(&path, Duration::from_millis(100), Access::ReadOnly).err().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        let e = Store::open(&l, Access::ReadOnly).err().unwrap();
         assert!(e.to_string().contains("does not exist yet"), "{e}");
-        assert!(!path.exists());
+        assert!(!l.database.exists());
+        assert!(!l.runtime.exists());
+    }
+
+    #[test]
+    fn read_only_open_without_runtime_state_copies_the_bans_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        drop(Store::open(&l, Access::ReadWrite).unwrap());
+        fs::remove_file(&l.runtime).unwrap();
+        let store = Store::open(&l, Access::ReadOnly).unwrap();
+        let generation: i64 = store.runtime.query_row("SELECT generation FROM mirror", [], |r| r.get(0)).unwrap();
+        assert_eq!(generation, 0);
+        assert!(!l.runtime.exists(), "a reader creates nothing");
     }
 }

@@ -115,7 +115,7 @@ fn bench_auth_cost() {
     let full_rows: i64 = full
         .engine()
         .store()
-        .connection()
+        .runtime_connection()
         .query_row("SELECT (SELECT count(*) FROM attempts) + (SELECT count(*) FROM bans)", [], |r| r.get(0))
         .unwrap();
     let full_size = fs::metadata(&full.db).map(|m| m.len()).unwrap_or(0)

@@ -789,7 +789,8 @@ fn busy_store_is_retried_then_reported() {
     }
     let env = Env::new("[store]\nbusy_timeout_ms = 100\n");
     let g = env.open(Arc::new(SystemClock));
-    g.store().connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+    // A ban change takes the runtime state's lock first, then the store's.
+    g.store().runtime_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
     let out = env.run(&["ban", "192.0.2.5", "--no-sync"]);
     bad(&out, "locked");
     // Released while the CLI retries: it succeeds.
@@ -800,13 +801,15 @@ fn busy_store_is_retried_then_reported() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(250));
-    g.store().connection().execute_batch("COMMIT").unwrap();
+    g.store().runtime_connection().execute_batch("COMMIT").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    // Reads are never blocked by a writer (WAL).
-    g.store().connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Reads are never blocked by a writer holding both files.
+    g.store().runtime_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+    g.store().durable().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
     assert!(env.ok(&["list"], 0).contains("192.0.2.5"));
-    g.store().connection().execute_batch("COMMIT").unwrap();
+    g.store().durable().unwrap().execute_batch("COMMIT").unwrap();
+    g.store().runtime_connection().execute_batch("COMMIT").unwrap();
 }
 
 // ------------------------------------------------------------------ conf/

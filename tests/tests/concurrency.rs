@@ -71,8 +71,8 @@ fn thirty_two_processes_on_one_host_get_exactly_maxretry_attempts() {
     assert_eq!(errors, 0);
     assert_eq!(allowed, 5, "exactly maxretry attempts may pass");
     assert_eq!(refused, WORKERS * per_worker - 5);
-    let conn = rusqlite_count(&dir.path().join("db/banguard.db"), "SELECT count(*) FROM bans");
-    assert_eq!(conn, 1, "one ban, not one per racing process");
+    assert_eq!(count(&config, File::Store, "SELECT count(*) FROM bans"), 1, "one ban, not one per racing process");
+    assert_eq!(count(&config, File::Runtime, "SELECT count(*) FROM bans"), 1, "the module's copy has it");
 }
 
 #[test]
@@ -84,22 +84,27 @@ fn thirty_two_processes_times_500_failures_are_all_counted() {
         hammer(dir.path(), &config, |w| vec!["distinct-hosts".into(), w.to_string(), "500".into()]);
     assert_eq!(errors, 0, "no 'database is locked' may escape");
     assert_eq!((allowed, refused), (16_000, 0));
-    let db = dir.path().join("db/banguard.db");
-    assert_eq!(rusqlite_count(&db, "SELECT count(*) FROM attempts WHERE state = 1"), 16_000);
-    assert_eq!(rusqlite_count(&db, "SELECT count(DISTINCT host) FROM attempts"), 16_000);
-    assert_eq!(rusqlite_count(&db, "SELECT value FROM counters WHERE name = 'attempt_rows'"), 16_000);
-    assert_eq!(rusqlite_count(&db, "PRAGMA integrity_check"), 0, "integrity_check is ok");
+    assert_eq!(count(&config, File::Runtime, "SELECT count(*) FROM attempts WHERE state = 1"), 16_000);
+    assert_eq!(count(&config, File::Runtime, "SELECT count(DISTINCT host) FROM attempts"), 16_000);
+    assert_eq!(count(&config, File::Runtime, "PRAGMA integrity_check"), 0, "integrity_check is ok");
+    assert_eq!(count(&config, File::Store, "PRAGMA integrity_check"), 0, "integrity_check is ok");
 }
 
-/// Runs a one-value query through the core's store (read-only).
-fn rusqlite_count(db: &Path, sql: &str) -> i64 {
-    let store = banguard::store::Store::open(
-        db,
-        std::time::Duration::from_secs(2),
-        banguard::store::Access::ReadOnly,
-    )
-    .unwrap();
-    let v: Value = store.connection().query_row(sql, [], |r| r.get(0)).unwrap();
+enum File {
+    Store,
+    Runtime,
+}
+
+/// Runs a one-value query on one of the config's two files (read-only).
+fn count(config: &Path, file: File, sql: &str) -> i64 {
+    let config = banguard::Config::load(config).unwrap();
+    let loc = banguard::store::Location::of(&config);
+    let store = banguard::store::Store::open(&loc, banguard::store::Access::ReadOnly).unwrap();
+    let conn = match file {
+        File::Store => store.durable().unwrap(),
+        File::Runtime => store.runtime_connection(),
+    };
+    let v: Value = conn.query_row(sql, [], |r| r.get(0)).unwrap();
     match v {
         Value::Integer(n) => n,
         Value::Text(t) if t == "ok" => 0,

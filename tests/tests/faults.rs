@@ -108,9 +108,10 @@ impl Fixture {
         assert_eq!(f.count, 3, "{failing:?}");
         let bans = bg.bans(Some("sshd"), false).unwrap();
         assert!(bans.iter().any(|b| b.host == host(BANNED)), "ban kept: {bans:?}");
-        let ok: String =
-            bg.store().connection().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(ok, "ok");
+        for conn in [bg.store().runtime_connection(), bg.store().durable().unwrap()] {
+            let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(ok, "ok");
+        }
     }
 
     /// One login with the right password from CLEAN, in this process.

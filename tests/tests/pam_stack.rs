@@ -303,7 +303,8 @@ fn child_process_entry() {
         ["lock", config] => {
             let config = Config::load(Path::new(config)).unwrap();
             let holder = Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock)).unwrap();
-            holder.store().connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+            // The module's attempt takes the runtime state's lock first.
+            holder.store().runtime_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
             println!("PAMTEST_LOCKED");
             let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
         }

@@ -307,14 +307,20 @@ fn attempts_table_stays_bounded_under_a_flood() {
         g.attempt(&req("sshd", &ip), None).unwrap();
     }
     let rows: i64 =
-        g.store().connection().query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
-    assert!(rows <= 100, "{rows} rows");
-    let counter: i64 = g
-        .store()
-        .connection()
-        .query_row("SELECT value FROM counters WHERE name = 'attempt_rows'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(counter, rows, "the row counter is exact");
+        g.store().runtime_connection().query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    // Pruned every 16th attempt: at most max_failures + 15 rows in between,
+    // the newest max_failures right after (attempt 400 pruned).
+    assert_eq!(rows, 100, "{rows} rows");
+    let oldest: i64 =
+        g.store().runtime_connection().query_row("SELECT min(id) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert_eq!(oldest, 301, "the oldest go first");
+    for i in 400..415u32 {
+        let ip = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+        g.attempt(&req("sshd", &ip), None).unwrap();
+        let rows: i64 =
+            g.store().runtime_connection().query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+        assert!(rows <= 115, "{rows} rows");
+    }
 }
 
 #[test]
@@ -381,7 +387,7 @@ fn long_user_names_are_capped_on_a_char_boundary() {
     let r = Request { user: Some(&long), ..req("sshd", "198.51.100.7") };
     g.attempt(&r, None).unwrap();
     let stored: String =
-        g.store().connection().query_row("SELECT user FROM attempts", [], |row| row.get(0)).unwrap();
+        g.store().runtime_connection().query_row("SELECT user FROM attempts", [], |row| row.get(0)).unwrap();
     assert_eq!(stored.len(), 256);
     assert!(stored.chars().all(|c| c == 'é'));
     // The success of the same (long) user still finds its attempt.

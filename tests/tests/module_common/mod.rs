@@ -164,7 +164,7 @@ impl Fixture {
         let sql = format!("SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 {condition}");
         self.engine()
             .store()
-            .connection()
+            .runtime_connection()
             .query_row(&sql, [key(addr).db_key(), service.to_string()], |r| r.get(0))
             .expect("count attempts")
     }
