@@ -199,6 +199,8 @@ pub struct Event {
 pub struct ServiceStatus {
     pub service: String,
     pub currently_failing: u32,
+    /// Failures counted since the runtime state was created (normally
+    /// since boot), like fail2ban's since its start.
     pub total_failed: u64,
     pub currently_banned: u32,
     pub total_banned: u64,

@@ -1,6 +1,9 @@
 //! Fault injection: the store missing, on a read-only or full file system,
 //! corrupt, from a newer banguard, locked by another process; writers
 //! killed with SIGKILL mid-transaction; the clock stepped back and forth.
+//! "The store" is both files: the store proper (bans, history) and the
+//! runtime state (attempts, the module's copy of the bans), which the
+//! fixture keeps next to it (the default when `database` is set).
 //!
 //! For each store fault the real `pam_banguard.so` (through libpam with
 //! `pam_start_confdir`, stack = banguard line + pam_permit) must follow
@@ -37,13 +40,14 @@ const BANNED: &str = "203.0.113.9";
 /// Environment of the re-executed child (see `fault_child`).
 const CHILD_ENV: &str = "BANGUARD_FAULT_CHILD";
 
-/// One scenario: config, store path, PAM service files.
+/// One scenario: config, store paths, PAM service files.
 struct Fixture {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     config: PathBuf,
     confdir: PathBuf,
     db: PathBuf,
+    runtime: PathBuf,
 }
 
 impl Fixture {
@@ -55,6 +59,7 @@ impl Fixture {
             config: root.join("banguard.toml"),
             confdir: root.join("pam.d"),
             db: root.join(db),
+            runtime: banguard::config::default_runtime(&root.join(db)),
             root,
             _tmp: tmp,
         };
@@ -229,6 +234,7 @@ fn fault_child() {
             root: config.parent().unwrap().to_path_buf(),
             confdir: PathBuf::new(),
             db: c.database.clone(),
+            runtime: c.store.runtime.clone(),
             config,
         };
         if mode == "seed" {
@@ -381,21 +387,41 @@ fn corrupt_store() {
             for i in 0..400 {
                 bg.record_failure(&req(&format!("10.9.{}.{}", i / 256, i % 256))).unwrap();
             }
+            bg.maintain().unwrap();
         }
         assert!(!Path::new(&format!("{}-wal", f.db.display())).exists(), "WAL checkpointed on close");
-        let backup = f.root.join("backup.db");
-        fs::copy(&f.db, &backup).unwrap();
-        corrupt(&f.db);
-        f.assert_failmode(what, |m| f.login(m));
-        f.assert_ctl(what, None, false, "database");
-        // The advice: move it aside, banguard creates a new one.
-        fs::rename(&f.db, f.root.join("corrupt.db")).unwrap();
-        let (rc, _) = f.login("closed");
-        assert_eq!(rc, PAM_SUCCESS, "{what}: a new store after moving the corrupt one aside");
-        // And the old data is whole when the good file comes back.
-        fs::remove_file(&f.db).unwrap();
-        fs::rename(&backup, &f.db).unwrap();
-        f.assert_seeded();
+        for file in [&f.db, &f.runtime] {
+            let what = format!("{what} ({})", file.file_name().unwrap().to_string_lossy());
+            let backup = f.root.join("backup.db");
+            fs::copy(file, &backup).unwrap();
+            corrupt(file);
+            if file == &f.db {
+                // The runtime state is whole: logins go on, counted, and the
+                // banned host stays refused; only a new ban needs the store.
+                assert_eq!(f.login("closed").0, PAM_SUCCESS, "{what}: the runtime state carries on");
+                let mut bg = Banguard::open(f.config()).unwrap();
+                assert!(bg.attempt(&req(BANNED), None).unwrap().is_refused(), "{what}: ban kept");
+                let e = bg.ban(&host(FAILING), None, banguard::duration::BanTime::Seconds(60), "").err();
+                assert!(e.is_some_and(|e| e.to_string().contains("corrupt")), "{what}: a ban needs the store");
+                // After a reboot the runtime state must be rebuilt from it.
+                let runtime_backup = f.root.join("runtime-backup.db");
+                fs::rename(&f.runtime, &runtime_backup).unwrap();
+                f.assert_failmode(&what, |m| f.login(m));
+                fs::rename(&runtime_backup, &f.runtime).unwrap();
+            } else {
+                f.assert_failmode(&what, |m| f.login(m));
+            }
+            f.assert_ctl(&what, None, false, "corrupt");
+            // The advice: move it aside, banguard creates a new one.
+            fs::rename(file, f.root.join("corrupt.db")).unwrap();
+            let (rc, _) = f.login("closed");
+            assert_eq!(rc, PAM_SUCCESS, "{what}: a new file after moving the corrupt one aside");
+            // And the old data is whole when the good file comes back (the
+            // login above needed no new store: the runtime state sufficed).
+            let _ = fs::remove_file(file);
+            fs::rename(&backup, file).unwrap();
+            f.assert_seeded();
+        }
     }
 }
 
@@ -406,19 +432,26 @@ fn schema_from_a_newer_banguard() {
     }
     let f = Fixture::new("db/banguard.db");
     f.seed();
-    let set_version = |v: i64| {
-        let c = rusqlite::Connection::open(&f.db).unwrap();
+    let set_version = |file: &Path, v: i64| {
+        let c = rusqlite::Connection::open(file).unwrap();
         c.pragma_update(None, "user_version", v).unwrap();
     };
-    set_version(99);
-    f.assert_failmode("schema 99", |m| f.login(m));
+    let version = |file: &Path| -> i64 {
+        rusqlite::Connection::open(file).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    };
+    // A newer banguard wrote the runtime state: the module must not use it.
+    set_version(&f.runtime, 99);
+    f.assert_failmode("runtime schema 99", |m| f.login(m));
+    assert_eq!(version(&f.runtime), 99, "an old banguard must not touch a newer runtime state");
+    set_version(&f.runtime, banguard::store::RUNTIME_SCHEMA_VERSION);
+    // A newer store: everything that reads it refuses, and a new ban fails.
+    set_version(&f.db, 99);
     f.assert_ctl("schema 99", None, false, "upgrade banguard");
-    let v: i64 = rusqlite::Connection::open(&f.db)
-        .unwrap()
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, 99, "an old banguard must not touch a newer store");
-    set_version(banguard::store::SCHEMA_VERSION);
+    let mut bg = Banguard::open(f.config()).unwrap();
+    let e = bg.ban(&host(FAILING), None, banguard::duration::BanTime::Seconds(60), "").err();
+    assert!(e.is_some_and(|e| e.to_string().contains("upgrade banguard")), "a ban needs the store");
+    assert_eq!(version(&f.db), 99, "an old banguard must not touch a newer store");
+    set_version(&f.db, banguard::store::SCHEMA_VERSION);
     f.assert_seeded();
 }
 
@@ -429,9 +462,10 @@ fn lock_held_beyond_the_busy_timeout() {
     }
     let f = Fixture::new("db/banguard.db");
     f.seed();
-    // Another process holds the write lock until its stdin closes.
+    // Another process holds the write lock of the runtime state (the one an
+    // attempt takes) until its stdin closes.
     let mut holder =
-        Command::new("sqlite3").arg(&f.db).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        Command::new("sqlite3").arg(&f.runtime).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut stdin = holder.stdin.take().unwrap();
     writeln!(stdin, ".timeout 5000\nBEGIN IMMEDIATE;\nSELECT 'locked';").unwrap();
     stdin.flush().unwrap();
@@ -447,7 +481,7 @@ fn lock_held_beyond_the_busy_timeout() {
         assert!(took < Duration::from_millis(1200), "failmode={mode}: the login took {took:?}");
         assert!(took >= Duration::from_millis(150), "failmode={mode}: did it wait at all? {took:?}");
     }
-    // Readers are not blocked in WAL mode: list and status still work.
+    // Readers are not blocked by a writer: list and status still work.
     f.assert_ctl("locked", None, true, "locked");
     drop(stdin);
     let _ = holder.kill();
@@ -504,7 +538,7 @@ fn sigkill_of_writers_loses_no_committed_failure() {
     }
     eprintln!("{} failures committed by 100 writers killed with SIGKILL", committed.len());
     assert!(committed.len() > 100, "writers committed only {} failures", committed.len());
-    let c = rusqlite::Connection::open(&f.db).unwrap();
+    let c = rusqlite::Connection::open(&f.runtime).unwrap();
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
     let mut stmt = c.prepare("SELECT count(*) FROM attempts WHERE id = ?1 AND state = 1").unwrap();

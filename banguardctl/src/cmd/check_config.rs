@@ -72,6 +72,7 @@ pub fn render(c: &Config) -> String {
     o.push_str(&format!("sendmail = {}\n", q(&m.sendmail)));
     let st = &c.store;
     o.push_str("\n[store]\n");
+    o.push_str(&format!("runtime = {}\n", q(&st.runtime)));
     o.push_str(&format!("synchronous = \"{}\"\n", json_word(&st.synchronous)));
     o.push_str(&format!("busy_timeout_ms = {}\n", st.busy_timeout_ms));
     o.push_str(&format!("max_failures = {}\n", st.max_failures));
