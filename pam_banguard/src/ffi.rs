@@ -4,10 +4,12 @@
 #![allow(unsafe_code)]
 
 use crate::PamBanguard;
-use banguard::AttemptId;
+use banguard::{AttemptId, Banguard};
 use pam::constants::PamResultCode;
 use pam::module::PamHandle;
+use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int};
+use std::path::{Path, PathBuf};
 
 // The six exported `pam_sm_*` functions; each wraps its hook in
 // pam-bindings' own catch_unwind (a second line behind ours).
@@ -81,4 +83,57 @@ pub fn handle_state(pamh: &PamHandle) -> Option<HandleState> {
 /// only drops the Box, which is all a Copy struct needs).
 pub fn set_handle_state(pamh: &mut PamHandle, state: HandleState) -> Result<(), PamResultCode> {
     pamh.set_data(STATE_KEY, Box::new(state))
+}
+
+/// The engine (config and open store) kept on a handle between hooks: the
+/// next password on the same connection and the success hooks after an
+/// authenticate reuse it instead of reading the config and opening the
+/// store again.
+struct CachedEngine {
+    /// The process that opened it.
+    pid: u32,
+    /// The `config=` it was opened with.
+    config: Option<PathBuf>,
+    engine: RefCell<Option<Banguard>>,
+}
+
+impl Drop for CachedEngine {
+    fn drop(&mut self) {
+        // libpam runs this at pam_end, or when the data is replaced. A
+        // forked child (sshd's keyboard-interactive and post-auth children)
+        // holds a copy of the parent's connection: closing it there could
+        // disturb the parent's locks, so the child leaves it to its exit.
+        if std::process::id() != self.pid {
+            std::mem::forget(self.engine.get_mut().take());
+        }
+    }
+}
+
+/// The pam_set_data key; only [`keep_engine`] writes it.
+const ENGINE_KEY: &str = "pam_banguard_engine";
+
+/// Takes the engine an earlier hook of this process left on the handle for
+/// the same `config=`, if any.
+pub fn take_engine(pamh: &PamHandle, config: Option<&Path>) -> Option<Banguard> {
+    // SAFETY: the data under ENGINE_KEY is only ever stored by keep_engine
+    // below, always as a Box<CachedEngine>, so the type matches; the
+    // reference does not outlive this call.
+    let cached = unsafe { pamh.get_data::<CachedEngine>(ENGINE_KEY) }.ok()?;
+    if cached.pid != std::process::id() || cached.config.as_deref() != config {
+        return None;
+    }
+    cached.engine.try_borrow_mut().ok()?.take()
+}
+
+/// Leaves `engine` on the handle for the next hook (libpam drops it at
+/// pam_end).
+pub fn keep_engine(pamh: &mut PamHandle, config: Option<&Path>, engine: Banguard) {
+    let cached = CachedEngine {
+        pid: std::process::id(),
+        config: config.map(Path::to_path_buf),
+        engine: RefCell::new(Some(engine)),
+    };
+    // On failure the Box (and the engine) is dropped here: the next hook
+    // opens its own.
+    let _ = pamh.set_data(ENGINE_KEY, Box::new(cached));
 }

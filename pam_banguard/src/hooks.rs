@@ -166,9 +166,16 @@ fn body(
         debug(pamh, ctx, "no PAM_RHOST: local login, not tracked");
         return Ok(ctx.pass());
     }
-    let config = match &opts.config {
-        Some(path) => Config::load(path),
-        None => Config::load_default(),
+    if hook != Hook::Authenticate && ffi::handle_state(pamh).is_some_and(|s| s.given_back) {
+        // account and setcred both fire after a success: the first gave back.
+        debug(pamh, ctx, "success already given back on this handle");
+        return Ok(ctx.pass());
+    }
+    let cached = ffi::take_engine(pamh, opts.config.as_deref());
+    let config = match (&cached, &opts.config) {
+        (Some(bg), _) => Ok(bg.config().clone()),
+        (None, Some(path)) => Config::load(path),
+        (None, None) => Config::load_default(),
     };
     if let Ok(c) = &config {
         if let Some(dir) = c.sync.trigger_file.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -205,7 +212,11 @@ fn body(
         let verdict = bg.peek(&req)?;
         return Ok(respond(pamh, ctx, &bg, &req, verdict));
     }
-    let mut bg = Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock))?;
+    let mut bg = match cached {
+        Some(bg) => bg,
+        None => Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock))?,
+    };
+    let keep = |pamh: &mut PamHandle, bg: Banguard| ffi::keep_engine(pamh, opts.config.as_deref(), bg);
     match action {
         Action::Attempt => {
             // Another authenticate on this handle means the previous
@@ -225,15 +236,20 @@ fn body(
                 // The success hooks then fall back to finding it by pid.
                 debug(pamh, ctx, "pam_set_data failed: attempt id not kept");
             }
-            Ok(respond(pamh, ctx, &bg, &req, verdict?))
+            let code = respond(pamh, ctx, &bg, &req, verdict?);
+            keep(pamh, bg);
+            Ok(code)
         }
         Action::Check => {
             let verdict = bg.check(&req)?;
-            Ok(respond(pamh, ctx, &bg, &req, verdict))
+            let code = respond(pamh, ctx, &bg, &req, verdict);
+            keep(pamh, bg);
+            Ok(code)
         }
         Action::Failure => {
             let verdict = bg.record_failure(&req)?;
             respond(pamh, ctx, &bg, &req, verdict);
+            keep(pamh, bg);
             // Like pam_faillock: the stack's own failure stands.
             Ok(PamResultCode::PAM_IGNORE)
         }

@@ -34,6 +34,9 @@ pub struct Policy {
     pub recidive_bans: Option<u32>,
     /// `[store] synchronous` ("normal", "off"); `None`: the default.
     pub synchronous: Option<&'static str>,
+    /// The runtime state on tmpfs (/dev/shm, as /run is on a systemd
+    /// machine) instead of next to the store in the temp dir.
+    pub runtime_on_tmpfs: bool,
 }
 
 impl Default for Policy {
@@ -45,6 +48,7 @@ impl Default for Policy {
             ignoreip: &[],
             recidive_bans: None,
             synchronous: None,
+            runtime_on_tmpfs: false,
         }
     }
 }
@@ -52,6 +56,8 @@ impl Default for Policy {
 /// A config file and its store in a fresh temp dir.
 pub struct Fixture {
     tmp: TempDir,
+    /// Holds the runtime state when the policy wants it on tmpfs.
+    shm: Option<TempDir>,
     pub config: PathBuf,
     pub db: PathBuf,
 }
@@ -59,8 +65,15 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(policy: &Policy) -> Fixture {
         let tmp = tempfile::Builder::new().prefix("bg-e2e-module.").tempdir().expect("tempdir");
-        let f =
-            Fixture { config: tmp.path().join("banguard.toml"), db: tmp.path().join("db/banguard.db"), tmp };
+        let shm = policy.runtime_on_tmpfs.then(|| {
+            tempfile::Builder::new().prefix("bg-e2e-runtime.").tempdir_in("/dev/shm").expect("tempdir on /dev/shm")
+        });
+        let f = Fixture {
+            config: tmp.path().join("banguard.toml"),
+            db: tmp.path().join("db/banguard.db"),
+            shm,
+            tmp,
+        };
         f.set_policy(policy);
         f
     }
@@ -73,6 +86,7 @@ impl Fixture {
         let f = Fixture {
             config: tmp.path().join("banguard.toml"),
             db: tmp.path().join("not-a-dir/banguard.db"),
+            shm: None,
             tmp,
         };
         f.set_policy(policy);
@@ -98,10 +112,13 @@ impl Fixture {
             Some(n) => format!("enabled = true\nbans = {n}\nfindtime = \"1d\"\nbantime = \"1h\""),
             None => "enabled = false".to_string(),
         };
-        let store = match p.synchronous {
-            Some(v) => format!("[store]\nsynchronous = \"{v}\"\n"),
-            None => String::new(),
-        };
+        let mut store = String::from("[store]\n");
+        if let Some(v) = p.synchronous {
+            store.push_str(&format!("synchronous = \"{v}\"\n"));
+        }
+        if let Some(shm) = &self.shm {
+            store.push_str(&format!("runtime = \"{}\"\n", shm.path().join("runtime.db").display()));
+        }
         let text = format!(
             "[default]\n\
              maxretry = {maxretry}\n\
