@@ -254,6 +254,8 @@ fn fault_child() {
             let rhost = format!("10.{}.{}.{}", worker % 256, (i / 256) % 256, i % 256);
             match bg.record_failure(&req(&rhost)).unwrap() {
                 Verdict::Allowed { attempt: Some(id), .. } => writeln!(out, "ID {}", id.0).unwrap(),
+                // maxretry = 1: every failure makes a ban (both files written).
+                Verdict::Refused { ban, new: true, .. } => writeln!(out, "BAN {}", ban.id).unwrap(),
                 other => panic!("{other:?}"),
             }
             out.flush().unwrap();
@@ -506,36 +508,7 @@ fn sigkill_of_writers_loses_no_committed_failure() {
     )
     .unwrap();
     Banguard::open(f.config()).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut committed = Vec::new();
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for round in 0..100u32 {
-        let mut writer = Command::new(&exe)
-            .args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .env(format!("{CHILD_ENV}_WRITER"), &f.config)
-            .env(format!("{CHILD_ENV}_WORKER"), round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = writer.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("ID ").and_then(|n| n.parse::<i64>().ok()))
-                .collect::<Vec<_>>()
-        });
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        // Past start-up (about 10 ms) into the write loop, at a random moment.
-        std::thread::sleep(Duration::from_micros(8_000 + x % 40_000));
-        writer.kill().unwrap(); // SIGKILL
-        writer.wait().unwrap();
-        committed.extend(reader.join().unwrap());
-    }
+    let committed = kill_writers(&f, 100, "ID ");
     eprintln!("{} failures committed by 100 writers killed with SIGKILL", committed.len());
     assert!(committed.len() > 100, "writers committed only {} failures", committed.len());
     let c = rusqlite::Connection::open(&f.runtime).unwrap();
@@ -553,6 +526,87 @@ fn sigkill_of_writers_loses_no_committed_failure() {
     // And the store still works for the next writer.
     let mut bg = Banguard::open(f.config()).unwrap();
     assert!(matches!(bg.record_failure(&req(FAILING)).unwrap(), Verdict::Allowed { .. }));
+}
+
+/// Bans written to both files by writers killed between any two
+/// instructions: the store keeps every committed ban, and the runtime
+/// state's copy is either exact or marked stale (its generation differs),
+/// and then the next maintenance run makes it exact.
+#[test]
+fn sigkill_of_ban_writers_leaves_the_ban_copy_exact_or_marked_stale() {
+    if !require("sigkill_of_ban_writers", false, &[]) {
+        return;
+    }
+    let f = Fixture::new("db/banguard.db");
+    fs::write(
+        &f.config,
+        format!(
+            "[default]\ndatabase = \"{}\"\nmaxretry = 1\nfindtime = \"1w\"\nbantime = \"1d\"\n[recidive]\nenabled = false\n",
+            f.db.display()
+        ),
+    )
+    .unwrap();
+    Banguard::open(f.config()).unwrap();
+    let committed = kill_writers(&f, 40, "BAN ");
+    eprintln!("{} bans committed by 40 writers killed with SIGKILL", committed.len());
+    assert!(committed.len() >= 10, "writers committed only {} bans", committed.len());
+    let ids = |file: &Path, sql: &str| -> Vec<i64> {
+        let c = rusqlite::Connection::open(file).unwrap();
+        let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(ok, "ok", "{}", file.display());
+        let mut stmt = c.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let stored = ids(&f.db, "SELECT id FROM bans WHERE lifted IS NULL ORDER BY id");
+    let lost: Vec<_> = committed.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "committed bans lost: {lost:?}");
+    let store_generation = ids(&f.db, "SELECT value FROM generation")[0];
+    let copy_generation = ids(&f.runtime, "SELECT generation FROM mirror")[0];
+    let copy = ids(&f.runtime, "SELECT id FROM bans ORDER BY id");
+    if copy_generation == store_generation {
+        assert_eq!(copy, stored, "a copy at the store's generation is exact");
+    } else {
+        eprintln!("copy at generation {copy_generation}, store at {store_generation}: stale, as marked");
+    }
+    Banguard::open(f.config()).unwrap().maintain().unwrap();
+    assert_eq!(ids(&f.runtime, "SELECT id FROM bans ORDER BY id"), stored, "maintenance makes the copy exact");
+}
+
+/// Runs `rounds` writers (`fault_child`), each killed with SIGKILL at a
+/// random moment; returns the ids they reported committed (lines starting
+/// with `prefix`).
+fn kill_writers(f: &Fixture, rounds: u32, prefix: &'static str) -> Vec<i64> {
+    let exe = std::env::current_exe().unwrap();
+    let mut committed = Vec::new();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for round in 0..rounds {
+        let mut writer = Command::new(&exe)
+            .args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .env(format!("{CHILD_ENV}_WRITER"), &f.config)
+            .env(format!("{CHILD_ENV}_WORKER"), round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = writer.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix(prefix).and_then(|n| n.parse::<i64>().ok()))
+                .collect::<Vec<_>>()
+        });
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Past start-up (about 10 ms) into the write loop, at a random moment.
+        std::thread::sleep(Duration::from_micros(8_000 + x % 40_000));
+        writer.kill().unwrap(); // SIGKILL
+        writer.wait().unwrap();
+        committed.extend(reader.join().unwrap());
+    }
+    committed
 }
 
 // ------------------------------------------------------------ the clock

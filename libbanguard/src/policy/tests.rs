@@ -393,3 +393,50 @@ fn long_user_names_are_capped_on_a_char_boundary() {
     // The success of the same (long) user still finds its attempt.
     assert!(g.record_success(&r, AttemptRef::Origin { pid: std::process::id() }).unwrap());
 }
+
+#[test]
+fn the_ban_copy_follows_every_change_and_heals_when_it_fell_behind() {
+    let (mut g, _) = engine("[default]\nmaxretry = 1\n[recidive]\nenabled = false\n");
+    let mirror = |g: &Banguard| -> Vec<i64> {
+        let conn = g.store().runtime_connection();
+        let mut stmt = conn.prepare("SELECT id FROM bans ORDER BY id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let generations = |g: &Banguard| -> (i64, i64) {
+        let store: i64 =
+            g.store().durable().unwrap().query_row("SELECT value FROM generation", [], |r| r.get(0)).unwrap();
+        let copy: i64 =
+            g.store().runtime_connection().query_row("SELECT generation FROM mirror", [], |r| r.get(0)).unwrap();
+        (store, copy)
+    };
+    // An automatic ban, a manual one, an unban: the copy follows each.
+    g.record_failure(&req("sshd", "198.51.100.7")).unwrap();
+    let manual = g.ban(&HostKey::for_addr("192.0.2.9".parse().unwrap(), 32, 64), None, BanTime::Seconds(60), "x");
+    let manual = manual.unwrap();
+    assert_eq!(mirror(&g), vec![1, manual.id]);
+    g.unban(&manual.host, None).unwrap();
+    assert_eq!(mirror(&g), vec![1]);
+    let (store, copy) = generations(&g);
+    assert_eq!(store, copy, "in step");
+    // A crash between the two commits: the store has a ban the copy lacks.
+    let durable = g.store().durable().unwrap();
+    durable
+        .execute_batch(
+            "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans)
+               VALUES ('203.0.113.5/32', 4, 32, 'sshd', 1800000000, NULL, 'maxretry', 1, 0);
+             UPDATE generation SET value = value + 1;",
+        )
+        .unwrap();
+    let lost = durable.last_insert_rowid();
+    assert!(!g.attempt(&req("sshd", "203.0.113.5"), None).unwrap().is_refused(), "the copy is behind");
+    // The next change of the bans notices and copies afresh.
+    g.record_failure(&req("sshd", "198.51.100.8")).unwrap();
+    assert!(mirror(&g).contains(&lost), "{:?}", mirror(&g));
+    assert!(g.attempt(&req("sshd", "203.0.113.5"), None).unwrap().is_refused());
+    let (store, copy) = generations(&g);
+    assert_eq!(store, copy);
+    // So does the sync job's maintenance.
+    g.store().runtime_connection().execute_batch("DELETE FROM bans; UPDATE mirror SET generation = -1;").unwrap();
+    g.maintain().unwrap();
+    assert_eq!(mirror(&g).len(), 3);
+}
