@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::store::{Access, Location, Store};
 use ipnet::IpNet;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter,
+};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -520,7 +522,8 @@ impl Banguard {
         let tx = self.begin()?;
         let ban = change_bans(&tx, &self.store, |dt| {
             let prior = prior_bans(dt, target, now - lookback)?;
-            let ban = insert_ban(dt, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)?;
+            let ban =
+                insert_ban(dt, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)?;
             let detail = format!("banned on {} for {} ({reason})", ban.service_label(), length);
             add_event(dt, now, target, &service, "ban", &detail)?;
             add_total(dt, &service, "banned", 1)?;
@@ -559,7 +562,14 @@ impl Banguard {
                 .collect();
             for b in &lifted {
                 dt.execute("UPDATE bans SET lifted = ?1 WHERE id = ?2", params![now, b.id])?;
-                add_event(dt, now, &b.host, &b.service, "unban", &format!("unbanned on {}", b.service_label()))?;
+                add_event(
+                    dt,
+                    now,
+                    &b.host,
+                    &b.service,
+                    "unban",
+                    &format!("unbanned on {}", b.service_label()),
+                )?;
             }
             let gone = lifted.iter().map(|b| b.id).collect();
             Ok((lifted, BanDelta { removed: gone, ..BanDelta::default() }))
@@ -787,7 +797,8 @@ impl Banguard {
         let path = self.store.path();
         let e = |err| Error::store(path, err);
         // Not a change to who is refused: the store alone.
-        let tx = Transaction::new_unchecked(self.store.durable()?, TransactionBehavior::Immediate).map_err(e)?;
+        let tx =
+            Transaction::new_unchecked(self.store.durable()?, TransactionBehavior::Immediate).map_err(e)?;
         {
             let mut stmt = tx.prepare("UPDATE bans SET pushed = ?1 WHERE id = ?2").map_err(e)?;
             for id in ids {
@@ -906,7 +917,8 @@ impl Banguard {
                  WHERE created > ?1 + 60 AND expires IS NOT NULL",
                 [now],
             )? as u64;
-            r.timestamps_fixed += dt.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now])? as u64;
+            r.timestamps_fixed +=
+                dt.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now])? as u64;
             r.timestamps_fixed += dt.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now])? as u64;
             let rebuild = r.timestamps_fixed > 0;
             Ok((r, BanDelta { rebuild, ..BanDelta::default() }))
@@ -917,7 +929,9 @@ impl Banguard {
         report.timestamps_fixed += durable_report.timestamps_fixed;
         self.store.runtime.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(re)?;
         let durable = self.store.durable()?;
-        durable.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(|e| Error::store(self.store.path(), e))?;
+        durable
+            .execute_batch("PRAGMA incremental_vacuum(1000)")
+            .map_err(|e| Error::store(self.store.path(), e))?;
         // Busy readers may keep it from completing; the next run tries again.
         let _ = durable.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         Ok(report)
@@ -967,15 +981,16 @@ fn change_bans<T>(
         mirror_insert(rt, ban).map_err(re)?;
     }
     for id in &delta.removed {
-        rt.prepare_cached("DELETE FROM bans WHERE id = ?1").and_then(|mut st| st.execute([id])).map_err(re)?;
+        rt.prepare_cached("DELETE FROM bans WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(re)?;
     }
     rt.execute("UPDATE mirror SET generation = ?1", [before + 1]).map_err(re)?;
     Ok(out)
 }
 
 /// Every column of a ban row, in both files.
-const MIRROR_COLUMNS: &str =
-    "id, host, family, prefix, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";
+const MIRROR_COLUMNS: &str = "id, host, family, prefix, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";
 
 fn mirror_insert(rt: &Connection, ban: &Ban) -> rusqlite::Result<()> {
     let (family, prefix) = family_prefix(&ban.host);
@@ -1195,8 +1210,7 @@ fn create_auto_ban(
 ) -> rusqlite::Result<Vec<Ban>> {
     let prior = prior_bans(tx, key, now - policy.bantime_lookback)?;
     let length = policy.ban_length(prior);
-    let ban =
-        insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
+    let ban = insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
     let detail = format!(
         "banned on {service} for {length} after {failures} failures in {}",
         format_duration(policy.findtime)

@@ -263,7 +263,8 @@ impl Store {
             // Nothing counted since boot: an empty state with the bans copied.
             store.runtime.execute_batch(RUNTIME_MIGRATIONS.concat().as_str()).map_err(|e| store.rt_err(e))?;
             let durable = store.durable()?;
-            crate::policy::mirror_rebuild(&store.runtime, durable).map_err(|e| Error::store(&loc.database, e))?;
+            crate::policy::mirror_rebuild(&store.runtime, durable)
+                .map_err(|e| Error::store(&loc.database, e))?;
             return Ok(store);
         }
         if !runtime_exists {
@@ -273,7 +274,9 @@ impl Store {
                 conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|e| Error::store(tmp, e))?;
                 let mut conn = conn;
                 migrate(&mut conn, tmp, Kind::Runtime)?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::store(tmp, e))?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| Error::store(tmp, e))?;
                 crate::policy::mirror_rebuild(&tx, durable).map_err(|e| Error::store(&loc.database, e))?;
                 tx.commit().map_err(|e| Error::store(tmp, e))
             })?;
@@ -357,7 +360,12 @@ fn open_file(path: &Path, access: Access) -> Result<Connection> {
 }
 
 /// Opens (creating if needed, with `ReadWrite`) the store proper.
-fn open_durable(path: &Path, busy_timeout: Duration, sync: Synchronous, access: Access) -> Result<Connection> {
+fn open_durable(
+    path: &Path,
+    busy_timeout: Duration,
+    sync: Synchronous,
+    access: Access,
+) -> Result<Connection> {
     if access == Access::ReadWrite && !path.exists() {
         create_initialised(path, |tmp| {
             let mut conn = Connection::open(tmp).map_err(|e| Error::store(tmp, e))?;
@@ -578,7 +586,8 @@ mod tests {
             assert_eq!(fs::metadata(file).unwrap().mode() & 0o777, 0o600, "{}", file.display());
             assert_eq!(fs::metadata(file.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
         }
-        let mode: String = store.durable().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String =
+            store.durable().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         let mode: String = store.runtime.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "delete", "the runtime state needs no -wal/-shm per process");
@@ -666,7 +675,8 @@ mod tests {
         drop(Store::open(&l, Access::ReadWrite).unwrap());
         fs::remove_file(&l.runtime).unwrap();
         let store = Store::open(&l, Access::ReadOnly).unwrap();
-        let generation: i64 = store.runtime.query_row("SELECT generation FROM mirror", [], |r| r.get(0)).unwrap();
+        let generation: i64 =
+            store.runtime.query_row("SELECT generation FROM mirror", [], |r| r.get(0)).unwrap();
         assert_eq!(generation, 0);
         assert!(!l.runtime.exists(), "a reader creates nothing");
     }

@@ -71,7 +71,11 @@ fn thirty_two_processes_on_one_host_get_exactly_maxretry_attempts() {
     assert_eq!(errors, 0);
     assert_eq!(allowed, 5, "exactly maxretry attempts may pass");
     assert_eq!(refused, WORKERS * per_worker - 5);
-    assert_eq!(count(&config, File::Store, "SELECT count(*) FROM bans"), 1, "one ban, not one per racing process");
+    assert_eq!(
+        count(&config, File::Store, "SELECT count(*) FROM bans"),
+        1,
+        "one ban, not one per racing process"
+    );
     assert_eq!(count(&config, File::Runtime, "SELECT count(*) FROM bans"), 1, "the module's copy has it");
 }
 

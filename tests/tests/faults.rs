@@ -404,7 +404,10 @@ fn corrupt_store() {
                 let mut bg = Banguard::open(f.config()).unwrap();
                 assert!(bg.attempt(&req(BANNED), None).unwrap().is_refused(), "{what}: ban kept");
                 let e = bg.ban(&host(FAILING), None, banguard::duration::BanTime::Seconds(60), "").err();
-                assert!(e.is_some_and(|e| e.to_string().contains("corrupt")), "{what}: a ban needs the store");
+                assert!(
+                    e.is_some_and(|e| e.to_string().contains("corrupt")),
+                    "{what}: a ban needs the store"
+                );
                 // After a reboot the runtime state must be rebuilt from it.
                 let runtime_backup = f.root.join("runtime-backup.db");
                 fs::rename(&f.runtime, &runtime_backup).unwrap();
@@ -439,7 +442,10 @@ fn schema_from_a_newer_banguard() {
         c.pragma_update(None, "user_version", v).unwrap();
     };
     let version = |file: &Path| -> i64 {
-        rusqlite::Connection::open(file).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+        rusqlite::Connection::open(file)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
     };
     // A newer banguard wrote the runtime state: the module must not use it.
     set_version(&f.runtime, 99);
@@ -569,7 +575,11 @@ fn sigkill_of_ban_writers_leaves_the_ban_copy_exact_or_marked_stale() {
         eprintln!("copy at generation {copy_generation}, store at {store_generation}: stale, as marked");
     }
     Banguard::open(f.config()).unwrap().maintain().unwrap();
-    assert_eq!(ids(&f.runtime, "SELECT id FROM bans ORDER BY id"), stored, "maintenance makes the copy exact");
+    assert_eq!(
+        ids(&f.runtime, "SELECT id FROM bans ORDER BY id"),
+        stored,
+        "maintenance makes the copy exact"
+    );
 }
 
 /// Runs `rounds` writers (`fault_child`), each killed with SIGKILL at a

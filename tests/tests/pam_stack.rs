@@ -228,6 +228,31 @@ fn several_passwords_on_one_handle_count_several_times() {
 }
 
 #[test]
+fn one_handle_keeps_its_config_and_store_open_between_passwords() {
+    if !ready("one_handle_keeps_its_config_and_store_open_between_passwords") {
+        return;
+    }
+    let _host_run_dir = HostRunDirGuard::new();
+    let f = Fixture::new("maxretry = 3", "");
+    f.single_line("sshd", "failmode=closed");
+    let mut p = f.pam("sshd", Some(HOST));
+    assert_rc(p.try_password("wrong"), PAM_AUTH_ERR, "1st");
+    // From here on a fresh handle cannot read the config (failmode=closed
+    // refuses); the open handle goes on with what it read and opened.
+    let saved = f.root.join("banguard.toml.saved");
+    fs::rename(&f.config, &saved).unwrap();
+    assert_rc(f.pam("sshd", Some("192.0.2.1")).try_password("right"), PAM_PERM_DENIED, "new handle");
+    assert_rc(p.try_password("wrong"), PAM_AUTH_ERR, "2nd on the open handle");
+    assert_rc(p.try_password("right"), PAM_SUCCESS, "3rd on the open handle");
+    assert_eq!(p.setcred(PAM_ESTABLISH_CRED), PAM_SUCCESS);
+    assert_eq!(p.end(PAM_SUCCESS), PAM_SUCCESS);
+    fs::rename(&saved, &f.config).unwrap();
+    // Two failures counted, the success given back on the same engine.
+    assert_eq!(f.used("sshd", HOST), 2);
+    assert_eq!(f.evaluated(), 3);
+}
+
+#[test]
 fn a_success_gives_back_its_attempt_once() {
     if !ready("a_success_gives_back_its_attempt_once") {
         return;

@@ -317,8 +317,11 @@ fn attempts_table_stays_bounded_under_a_flood() {
     for i in 400..415u32 {
         let ip = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
         g.attempt(&req("sshd", &ip), None).unwrap();
-        let rows: i64 =
-            g.store().runtime_connection().query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+        let rows: i64 = g
+            .store()
+            .runtime_connection()
+            .query_row("SELECT count(*) FROM attempts", [], |r| r.get(0))
+            .unwrap();
         assert!(rows <= 115, "{rows} rows");
     }
 }
@@ -405,13 +408,17 @@ fn the_ban_copy_follows_every_change_and_heals_when_it_fell_behind() {
     let generations = |g: &Banguard| -> (i64, i64) {
         let store: i64 =
             g.store().durable().unwrap().query_row("SELECT value FROM generation", [], |r| r.get(0)).unwrap();
-        let copy: i64 =
-            g.store().runtime_connection().query_row("SELECT generation FROM mirror", [], |r| r.get(0)).unwrap();
+        let copy: i64 = g
+            .store()
+            .runtime_connection()
+            .query_row("SELECT generation FROM mirror", [], |r| r.get(0))
+            .unwrap();
         (store, copy)
     };
     // An automatic ban, a manual one, an unban: the copy follows each.
     g.record_failure(&req("sshd", "198.51.100.7")).unwrap();
-    let manual = g.ban(&HostKey::for_addr("192.0.2.9".parse().unwrap(), 32, 64), None, BanTime::Seconds(60), "x");
+    let manual =
+        g.ban(&HostKey::for_addr("192.0.2.9".parse().unwrap(), 32, 64), None, BanTime::Seconds(60), "x");
     let manual = manual.unwrap();
     assert_eq!(mirror(&g), vec![1, manual.id]);
     g.unban(&manual.host, None).unwrap();
@@ -436,7 +443,10 @@ fn the_ban_copy_follows_every_change_and_heals_when_it_fell_behind() {
     let (store, copy) = generations(&g);
     assert_eq!(store, copy);
     // So does the sync job's maintenance.
-    g.store().runtime_connection().execute_batch("DELETE FROM bans; UPDATE mirror SET generation = -1;").unwrap();
+    g.store()
+        .runtime_connection()
+        .execute_batch("DELETE FROM bans; UPDATE mirror SET generation = -1;")
+        .unwrap();
     g.maintain().unwrap();
     assert_eq!(mirror(&g).len(), 3);
 }

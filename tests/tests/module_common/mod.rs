@@ -66,7 +66,10 @@ impl Fixture {
     pub fn new(policy: &Policy) -> Fixture {
         let tmp = tempfile::Builder::new().prefix("bg-e2e-module.").tempdir().expect("tempdir");
         let shm = policy.runtime_on_tmpfs.then(|| {
-            tempfile::Builder::new().prefix("bg-e2e-runtime.").tempdir_in("/dev/shm").expect("tempdir on /dev/shm")
+            tempfile::Builder::new()
+                .prefix("bg-e2e-runtime.")
+                .tempdir_in("/dev/shm")
+                .expect("tempdir on /dev/shm")
         });
         let f = Fixture {
             config: tmp.path().join("banguard.toml"),
