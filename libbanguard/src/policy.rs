@@ -361,10 +361,8 @@ impl Banguard {
         let path = store.runtime_path();
         let e = |err| Error::store(path, err);
         let tx = Transaction::new_unchecked(&store.runtime, TransactionBehavior::Immediate).map_err(e)?;
-        if mode != Mode::Peek {
-            if let Some(AttemptId(id)) = previous {
-                tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
-            }
+        if let Some(AttemptId(id)) = previous.filter(|_| mode != Mode::Peek) {
+            tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
         }
         let service = req.service;
         if let Some(ban) = active_ban(&tx, &key, addr, service, now).map_err(e)? {
