@@ -249,49 +249,52 @@ impl Store {
     /// store, if missing) with `ReadWrite`. The store proper is opened when
     /// first needed.
     pub fn open(loc: &Location, access: Access) -> Result<Store> {
-        let mut store = Store {
-            runtime: Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?,
+        let durable = OnceCell::new();
+        let runtime = if loc.runtime.exists() {
+            open_runtime(loc, access)?
+        } else {
+            // After a reboot: the bans are copied from the store.
+            let store = open_durable(&loc.database, loc.busy_timeout, loc.synchronous, access)?;
+            let copy = |conn: &Connection| {
+                crate::policy::mirror_rebuild(conn, &store).map_err(|e| Error::store(&loc.database, e))
+            };
+            let runtime = match access {
+                Access::ReadOnly => {
+                    // Nothing counted since boot, and a reader creates nothing.
+                    let memory = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
+                    memory
+                        .execute_batch(RUNTIME_MIGRATIONS.concat().as_str())
+                        .map_err(|e| Error::store(":memory:", e))?;
+                    copy(&memory)?;
+                    memory
+                }
+                Access::ReadWrite => {
+                    create_initialised(&loc.runtime, |tmp| {
+                        let mut conn = Connection::open(tmp).map_err(|e| Error::store(tmp, e))?;
+                        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                            .map_err(|e| Error::store(tmp, e))?;
+                        migrate(&mut conn, tmp, Kind::Runtime)?;
+                        let tx = conn
+                            .transaction_with_behavior(TransactionBehavior::Immediate)
+                            .map_err(|e| Error::store(tmp, e))?;
+                        copy(&tx)?;
+                        tx.commit().map_err(|e| Error::store(tmp, e))
+                    })?;
+                    open_runtime(loc, access)?
+                }
+            };
+            let _ = durable.set(store);
+            runtime
+        };
+        Ok(Store {
+            runtime,
             runtime_path: loc.runtime.clone(),
-            durable: OnceCell::new(),
+            durable,
             path: loc.database.clone(),
             busy_timeout: loc.busy_timeout,
             sync: loc.synchronous,
             access,
-        };
-        let runtime_exists = loc.runtime.exists();
-        if !runtime_exists && access == Access::ReadOnly {
-            // Nothing counted since boot: an empty state with the bans copied.
-            store.runtime.execute_batch(RUNTIME_MIGRATIONS.concat().as_str()).map_err(|e| store.rt_err(e))?;
-            let durable = store.durable()?;
-            crate::policy::mirror_rebuild(&store.runtime, durable)
-                .map_err(|e| Error::store(&loc.database, e))?;
-            return Ok(store);
-        }
-        if !runtime_exists {
-            let durable = store.durable()?;
-            create_initialised(&loc.runtime, |tmp| {
-                let conn = Connection::open(tmp).map_err(|e| Error::store(tmp, e))?;
-                conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|e| Error::store(tmp, e))?;
-                let mut conn = conn;
-                migrate(&mut conn, tmp, Kind::Runtime)?;
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(|e| Error::store(tmp, e))?;
-                crate::policy::mirror_rebuild(&tx, durable).map_err(|e| Error::store(&loc.database, e))?;
-                tx.commit().map_err(|e| Error::store(tmp, e))
-            })?;
-        }
-        check_store_permissions(&loc.runtime)?;
-        store.runtime = open_file(&loc.runtime, access)?;
-        set_busy_handler(&mut store.runtime, loc.busy_timeout).map_err(|e| store.rt_err(e))?;
-        if access == Access::ReadWrite {
-            // Disposable state: a sync would only wait for a disk (and on
-            // tmpfs does nothing at all).
-            store.runtime.pragma_update(None, "synchronous", "OFF").map_err(|e| store.rt_err(e))?;
-        }
-        let runtime_path = store.runtime_path.clone();
-        check_version(&mut store.runtime, &runtime_path, Kind::Runtime, access)?;
-        Ok(store)
+        })
     }
 
     /// A store with both files in memory (unit tests).
@@ -338,16 +341,28 @@ impl Store {
         Ok(self.durable.get_or_init(|| conn))
     }
 
-    fn rt_err(&self, e: rusqlite::Error) -> Error {
-        Error::store(&self.runtime_path, e)
-    }
-
     /// The schema version stored in the store proper.
     pub fn schema_version(&self) -> Result<i64> {
         self.durable()?
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| Error::store(&self.path, e))
     }
+}
+
+/// Opens the runtime state, which exists.
+fn open_runtime(loc: &Location, access: Access) -> Result<Connection> {
+    let path = &loc.runtime;
+    check_store_permissions(path)?;
+    let mut conn = open_file(path, access)?;
+    let e = |err| Error::store(path, err);
+    set_busy_handler(&mut conn, loc.busy_timeout).map_err(e)?;
+    if access == Access::ReadWrite {
+        // Disposable state: a sync would only wait for a disk (and on tmpfs
+        // does nothing at all).
+        conn.pragma_update(None, "synchronous", "OFF").map_err(e)?;
+    }
+    check_version(&mut conn, path, Kind::Runtime, access)?;
+    Ok(conn)
 }
 
 /// Opens one file with the flags for `access`.
