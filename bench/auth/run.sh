@@ -10,8 +10,10 @@
 #      interleaved, RUNS times each after 5 warm-up runs; median and p99
 #      of each pamtester run's wall time, and their differences. Stores:
 #      empty, pre-filled (PREFILL failing hosts + PREFILL/10 active bans),
-#      and empty with `synchronous = "off"`. The same stacks are then timed
-#      in process (pam_start_confdir .. pam_end), without process start-up.
+#      both with the runtime state on tmpfs (/dev/shm), and empty with the
+#      runtime state on the disk. The same stacks are then timed in process
+#      (pam_start_confdir .. pam_end), without process start-up, and one
+#      handle is asked for RUNS passwords in a row (sshd's password method).
 #   2. Overshoot: passwords evaluated beyond maxretry (3) when 1, 8 and 32
 #      connections from one address offer 4 wrong passwords each, at once,
 #      to a real OpenSSH sshd in its own namespace, with the password and
