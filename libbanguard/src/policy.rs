@@ -283,6 +283,12 @@ impl Banguard {
         self.clock.now()
     }
 
+    /// Why `req` is not tracked at all (service disabled, ignoreip, a local
+    /// login), if it is not: a caller can answer without opening the store.
+    pub fn untracked(config: &Config, req: &Request<'_>) -> Option<Untracked> {
+        Banguard::resolve(config, req).err()
+    }
+
     /// Resolves a request to the host key and policy, or says why it is
     /// not tracked. `addr` is the address the key was made from.
     fn resolve<'c>(
@@ -373,7 +379,7 @@ impl Banguard {
         let since = now - policy.findtime;
         let mut used: u32 = tx
             .query_row(
-                "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3 AND state != 2",
+                COUNTED,
                 params![db_key, service, since],
                 |r| r.get(0),
             )
@@ -662,7 +668,7 @@ impl Banguard {
                     .store
                     .runtime
                     .query_row(
-                        "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND at > ?3 AND state != 2",
+                        COUNTED,
                         params![host, svc, now - policy.findtime],
                         |r| r.get(0),
                     )
@@ -986,6 +992,12 @@ fn change_bans<T>(
     rt.execute("UPDATE mirror SET generation = ?1", [before + 1]).map_err(re)?;
     Ok(out)
 }
+
+/// The attempts of one host on one service that count now: failed ones and
+/// pending ones (being checked), not given back. `state IN (0, 1)` lets
+/// SQLite answer from the index alone.
+const COUNTED: &str =
+    "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND state IN (0, 1) AND at > ?3";
 
 /// Every column of a ban row, in both files.
 const MIRROR_COLUMNS: &str = "id, host, family, prefix, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";

@@ -141,7 +141,9 @@ const RUNTIME_MIGRATIONS: &[&str] = &[
         pid     INTEGER NOT NULL DEFAULT 0,
         ppid    INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX attempts_by_host ON attempts(host, service, at);
+    -- Covers the count of an attempt: the rows that still count (state 0
+    -- and 1) of one host and service, without visiting given-back ones.
+    CREATE INDEX attempts_by_host ON attempts(host, service, state, at);
 
     -- The active bans, copied from the store (same ids and columns).
     CREATE TABLE bans (

@@ -200,6 +200,19 @@ fn body(
         (Hook::Authenticate, Mode::Authfail) => Action::Failure,
         (Hook::Authenticate, Mode::Authsucc) | (Hook::Setcred | Hook::Account, _) => Action::GiveBack,
     };
+    if let Some(reason) = Banguard::untracked(&config, &req) {
+        // Nothing to count or refuse, so no store to open.
+        if ctx.debug {
+            debug(pamh, ctx, &format!("not tracked: {}", untracked_why(&reason, &req)));
+        }
+        if action == Action::Attempt {
+            let _ = ffi::set_handle_state(pamh, HandleState { attempt: None, given_back: true });
+        }
+        return Ok(match action {
+            Action::GiveBack => ctx.pass(),
+            Action::Attempt | Action::Check | Action::Failure => PamResultCode::PAM_IGNORE,
+        });
+    }
     // Anti-poisoning (as pam_abl): any local user can run a PAM application
     // with a made-up PAM_RHOST, so only root writes. Others may still be
     // refused for an active ban, read from the store.
@@ -320,12 +333,7 @@ fn respond(pamh: &PamHandle, ctx: &Ctx, bg: &Banguard, req: &Request<'_>, verdic
     match verdict {
         Verdict::Untracked { reason } => {
             if ctx.debug {
-                let why = match reason {
-                    Untracked::Disabled => format!("service {} is disabled", req.service),
-                    Untracked::Ignored(net) => format!("ignoreip {net}"),
-                    Untracked::Local => "no remote host".to_string(),
-                };
-                debug(pamh, ctx, &format!("not tracked: {why}"));
+                debug(pamh, ctx, &format!("not tracked: {}", untracked_why(&reason, req)));
             }
             PamResultCode::PAM_IGNORE
         }
@@ -359,6 +367,14 @@ fn respond(pamh: &PamHandle, ctx: &Ctx, bg: &Banguard, req: &Request<'_>, verdic
 
 /// "banned 198.51.100.7 on sshd for 10m after 5 failures in 10m": the
 /// core's event wording with the host put in.
+fn untracked_why(reason: &Untracked, req: &Request<'_>) -> String {
+    match reason {
+        Untracked::Disabled => format!("service {} is disabled", req.service),
+        Untracked::Ignored(net) => format!("ignoreip {net}"),
+        Untracked::Local => "no remote host".to_string(),
+    }
+}
+
 fn ban_line(ban: &Ban, detail: Option<&str>) -> String {
     let host = &ban.host;
     match detail.filter(|d| d.contains("banned ")) {
