@@ -377,13 +377,8 @@ impl Banguard {
         }
         let db_key = key.db_key();
         let since = now - policy.findtime;
-        let mut used: u32 = tx
-            .query_row(
-                COUNTED,
-                params![db_key, service, since],
-                |r| r.get(0),
-            )
-            .map_err(e)?;
+        let mut used: u32 =
+            tx.query_row(COUNTED, params![db_key, service, since], |r| r.get(0)).map_err(e)?;
         let record_state = match mode {
             Mode::Attempt => Some(0),
             Mode::Failure => Some(1),
@@ -667,11 +662,7 @@ impl Banguard {
                 count = self
                     .store
                     .runtime
-                    .query_row(
-                        COUNTED,
-                        params![host, svc, now - policy.findtime],
-                        |r| r.get(0),
-                    )
+                    .query_row(COUNTED, params![host, svc, now - policy.findtime], |r| r.get(0))
                     .map_err(e)?;
             }
             let banned = active

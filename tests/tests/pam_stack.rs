@@ -582,6 +582,14 @@ fn an_unusable_store_follows_failmode() {
     assert_rc(f.login("sshd", HOST, "right"), PAM_PERM_DENIED, "config failmode = closed for sshd");
     f.single_line("sshd", "failmode=open");
     assert_rc(f.login("sshd", HOST, "right"), PAM_SUCCESS, "the module option wins over the config");
+    // A host banguard does not track never needs the store: its logins go
+    // through even with failmode=closed and the store unusable.
+    f.write_config(&format!(
+        "{text}\n[services.sshd]\nfailmode = \"closed\"\nignoreip = [\"192.0.2.0/24\"]\n"
+    ));
+    f.single_line("sshd", "");
+    assert_rc(f.login("sshd", "192.0.2.9", "right"), PAM_SUCCESS, "ignoreip, store unusable");
+    assert_rc(f.login("sshd", HOST, "right"), PAM_PERM_DENIED, "a tracked host still follows failmode");
 }
 
 #[test]
