@@ -131,6 +131,15 @@ fn bench_auth_cost() {
     let confdir = Confdir::new(&pamd);
     confdir.service("bg-base-ok", &["auth required pam_permit.so".to_string()]);
     confdir.service("bg-base-fail", &["auth required pam_deny.so".to_string()]);
+    // pam_faillock (Linux-PAM's own tally module, binary files under a
+    // tmpfs dir) in its documented preauth/authfail/authsucc stack, for
+    // reference: what a module that keeps no SQL store adds. Successes
+    // only: after a failure pam_faillock asks libpam for its failure delay
+    // (about 2 s), which pamtester cannot turn off.
+    let faillock_dir = tempfile::Builder::new().prefix("bg-e2e-faillock.").tempdir_in("/dev/shm").unwrap();
+    let faillock = |part: &str| {
+        format!("pam_faillock.so {part} dir={} deny=1000000 unlock_time=60", faillock_dir.path().display())
+    };
     let mut cases = Vec::new();
     for (ok, what, base, last, ops, net) in [
         (
@@ -149,6 +158,21 @@ fn bench_auth_cost() {
             let want_rc = if ok { 0 } else { 1 };
             cases.push(Case { label: format!("{what}, {label}"), base, with, ops, net, want_rc });
         }
+        if !ok {
+            continue;
+        }
+        let with = "bg-faillock-ok".to_string();
+        confdir.service(
+            &with,
+            &[
+                format!("auth required {}", faillock("preauth")),
+                format!("auth [success=1 default=bad] {last}"),
+                format!("auth [default=die] {}", faillock("authfail")),
+                format!("auth sufficient {}", faillock("authsucc")),
+            ],
+        );
+        let label = format!("{what}, pam_faillock instead of banguard (reference)");
+        cases.push(Case { label, base, with, ops, net, want_rc: 0 });
     }
 
     // One bash loop inside the namespace; $EPOCHREALTIME (bash 5) reads
@@ -251,6 +275,43 @@ fn bench_auth_cost() {
         }
     }
 
+    // Where a fresh process's first attempt goes: the store operation alone
+    // (no PAM, no config file, no module to load), timed as a whole
+    // process against one that only starts and exits.
+    let cold = Fixture::new(&big);
+    let cold_config = Config::load(&cold.config).unwrap();
+    let runtime = cold_config.store.runtime.display().to_string();
+    drop(Banguard::open_with(cold_config, Access::ReadWrite, Arc::new(SystemClock)).unwrap());
+    let coldstart = env!("CARGO_BIN_EXE_bg-coldstart");
+    let database = cold.db.display().to_string();
+    let mut fresh: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let cold_config_path = cold.config.display().to_string();
+    let variants = ["none", "config", "sqlite", "banguard"];
+    for i in 0..runs + warmup {
+        let host = format!("10.9.{}.{}", i / 256, i % 256);
+        let host_key = module_common::key(&host).db_key();
+        for k in 0..variants.len() {
+            let variant = variants[(i + k) % variants.len()];
+            let args: Vec<&str> = match variant {
+                "none" => vec!["none"],
+                "config" => vec!["config", &cold_config_path],
+                "sqlite" => vec!["sqlite", &runtime, &host_key],
+                _ => vec!["banguard", &database, &runtime, &host],
+            };
+            let t = Instant::now();
+            let status = std::process::Command::new(coldstart).args(&args).status().unwrap();
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            assert!(status.success(), "bg-coldstart {args:?}: {status}");
+            if i >= warmup {
+                fresh.entry(variant).or_default().push(us);
+            }
+        }
+    }
+    for i in 0..runs + warmup {
+        let host = format!("10.9.{}.{}", i / 256, i % 256);
+        assert_eq!(cold.rows("sshd", &host), 2, "{host}: one row by SQLite alone, one by banguard");
+    }
+
     println!(); // cargo's "test ... " line has no newline under --nocapture
     println!("# banguard auth cost: {runs} runs per stack after {warmup} warm-up, interleaved ABBA");
     println!(
@@ -283,6 +344,30 @@ fn bench_auth_cost() {
                 ms(w99 - b99)
             );
         }
+    }
+    println!();
+    println!("## fresh process, no PAM (bg-coldstart): the store operation alone (ms)");
+    println!();
+    println!(
+        "| operation | process alone: median | p99 | with the operation: median | p99 | added: median | p99 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let (bm, b99) = stats(&fresh["none"]);
+    for (variant, what) in [
+        ("config", "config: the test config file read, parsed and checked"),
+        ("sqlite", "SQLite alone: open, BEGIN IMMEDIATE, count, insert, COMMIT, close"),
+        ("banguard", "banguard: open + attempt (ban check, count, record), built-in config"),
+    ] {
+        let (wm, w99) = stats(&fresh[variant]);
+        println!(
+            "| {what} | {} | {} | {} | {} | **{}** | {} |",
+            ms(bm),
+            ms(b99),
+            ms(wm),
+            ms(w99),
+            ms(wm - bm),
+            ms(w99 - b99)
+        );
     }
 }
 
