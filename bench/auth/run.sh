@@ -1,5 +1,5 @@
 #!/bin/sh
-# Benchmark of banguard's authentication path. See BENCHMARKS-auth.md.
+# Benchmark of banguard's authentication path. Results: BENCHMARKS.md §2.
 #
 #   1. Cost: the wall time pam_banguard.so adds to one authentication.
 #      pamtester runs inside a throwaway namespace (unshare: network, mount
@@ -14,6 +14,10 @@
 #      runtime state on the disk. The same stacks are then timed in process
 #      (pam_start_confdir .. pam_end), without process start-up, and one
 #      handle is asked for RUNS passwords in a row (sshd's password method).
+#      For reference, a success stack with pam_faillock instead of banguard;
+#      and the store operation alone, without PAM, as fresh processes of
+#      bg-coldstart (config read; the smallest SQLite attempt transaction;
+#      banguard's open + attempt) against the same program doing nothing.
 #   2. Overshoot: passwords evaluated beyond maxretry (3) when 1, 8 and 32
 #      connections from one address offer 4 wrong passwords each, at once,
 #      to a real OpenSSH sshd in its own namespace, with the password and

@@ -1,4 +1,4 @@
-//! Benchmarks of the authentication path (BENCHMARKS-auth.md). Ignored by
+//! Benchmarks of the authentication path (BENCHMARKS.md §2). Ignored by
 //! default; run as root with `bench/auth/run.sh`, or directly:
 //!
 //! ```sh
@@ -11,7 +11,10 @@
 //!   line (`auth requisite pam_banguard.so` + pam_permit / pam_deny vs
 //!   pam_permit / pam_deny alone), interleaved (ABBA), against an empty
 //!   store and a pre-filled one. A second table times the same stacks in
-//!   process through `pam_start_confdir` (no process start-up noise).
+//!   process through `pam_start_confdir` (no process start-up noise), a
+//!   third one handle asked for many passwords. A pam_faillock success
+//!   stack is timed beside them for reference, and the last table times the
+//!   store operation alone in fresh processes of `bg-coldstart` (no PAM).
 //! * `bench_overshoot`: passwords evaluated beyond `maxretry` when 1, 8 or
 //!   32 connections from one address try wrong passwords at once against
 //!   the real sshd (ground truth: a pam_exec line after the module).
