@@ -12,9 +12,10 @@ use crate::store::{Access, Location, Store};
 use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{
-    Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter,
+    Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params, params_from_iter,
 };
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -396,7 +397,6 @@ impl Banguard {
             .map_err(e)?;
             let id = tx.last_insert_rowid();
             attempt = Some(AttemptId(id));
-            add_failed(&tx, service, 1).map_err(e)?;
             used += 1;
             if id % PRUNE_EVERY == 0 {
                 prune_attempts(&tx, config, now, PRUNE_BATCH).map_err(e)?;
@@ -418,9 +418,7 @@ impl Banguard {
         })?;
         // The ban consumes the failures that made it (the ban row keeps their
         // number): once it expires the host starts afresh, as with fail2ban.
-        tx.prepare_cached("DELETE FROM attempts WHERE host = ?1 AND service = ?2")
-            .and_then(|mut st| st.execute(params![key.db_key(), service]))
-            .map_err(e)?;
+        delete_attempts(&tx, "host = ?1 AND service = ?2", params![key.db_key(), service]).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Verdict::Refused { host: key, ban, new: true })
     }
@@ -469,10 +467,8 @@ impl Banguard {
                 .map_err(e)?,
             AttemptRef::None => 0,
         };
-        add_failed(&tx, service, -(gone as i64)).map_err(e)?;
         if reset {
-            tx.execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![db_key, service])
-                .map_err(e)?;
+            delete_attempts(&tx, "host = ?1 AND service = ?2", params![db_key, service]).map_err(e)?;
         }
         tx.commit().map_err(e)?;
         Ok(gone > 0)
@@ -587,10 +583,8 @@ impl Banguard {
             };
             if hit {
                 match service {
-                    Some(s) => {
-                        tx.execute("DELETE FROM attempts WHERE host = ?1 AND service = ?2", params![h, s])
-                    }
-                    None => tx.execute("DELETE FROM attempts WHERE host = ?1", params![h]),
+                    Some(s) => delete_attempts(&tx, "host = ?1 AND service = ?2", params![h, s]),
+                    None => delete_attempts(&tx, "host = ?1", params![h]),
                 }
                 .map_err(e)?;
             }
@@ -724,7 +718,18 @@ impl Banguard {
         let rt_path = self.store.runtime_path();
         let re = |err| Error::store(rt_path, err);
         let durable = self.store.durable()?;
-        let mut names: Vec<String> = self.config.services.keys().cloned().collect();
+        // Failures still in the table; those pruned or consumed are in totals.
+        let live: BTreeMap<String, i64> = {
+            let mut stmt = self
+                .store
+                .runtime
+                .prepare("SELECT service, count(*) FROM attempts WHERE state IN (0, 1) GROUP BY service")
+                .map_err(re)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(re)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(re)?
+        };
+        let mut names: Vec<String> = self.config.services.keys().chain(live.keys()).cloned().collect();
         for (conn, e) in [(durable, &e as &dyn Fn(rusqlite::Error) -> Error), (&self.store.runtime, &re)] {
             let mut stmt = conn.prepare("SELECT service FROM totals").map_err(e)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
@@ -753,7 +758,8 @@ impl Banguard {
                 .query_row("SELECT failed FROM totals WHERE service = ?1", [&name], |r| r.get(0))
                 .optional()
                 .map_err(re)?
-                .unwrap_or(0);
+                .unwrap_or(0)
+                + live.get(&name).copied().unwrap_or(0);
             // Hosts, not bans: a repeat offender has a service ban and an
             // all-services ban at once.
             let mut banned_hosts: Vec<HostKey> = bans
@@ -1119,15 +1125,19 @@ fn active_ban(
             }
         }
     }
-    let sql = format!(
-        "SELECT {BAN_COLUMNS} FROM bans WHERE host = ?1 AND service IN (?2, '*')
-           AND lifted IS NULL AND (expires IS NULL OR expires > ?3)
-         ORDER BY expires IS NULL DESC, expires DESC LIMIT 1"
-    );
+    // A plain lookup by host, filtered and ranked here: a host has a handful
+    // of rows, and in a fresh sshd process the IN / ORDER BY form of this
+    // query cost 0.17 ms of cold SQLite code (BENCHMARKS.md §2).
+    let sql = format!("SELECT {BAN_COLUMNS} FROM bans WHERE host = ?1 AND lifted IS NULL");
     let mut best: Option<Ban> = None;
     let mut stmt = tx.prepare_cached(&sql)?;
     for k in keys {
-        if let Some(b) = stmt.query_row(params![k, service, now], ban_from_row).optional()? {
+        let rows = stmt.query_map(params![k], ban_from_row)?;
+        for b in rows {
+            let b = b?;
+            if !(b.service == service || b.service == "*") || b.expires.is_some_and(|x| x <= now) {
+                continue;
+            }
             let longer = match (&best, b.expires) {
                 (None, _) => true,
                 (Some(cur), None) => cur.expires.is_some(),
@@ -1289,16 +1299,22 @@ fn add_total(tx: &Transaction<'_>, service: &str, column: &str, delta: i64) -> r
     Ok(())
 }
 
-/// Counts failures per service in the runtime state (`banguardctl status`).
-fn add_failed(tx: &Transaction<'_>, service: &str, delta: i64) -> rusqlite::Result<()> {
-    if delta != 0 {
-        tx.prepare_cached(
-            "INSERT INTO totals (service, failed) VALUES (?1, max(?2, 0))
-             ON CONFLICT(service) DO UPDATE SET failed = max(failed + ?2, 0)",
-        )?
-        .execute(params![service, delta])?;
-    }
-    Ok(())
+/// Deletes the attempts that match `condition` (SQL over `attempts`),
+/// first adding the failures among them (pending or failed, not given
+/// back) to the per-service totals. `totals.failed` counts the failures
+/// that have left the table since the runtime state was created, and
+/// `status` adds those still in it: so recording an attempt writes no
+/// total, one statement fewer on the authentication path, whose every
+/// statement runs in cold code in a fresh sshd process (BENCHMARKS.md §2).
+fn delete_attempts(tx: &Transaction<'_>, condition: &str, params: &[&dyn ToSql]) -> rusqlite::Result<usize> {
+    // The WHERE keeps SQLite's parser from reading ON CONFLICT as a join.
+    tx.prepare_cached(&format!(
+        "INSERT INTO totals (service, failed)
+           SELECT service, count(*) FROM attempts WHERE ({condition}) AND state IN (0, 1) GROUP BY service
+         ON CONFLICT(service) DO UPDATE SET failed = failed + excluded.failed"
+    ))?
+    .execute(params)?;
+    tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition}"))?.execute(params)
 }
 
 /// Deletes, among the `limit` oldest attempts, those too old to count for
@@ -1309,12 +1325,11 @@ fn prune_attempts(tx: &Transaction<'_>, config: &Config, now: i64, limit: i64) -
     let cutoff = now - config.max_findtime();
     let newest: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM attempts", [], |r| r.get(0))?;
     let beyond = newest - config.store.max_failures as i64;
-    let n = tx
-        .prepare_cached(
-            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts ORDER BY id LIMIT ?3)
-               AND (at <= ?1 OR id <= ?2)",
-        )?
-        .execute(params![cutoff, beyond, limit])?;
+    let n = delete_attempts(
+        tx,
+        "id IN (SELECT id FROM attempts ORDER BY id LIMIT ?3) AND (at <= ?1 OR id <= ?2)",
+        params![cutoff, beyond, limit],
+    )?;
     Ok(n as u64)
 }
 

@@ -179,6 +179,13 @@ const RUNTIME_MIGRATIONS: &[&str] = &[
         failed  INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
+    // 2: `totals.failed` counts only the failures that have left `attempts`
+    // (pruned, consumed by a ban, cleared); `status` adds the rows still
+    // there, so recording an attempt no longer writes a total.
+    r#"
+    UPDATE totals SET failed = max(failed - (SELECT count(*) FROM attempts
+        WHERE attempts.service = totals.service AND attempts.state IN (0, 1)), 0);
+    "#,
 ];
 
 /// The schema version of the store this build writes.
@@ -614,6 +621,40 @@ mod tests {
         // Reopening does not migrate again or fail.
         let store = Store::open(&l, Access::ReadWrite).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn runtime_migration_2_keeps_only_the_failures_that_left_the_table_in_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        drop(Store::open(&l, Access::ReadWrite).unwrap());
+        fs::remove_file(&l.runtime).unwrap();
+        // A version-1 runtime state: its totals counted every failure at once
+        // (5 for sshd, 2 of them still in the table), given-back ones not.
+        let old = Connection::open(&l.runtime).unwrap();
+        old.execute_batch(RUNTIME_MIGRATIONS[0]).unwrap();
+        old.execute_batch(
+            "INSERT INTO attempts (host, service, at, state) VALUES
+                 ('198.51.100.1/32', 'sshd', 1, 1), ('198.51.100.1/32', 'sshd', 2, 0),
+                 ('198.51.100.2/32', 'sshd', 3, 2), ('198.51.100.3/32', 'vsftpd', 4, 1);
+             INSERT INTO totals (service, failed) VALUES ('sshd', 5), ('vsftpd', 1), ('login', 2);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        fs::set_permissions(&l.runtime, fs::Permissions::from_mode(0o600)).unwrap();
+        drop(old);
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
+        let version: i64 = store.runtime.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, RUNTIME_SCHEMA_VERSION);
+        let totals: Vec<(String, i64)> = store
+            .runtime
+            .prepare("SELECT service, failed FROM totals ORDER BY service")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(totals, [("login".to_string(), 2), ("sshd".to_string(), 3), ("vsftpd".to_string(), 0)]);
     }
 
     #[test]

@@ -450,3 +450,44 @@ fn the_ban_copy_follows_every_change_and_heals_when_it_fell_behind() {
     g.maintain().unwrap();
     assert_eq!(mirror(&g).len(), 3);
 }
+
+#[test]
+fn total_failed_counts_every_failure_once_wherever_its_row_went() {
+    let (mut g, clock) =
+        engine("[default]\nmaxretry = 5\nfindtime = \"1m\"\n[services.vsftpd]\nreset_on_success = true\n");
+    let total =
+        |g: &Banguard, service: &str| g.status(Some(service)).unwrap().first().map_or(0, |s| s.total_failed);
+    // Failures stay counted while their rows are in the table ...
+    for _ in 0..3 {
+        g.record_failure(&req("sshd", "198.51.100.1")).unwrap();
+    }
+    g.record_failure(&req("sshd", "198.51.100.4")).unwrap();
+    // ... a success given back never counts ...
+    let Verdict::Allowed { attempt: Some(id), .. } = g.attempt(&req("sshd", "198.51.100.2"), None).unwrap()
+    else {
+        panic!("attempt not recorded")
+    };
+    assert!(g.record_success(&req("sshd", "198.51.100.2"), AttemptRef::Id(id)).unwrap());
+    // ... a pending attempt counts as a failure until given back.
+    g.attempt(&req("sshd", "198.51.100.3"), None).unwrap();
+    assert_eq!(total(&g, "sshd"), 5);
+
+    // Rows cleared by an unban, pruned by maintenance or reset by a
+    // success keep their count.
+    g.unban(&HostKey::Net("198.51.100.1/32".parse().unwrap()), Some("sshd")).unwrap();
+    assert_eq!(g.failing(Some("sshd")).unwrap().len(), 2, "198.51.100.1 starts afresh");
+    assert_eq!(total(&g, "sshd"), 5);
+    clock.advance(120);
+    assert_eq!(g.maintain().unwrap().attempts_pruned, 3);
+    assert!(g.failing(None).unwrap().is_empty());
+    assert_eq!(total(&g, "sshd"), 5);
+    g.record_failure(&req("vsftpd", "198.51.100.5")).unwrap();
+    let Verdict::Allowed { attempt: Some(id), .. } = g.attempt(&req("vsftpd", "198.51.100.5"), None).unwrap()
+    else {
+        panic!("attempt not recorded")
+    };
+    assert!(g.record_success(&req("vsftpd", "198.51.100.5"), AttemptRef::Id(id)).unwrap());
+    assert!(g.failing(Some("vsftpd")).unwrap().is_empty(), "reset_on_success cleared the host");
+    assert_eq!(total(&g, "vsftpd"), 1);
+    assert_eq!(total(&g, "sshd"), 5);
+}
