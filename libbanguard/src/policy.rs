@@ -1300,21 +1300,39 @@ fn add_total(tx: &Transaction<'_>, service: &str, column: &str, delta: i64) -> r
 }
 
 /// Deletes the attempts that match `condition` (SQL over `attempts`),
-/// first adding the failures among them (pending or failed, not given
-/// back) to the per-service totals. `totals.failed` counts the failures
-/// that have left the table since the runtime state was created, and
-/// `status` adds those still in it: so recording an attempt writes no
-/// total, one statement fewer on the authentication path, whose every
-/// statement runs in cold code in a fresh sshd process (BENCHMARKS.md §2).
+/// adding the failures among them (pending or failed, not given back) to
+/// the per-service totals. `totals.failed` counts the failures that have
+/// left the table since the runtime state was created, and `status` adds
+/// those still in it: so recording an attempt writes no total, one
+/// statement fewer on the authentication path, whose every statement runs
+/// in cold code in a fresh sshd process (BENCHMARKS.md §2).
 fn delete_attempts(tx: &Transaction<'_>, condition: &str, params: &[&dyn ToSql]) -> rusqlite::Result<usize> {
-    // The WHERE keeps SQLite's parser from reading ON CONFLICT as a join.
-    tx.prepare_cached(&format!(
-        "INSERT INTO totals (service, failed)
-           SELECT service, count(*) FROM attempts WHERE ({condition}) AND state IN (0, 1) GROUP BY service
-         ON CONFLICT(service) DO UPDATE SET failed = failed + excluded.failed"
-    ))?
-    .execute(params)?;
-    tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition}"))?.execute(params)
+    let mut deleted = 0;
+    let mut failed: Vec<(String, i64)> = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition} RETURNING service, state"))?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            deleted += 1;
+            if !matches!(row.get::<_, i64>(1)?, 0 | 1) {
+                continue; // given back: never a failure
+            }
+            let service: String = row.get(0)?;
+            match failed.iter_mut().find(|(s, _)| *s == service) {
+                Some((_, n)) => *n += 1,
+                None => failed.push((service, 1)),
+            }
+        }
+    }
+    for (service, n) in failed {
+        tx.prepare_cached(
+            "INSERT INTO totals (service, failed) VALUES (?1, ?2)
+             ON CONFLICT(service) DO UPDATE SET failed = failed + ?2",
+        )?
+        .execute(params![service, n])?;
+    }
+    Ok(deleted)
 }
 
 /// Deletes, among the `limit` oldest attempts, those too old to count for
