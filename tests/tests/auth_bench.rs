@@ -334,18 +334,8 @@ fn bench_auth_cost() {
         println!("| case | without: median | p99 | with banguard: median | p99 | added: median | p99 |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for c in cases.iter().filter(|c| data.contains_key(&(c.label.clone(), c.base.to_string()))) {
-            let (bm, b99) = stats(&data[&(c.label.clone(), c.base.to_string())]);
-            let (wm, w99) = stats(&data[&(c.label.clone(), c.with.clone())]);
-            println!(
-                "| {} | {} | {} | {} | {} | **{}** | {} |",
-                c.label,
-                ms(bm),
-                ms(b99),
-                ms(wm),
-                ms(w99),
-                ms(wm - bm),
-                ms(w99 - b99)
-            );
+            let without = &data[&(c.label.clone(), c.base.to_string())];
+            print_row(&c.label, without, &data[&(c.label.clone(), c.with.clone())]);
         }
     }
     println!();
@@ -355,23 +345,28 @@ fn bench_auth_cost() {
         "| operation | process alone: median | p99 | with the operation: median | p99 | added: median | p99 |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let (bm, b99) = stats(&fresh["none"]);
     for (variant, what) in [
         ("config", "config: the test config file read, parsed and checked"),
         ("sqlite", "SQLite alone: open, BEGIN IMMEDIATE, count, insert, COMMIT, close"),
         ("banguard", "banguard: open + attempt (ban check, count, record), built-in config"),
     ] {
-        let (wm, w99) = stats(&fresh[variant]);
-        println!(
-            "| {what} | {} | {} | {} | {} | **{}** | {} |",
-            ms(bm),
-            ms(b99),
-            ms(wm),
-            ms(w99),
-            ms(wm - bm),
-            ms(w99 - b99)
-        );
+        print_row(what, &fresh["none"], &fresh[variant]);
     }
+}
+
+/// One table row: median and p99 without and with, and what was added.
+fn print_row(label: &str, without: &[f64], with: &[f64]) {
+    let (bm, b99) = stats(without);
+    let (wm, w99) = stats(with);
+    println!(
+        "| {label} | {} | {} | {} | {} | **{}** | {} |",
+        ms(bm),
+        ms(b99),
+        ms(wm),
+        ms(w99),
+        ms(wm - bm),
+        ms(w99 - b99)
+    );
 }
 
 #[test]
