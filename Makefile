@@ -3,7 +3,7 @@
 #   make deps test     install the test prerequisites (Debian/Ubuntu, root) and run every test
 #   make demo          a real sshd in a throwaway namespace, brute-forced and refused (root)
 #   make install       install (PREFIX, DESTDIR honoured); never touches /etc/pam.d
-#   make enable-pam    pam-auth-update --enable banguard (common-auth gets the line)
+#   make enable-pam    pam-auth-update --enable banguard banguard-success (common-auth gets both lines)
 #   make uninstall     remove what install put there (keeps /etc/banguard and the store)
 #   make deb           build dist/banguard_<version>_<arch>.deb with dpkg-deb
 #   make man           generate banguardctl(8) from the clap definitions
@@ -43,7 +43,7 @@ DEB_FILE ?= dist/banguard_$(VERSION)_$(DEB_ARCH).deb
 TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
-	groff-base mandoc dpkg-dev fakeroot python3 systemd
+	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3
 
 .PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man
 
@@ -101,7 +101,7 @@ $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbanguard_capi
 
 # Installs the built artifacts (building them first if they are missing;
 # `make build` first as a normal user is the usual way). Never touches
-# /etc/pam.d: `make enable-pam` or `pam-auth-update --enable banguard` does.
+# /etc/pam.d: `make enable-pam` or `pam-auth-update --enable banguard banguard-success` does.
 install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbanguard_capi.so man
 	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR) $(DESTDIR)$(LIBDIR) \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man5 \
@@ -123,6 +123,7 @@ install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbang
 	install -m 0644 doc/man/pam_banguard.8 $(RELEASE)/man/banguardctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 doc/man/banguard.toml.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 conf/pam-configs/banguard $(DESTDIR)$(PAMCONFIGDIR)/banguard
+	install -m 0644 conf/pam-configs/banguard-success $(DESTDIR)$(PAMCONFIGDIR)/banguard-success
 	sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/cron.d/banguard > $(DESTDIR)$(CRONDIR)/banguard
 	chmod 0644 $(DESTDIR)$(CRONDIR)/banguard
 	for u in banguard-sync.service banguard-sync.timer banguard-sync.path; do \
@@ -134,11 +135,11 @@ install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbang
 	else install -m 0644 conf/banguard.toml $(DESTDIR)$(CONFDIR)/banguard.toml; fi
 	@if [ "$$(id -u)" = 0 ]; then chown -R root:root $(DESTDIR)$(CONFDIR) $(DESTDIR)$(STATEDIR); fi
 	@if [ -z "$(DESTDIR)" ]; then ldconfig 2>/dev/null || true; \
-		echo "make install: done. Turn it on with: pam-auth-update --enable banguard   (or: make enable-pam)"; \
+		echo "make install: done. Turn it on with: pam-auth-update --enable banguard banguard-success   (or: make enable-pam)"; \
 		echo "              or add 'auth requisite pam_banguard.so' before '@include common-auth' in /etc/pam.d/sshd"; fi
 
 enable-pam:
-	pam-auth-update --enable banguard
+	pam-auth-update --enable banguard banguard-success
 
 # Removes what install put there. Kept: /etc/banguard (the admin's config)
 # and /var/lib/banguard (the store). Drops banguard from pam-auth-update
@@ -146,7 +147,7 @@ enable-pam:
 # module: a stack naming a missing module fails every login through it.
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -e $(PAMCONFIGDIR)/banguard ] && command -v pam-auth-update >/dev/null; then \
-		pam-auth-update --package --remove banguard; fi
+		pam-auth-update --package --remove banguard banguard-success; fi
 	@if [ -z "$(DESTDIR)" ] && [ -z "$(FORCE)" ] && refs=$$(grep -lE '^[^#]*pam_banguard\.so' /etc/pam.d/* 2>/dev/null); then \
 		echo "make uninstall: these still load pam_banguard.so; remove the line first (or FORCE=1):" $$refs; exit 1; fi
 	rm -f $(DESTDIR)$(SBINDIR)/banguardctl $(DESTDIR)$(PAMDIR)/pam_banguard.so \
@@ -154,7 +155,7 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libbanguard.so $(DESTDIR)$(INCLUDEDIR)/banguard.h \
 		$(DESTDIR)$(PKGCONFIGDIR)/banguard.pc $(DESTDIR)$(MANDIR)/man8/pam_banguard.8 \
 		$(DESTDIR)$(MANDIR)/man8/banguardctl.8 $(DESTDIR)$(MANDIR)/man5/banguard.toml.5 \
-		$(DESTDIR)$(PAMCONFIGDIR)/banguard $(DESTDIR)$(CRONDIR)/banguard \
+		$(DESTDIR)$(PAMCONFIGDIR)/banguard $(DESTDIR)$(PAMCONFIGDIR)/banguard-success $(DESTDIR)$(CRONDIR)/banguard \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.service $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.timer \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path $(DESTDIR)$(CONFDIR)/banguard.toml.dist
 	@echo "make uninstall: kept $(CONFDIR) (your config) and $(STATEDIR) (the store); rm -r them to forget everything"

@@ -4,6 +4,9 @@
 //!   id, IPv4-mapped IPv6) becomes a network: the address masked to the
 //!   configured prefix (IPv4 /32, IPv6 /64 by default), so an attacker
 //!   rotating inside one IPv6 /64 is one attacker.
+//! * Addresses that are not one remote host's own ([`AddrClass`]:
+//!   unspecified, loopback, link-local, multicast, broadcast) are counted
+//!   per exact address, never aggregated, and never reach a firewall.
 //! * Anything else (a DNS name from `UseDNS yes` or a reverse-DNS vsftpd
 //!   build, or garbage) is never trusted as an address: it is counted and
 //!   refused under a `name:` label, but never reaches a firewall rule or
@@ -28,9 +31,14 @@ pub enum HostKey {
 }
 
 impl HostKey {
-    /// The key for an address at the given prefixes.
+    /// The key for an address at the given prefixes; an address that is
+    /// not ordinary unicast is keyed alone ([`AddrClass::aggregates`]).
     pub fn for_addr(addr: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> HostKey {
-        HostKey::Net(mask(addr, ipv4_prefix, ipv6_prefix))
+        if classify(addr).aggregates() {
+            HostKey::Net(mask(addr, ipv4_prefix, ipv6_prefix))
+        } else {
+            HostKey::Net(mask(addr, 32, 128))
+        }
     }
 
     /// The text stored in the database: "198.51.100.7/32", "2001:db8::/64"
@@ -75,6 +83,119 @@ impl fmt::Display for HostKey {
             HostKey::Name(n) => write!(f, "{n}"),
         }
     }
+}
+
+/// What kind of address a source is. The class decides how a host is
+/// keyed and whether its ban may reach a firewall (the table in
+/// banguard.toml(5)):
+///
+/// | class | examples | keyed | firewall |
+/// |---|---|---|---|
+/// | unicast | 198.51.100.7, 10.1.2.3, 2001:db8::1 | network at ipv4/ipv6_prefix | yes |
+/// | loopback | 127.0.0.1, ::1 | the address alone | never |
+/// | link-local | 169.254.1.2, fe80::1%eth0 | the address alone (zone dropped) | never |
+/// | unspecified | 0.0.0.0, :: | the address alone | never |
+/// | multicast | 224.0.0.1, ff02::1 | the address alone | never |
+/// | broadcast | 255.255.255.255 | the address alone | never |
+///
+/// Why: a link-local /64 is every neighbour on every link, and a firewall
+/// rule has no zone; loopback is the machine itself; the others are never
+/// a real source of a TCP connection, so a PAM_RHOST holding one is an
+/// application's mistake or a lie, which PAM may refuse but the kernel
+/// must not act on. IPv4-mapped IPv6 is IPv4; private and documentation
+/// ranges are ordinary unicast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    Unicast,
+    Loopback,
+    LinkLocal,
+    Unspecified,
+    Multicast,
+    Broadcast,
+}
+
+impl AddrClass {
+    /// Whether hosts of this class are counted per network of the
+    /// configured prefix (only unicast: the others per exact address).
+    pub fn aggregates(self) -> bool {
+        self == AddrClass::Unicast
+    }
+
+    /// Whether a ban of this class may go into the kernel or hosts.deny.
+    pub fn may_block(self) -> bool {
+        self == AddrClass::Unicast
+    }
+
+    /// How people read the class ("link-local").
+    pub fn name(self) -> &'static str {
+        match self {
+            AddrClass::Unicast => "unicast",
+            AddrClass::Loopback => "loopback",
+            AddrClass::LinkLocal => "link-local",
+            AddrClass::Unspecified => "unspecified",
+            AddrClass::Multicast => "multicast",
+            AddrClass::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// The class of an address (IPv4-mapped IPv6 as IPv4).
+pub fn classify(addr: IpAddr) -> AddrClass {
+    match canonical(addr) {
+        IpAddr::V4(a) if a.is_unspecified() => AddrClass::Unspecified,
+        IpAddr::V4(a) if a.is_loopback() => AddrClass::Loopback,
+        IpAddr::V4(a) if a.is_link_local() => AddrClass::LinkLocal,
+        IpAddr::V4(a) if a.is_multicast() => AddrClass::Multicast,
+        IpAddr::V4(a) if a.is_broadcast() => AddrClass::Broadcast,
+        IpAddr::V6(a) if a.is_unspecified() => AddrClass::Unspecified,
+        IpAddr::V6(a) if a.is_loopback() => AddrClass::Loopback,
+        IpAddr::V6(a) if a.is_unicast_link_local() => AddrClass::LinkLocal,
+        IpAddr::V6(a) if a.is_multicast() => AddrClass::Multicast,
+        _ => AddrClass::Unicast,
+    }
+}
+
+/// The loopback networks, which no firewall entry may cover.
+pub fn loopback_nets() -> [IpNet; 2] {
+    [
+        IpNet::V4(Ipv4Net::new(Ipv4Addr::LOCALHOST, 8).expect("literal")),
+        IpNet::V6(Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("literal")),
+    ]
+}
+
+/// Why `net` may not go into a firewall, if it may not: its class (taken
+/// from its first address; with the floor below, a network that reaches
+/// into a special range starts inside it), or wider than the floor
+/// (`widest_ipv4`/`widest_ipv6`: the shortest prefix length pushed).
+pub fn block_refusal(net: &IpNet, widest_ipv4: u8, widest_ipv6: u8) -> Option<String> {
+    let class = classify(net.network());
+    if !class.may_block() {
+        return Some(format!("{} is {}: never blocked in a firewall", net.trunc(), class.name()));
+    }
+    let (widest, key) = match net {
+        IpNet::V4(_) => (widest_ipv4, "widest_ipv4_prefix"),
+        IpNet::V6(_) => (widest_ipv6, "widest_ipv6_prefix"),
+    };
+    (net.prefix_len() < widest)
+        .then(|| format!("{} is wider than /{widest}, the widest network pushed ([sync] {key})", net.trunc()))
+}
+
+/// The part of `net` that no network in `keep` covers, as the fewest CIDR
+/// blocks: a banned /24 around one ignored address becomes 8 blocks that
+/// leave it out. Empty when `keep` covers all of `net`.
+pub fn carve(net: IpNet, keep: &[IpNet]) -> Vec<IpNet> {
+    let net = net.trunc();
+    let overlaps = |k: &IpNet| k.contains(&net.network()) || net.contains(&k.network());
+    let inside: Vec<IpNet> = keep.iter().filter(|k| overlaps(k)).map(IpNet::trunc).collect();
+    if inside.is_empty() {
+        return vec![net];
+    }
+    if inside.iter().any(|k| k.prefix_len() <= net.prefix_len()) {
+        // A kept network covers all of this one.
+        return Vec::new();
+    }
+    let halves = net.subnets(net.prefix_len() + 1).expect("a kept network lies strictly inside");
+    halves.flat_map(|half| carve(half, &inside)).collect()
 }
 
 /// Masks an address to the configured prefix for its family, after turning
@@ -189,6 +310,63 @@ pub fn name_label(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn classes_are_keyed_alone_and_never_blocked() {
+        for (text, class) in [
+            ("198.51.100.7", AddrClass::Unicast),
+            ("10.1.2.3", AddrClass::Unicast),
+            ("::ffff:198.51.100.7", AddrClass::Unicast),
+            ("127.0.0.1", AddrClass::Loopback),
+            ("::1", AddrClass::Loopback),
+            ("169.254.1.2", AddrClass::LinkLocal),
+            ("fe80::bad:1", AddrClass::LinkLocal),
+            ("0.0.0.0", AddrClass::Unspecified),
+            ("::", AddrClass::Unspecified),
+            ("224.0.0.1", AddrClass::Multicast),
+            ("ff02::1", AddrClass::Multicast),
+            ("255.255.255.255", AddrClass::Broadcast),
+        ] {
+            let addr = parse_addr(text).unwrap();
+            assert_eq!(classify(addr), class, "{text}");
+            let key = HostKey::for_addr(addr, 24, 64).net().unwrap();
+            let alone = key.prefix_len() == key.max_prefix_len();
+            assert_eq!(alone, class != AddrClass::Unicast, "{text} keyed as {key}");
+            assert_eq!(block_refusal(&key, 16, 32).is_none(), class == AddrClass::Unicast, "{text}");
+        }
+        // The zone is dropped: the key is the neighbour's address alone.
+        let zoned = HostKey::for_addr(parse_addr("fe80::bad:1%eth0").unwrap(), 32, 64);
+        assert_eq!(zoned.db_key(), "fe80::bad:1/128");
+    }
+
+    #[test]
+    fn the_floor_refuses_wide_networks() {
+        assert!(block_refusal(&n("2000::/3"), 16, 32).unwrap().contains("widest_ipv6_prefix"));
+        assert!(block_refusal(&n("10.0.0.0/8"), 16, 32).unwrap().contains("wider than /16"));
+        assert!(block_refusal(&n("10.1.0.0/16"), 16, 32).is_none());
+        assert!(block_refusal(&n("::/64"), 16, 32).unwrap().contains("unspecified"));
+        assert!(block_refusal(&n("fe80::/64"), 16, 32).unwrap().contains("link-local"));
+    }
+
+    #[test]
+    fn carving_leaves_kept_addresses_out() {
+        let keep = [n("192.0.2.10/32")];
+        let parts = carve(n("192.0.2.0/24"), &keep);
+        assert_eq!(parts.len(), 8, "{parts:?}");
+        let ten: IpAddr = "192.0.2.10".parse().unwrap();
+        assert!(parts.iter().all(|p| !p.contains(&ten)));
+        for host in (0..=255u8).filter(|h| *h != 10) {
+            let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, host));
+            assert_eq!(parts.iter().filter(|p| p.contains(&a)).count(), 1, "{a} covered once");
+        }
+        assert_eq!(carve(n("2001:db8:1:2::/64"), &[n("2001:db8:1:2::10/128")]).len(), 64);
+        assert_eq!(carve(n("192.0.2.0/24"), &[n("192.0.2.0/23")]), Vec::<IpNet>::new());
+        assert_eq!(carve(n("192.0.2.0/24"), &[n("198.51.100.0/24")]), [n("192.0.2.0/24")]);
+    }
 
     fn a(s: &str) -> IpAddr {
         s.parse().unwrap()

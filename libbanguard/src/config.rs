@@ -137,6 +137,19 @@ pub struct SyncConfig {
     pub hosts_deny: PathBuf,
     pub trigger_file: PathBuf,
     pub lock_file: PathBuf,
+    /// The shortest IPv4 prefix length any firewall entry may have: wider
+    /// bans (manual or automatic) are refused by PAM only.
+    pub widest_ipv4_prefix: u8,
+    /// The same for IPv6.
+    pub widest_ipv6_prefix: u8,
+}
+
+impl SyncConfig {
+    /// Why `net` may not go into a firewall, if it may not
+    /// ([`crate::addr::block_refusal`] with this config's floor).
+    pub fn block_refusal(&self, net: &IpNet) -> Option<String> {
+        crate::addr::block_refusal(net, self.widest_ipv4_prefix, self.widest_ipv6_prefix)
+    }
 }
 
 /// `[mail]`: notices about bans, sent by the sync job.
@@ -236,6 +249,8 @@ impl Default for Config {
                 hosts_deny: PathBuf::from("/etc/hosts.deny"),
                 trigger_file: PathBuf::from(DEFAULT_TRIGGER),
                 lock_file: PathBuf::from("/run/banguard/sync.lock"),
+                widest_ipv4_prefix: 16,
+                widest_ipv6_prefix: 32,
             },
             mail: MailConfig {
                 enabled: false,
@@ -246,7 +261,7 @@ impl Default for Config {
             store: StoreConfig {
                 runtime: PathBuf::from(DEFAULT_RUNTIME),
                 synchronous: Synchronous::Normal,
-                busy_timeout_ms: 2000,
+                busy_timeout_ms: 10_000,
                 max_failures: 1_000_000,
                 history: 30 * 86_400,
             },
@@ -334,6 +349,20 @@ impl Config {
         v6.sort_unstable();
         v6.dedup();
         (v4, v6)
+    }
+
+    /// What no firewall entry may cover: every service's ignoreip and the
+    /// loopback networks. A firewall cannot tell services apart, so an
+    /// address ignored on any service is left out of every entry.
+    pub fn never_blocked(&self) -> Vec<IpNet> {
+        let mut nets: Vec<IpNet> = std::iter::once(&self.default)
+            .chain(self.services.values())
+            .flat_map(|p| p.ignoreip.iter().copied())
+            .chain(crate::addr::loopback_nets())
+            .collect();
+        nets.sort_unstable();
+        nets.dedup();
+        nets
     }
 
     /// The longest `findtime` of any service: failures older than that
@@ -485,6 +514,10 @@ struct RawSync {
     hosts_deny: Option<PathBuf>,
     trigger_file: Option<PathBuf>,
     lock_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_widest4")]
+    widest_ipv4_prefix: Option<u8>,
+    #[serde(default, deserialize_with = "de_widest6")]
+    widest_ipv6_prefix: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -525,7 +558,17 @@ impl RawFile {
         }
         if let Some(s) = o.sync {
             let mine = self.sync.get_or_insert_with(RawSync::default);
-            take!(mine, s, backends, scope, hosts_deny, trigger_file, lock_file);
+            take!(
+                mine,
+                s,
+                backends,
+                scope,
+                hosts_deny,
+                trigger_file,
+                lock_file,
+                widest_ipv4_prefix,
+                widest_ipv6_prefix
+            );
         }
         if let Some(m) = o.mail {
             let mine = self.mail.get_or_insert_with(RawMail::default);
@@ -551,7 +594,17 @@ impl RawFile {
             set!(c.recidive, r, enabled, bans, findtime, bantime);
         }
         if let Some(s) = &self.sync {
-            set!(c.sync, s, backends, scope, hosts_deny, trigger_file, lock_file);
+            set!(
+                c.sync,
+                s,
+                backends,
+                scope,
+                hosts_deny,
+                trigger_file,
+                lock_file,
+                widest_ipv4_prefix,
+                widest_ipv6_prefix
+            );
         }
         if let Some(m) = &self.mail {
             set!(c.mail, m, enabled, to, from, sendmail);
@@ -634,6 +687,14 @@ fn de_prefix4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>
 
 fn de_prefix6<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
     de_prefix(d, 16, 128)
+}
+
+fn de_widest4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
+    de_prefix(d, 1, 32)
+}
+
+fn de_widest6<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
+    de_prefix(d, 1, 128)
 }
 
 fn de_prefix<'de, D: Deserializer<'de>>(

@@ -26,6 +26,10 @@ pub enum Error {
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
     /// A file operation failed.
     Io { path: PathBuf, source: io::Error },
+    /// This process's turn at the runtime state did not come within
+    /// `busy_timeout_ms`: more attempts at once than the machine can serve
+    /// in that time (or a holder that hangs). The attempt was not counted.
+    Overloaded { path: PathBuf, waited: std::time::Duration },
     /// An external command (nft, ipset, iptables, sendmail) failed.
     Command { program: String, args: Vec<String>, status: Option<i32>, stderr: String },
 }
@@ -49,6 +53,12 @@ impl Error {
         )
     }
 
+    /// Whether the store did not answer in time: this process's turn did
+    /// not come, or a lock stayed held (contention, not a broken store).
+    pub fn is_overload(&self) -> bool {
+        matches!(self, Error::Overloaded { .. }) || self.is_busy()
+    }
+
     /// Short stable name of the error kind (for logs and the C ABI).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -56,6 +66,7 @@ impl Error {
             Error::Insecure { .. } => "insecure",
             Error::InvalidInput { .. } => "invalid-input",
             Error::Store { .. } | Error::SchemaTooNew { .. } => "store",
+            Error::Overloaded { .. } => "overload",
             Error::Io { .. } => "io",
             Error::Command { .. } => "command",
         }
@@ -115,6 +126,13 @@ impl fmt::Display for Error {
                 f,
                 "database {} has schema version {found}, this banguard supports up to {supported}: upgrade banguard",
                 path.display()
+            ),
+            Error::Overloaded { path, waited } => write!(
+                f,
+                "no turn at {} within {} ms: more attempts at once than this machine serves in that time \
+                 ([store] busy_timeout_ms), or a process holds the lock and hangs",
+                path.display(),
+                waited.as_millis()
             ),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Command { program, args, status, stderr } => {

@@ -13,6 +13,7 @@ pub use error::{Error, Result};
 pub mod addr;
 pub mod config;
 pub mod duration;
+pub mod lock;
 pub mod policy;
 pub mod store;
 

@@ -8,7 +8,7 @@ use crate::addr::{self, HostKey, Origin};
 use crate::config::{Config, ServicePolicy, SyncScope};
 use crate::duration::{BanTime, format_duration};
 use crate::error::{Error, Result};
-use crate::store::{Access, Location, Store};
+use crate::store::{Access, Location, RuntimeTx, Store};
 use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{
@@ -314,9 +314,8 @@ impl Banguard {
 
     /// Takes the runtime state's write lock: the first lock of every
     /// read-modify-write (lock order: runtime state, then store).
-    fn begin(&self) -> Result<Transaction<'_>> {
-        Transaction::new_unchecked(&self.store.runtime, TransactionBehavior::Immediate)
-            .map_err(|e| Error::store(self.store.runtime_path(), e))
+    fn begin(&self) -> Result<RuntimeTx<'_>> {
+        self.store.begin()
     }
 
     /// The single-line mode: "attempt from host H on service S: is H
@@ -367,7 +366,7 @@ impl Banguard {
         let now = clock.now();
         let path = store.runtime_path();
         let e = |err| Error::store(path, err);
-        let tx = Transaction::new_unchecked(&store.runtime, TransactionBehavior::Immediate).map_err(e)?;
+        let tx = store.begin()?;
         if let Some(AttemptId(id)) = previous.filter(|_| mode != Mode::Peek) {
             tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
         }
@@ -784,10 +783,11 @@ impl Banguard {
     /// Active bans the sync job pushes to the kernel for `scope`: only
     /// address keys (a name never reaches a firewall).
     pub fn bans_to_push(&self, scope: SyncScope) -> Result<Vec<Ban>> {
+        let sync = &self.config.sync;
         Ok(self
             .bans(None, false)?
             .into_iter()
-            .filter(|b| b.host.net().is_some())
+            .filter(|b| b.host.net().is_some_and(|n| sync.block_refusal(&n).is_none()))
             .filter(|b| scope == SyncScope::All || b.firewall)
             .collect())
     }
@@ -1092,6 +1092,20 @@ enum Mode {
     Check,
     Failure,
     Peek,
+}
+
+/// What the firewall blocks for `bans` (from [`Banguard::bans_to_push`]):
+/// each ban's network with every network that must never be blocked
+/// (ignoreip of any service, loopback) carved out, so that the kernel and
+/// hosts.deny never refuse a host that PAM lets through.
+pub fn firewall_entries(config: &Config, bans: &[Ban]) -> Vec<crate::sync::FirewallEntry> {
+    let keep = config.never_blocked();
+    bans.iter()
+        .filter_map(|b| b.host.net().map(|net| (net, b.expires)))
+        .flat_map(|(net, expires_at)| {
+            addr::carve(net, &keep).into_iter().map(move |net| crate::sync::FirewallEntry { net, expires_at })
+        })
+        .collect()
 }
 
 /// Whether two keys denote overlapping sets of hosts.

@@ -18,15 +18,21 @@
 //! section; should a crash fall between the two commits, the generations
 //! differ and the next ban change or sync run rebuilds the mirror.
 //!
-//! Every read-modify-write runs in `BEGIN IMMEDIATE`: the write lock is
-//! taken first, so concurrent processes queue on the busy timeout instead
-//! of failing on a read→write upgrade (measured: DEFERRED loses half the
-//! writers to "database is locked" under 8 processes).
+//! Every read-modify-write of the runtime state first waits for its turn
+//! on a file lock beside it ([`crate::lock`]: fair, no polling, bounded by
+//! `busy_timeout_ms`), then runs in `BEGIN IMMEDIATE`. The same turn makes
+//! the rebuild after a reboot happen once: whoever gets it first builds,
+//! the others wait and use the result.
+//!
+//! Everything here is opened as root in directories that only root can
+//! write: [`check_dir`] refuses any other before a file is created, and no
+//! file is opened through a symbolic link.
 
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
+use crate::lock::{self, Turn, TurnLock};
 use crate::sys;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::cell::OnceCell;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -221,6 +227,29 @@ pub struct Store {
     busy_timeout: Duration,
     sync: Synchronous,
     access: Access,
+    /// The turn lock of the runtime state (writers only).
+    turn: Option<TurnLock>,
+}
+
+/// A transaction on the runtime state, taken in this process's turn. The
+/// transaction ends (commit or rollback) before the turn is given up.
+pub struct RuntimeTx<'a> {
+    tx: Transaction<'a>,
+    _turn: Option<Turn<'a>>,
+}
+
+impl<'a> std::ops::Deref for RuntimeTx<'a> {
+    type Target = Transaction<'a>;
+    fn deref(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
+impl RuntimeTx<'_> {
+    pub fn commit(self) -> rusqlite::Result<()> {
+        let RuntimeTx { tx, _turn } = self;
+        tx.commit()
+    }
 }
 
 /// How to open the store.
@@ -258,7 +287,27 @@ impl Store {
     /// store, if missing) with `ReadWrite`. The store proper is opened when
     /// first needed.
     pub fn open(loc: &Location, access: Access) -> Result<Store> {
+        // The runtime state's directory is checked (and made) before
+        // anything is created in it; the store's, before the store is.
         let durable = OnceCell::new();
+        let turn = match access {
+            Access::ReadWrite => {
+                ensure_dir(&loc.runtime)?;
+                Some(TurnLock::open(&lock::lock_path(&loc.runtime))?)
+            }
+            Access::ReadOnly => {
+                if let Some(dir) = parent_dir(&loc.runtime).filter(|d| d.exists()) {
+                    check_dir(dir)?;
+                }
+                None
+            }
+        };
+        // After a reboot the first writer rebuilds the runtime state in its
+        // turn; the others wait for that turn and then find the file.
+        let rebuild_turn = match &turn {
+            Some(t) if !loc.runtime.exists() => Some(t.acquire(loc.busy_timeout)?),
+            _ => None,
+        };
         let runtime = if loc.runtime.exists() {
             open_runtime(loc, access)?
         } else {
@@ -295,6 +344,7 @@ impl Store {
             let _ = durable.set(store);
             runtime
         };
+        drop(rebuild_turn);
         Ok(Store {
             runtime,
             runtime_path: loc.runtime.clone(),
@@ -303,7 +353,20 @@ impl Store {
             busy_timeout: loc.busy_timeout,
             sync: loc.synchronous,
             access,
+            turn,
         })
+    }
+
+    /// Starts a read-modify-write of the runtime state: waits for this
+    /// process's turn (at most `busy_timeout_ms`), then `BEGIN IMMEDIATE`.
+    pub fn begin(&self) -> Result<RuntimeTx<'_>> {
+        let turn = match &self.turn {
+            Some(t) => Some(t.acquire(self.busy_timeout)?),
+            None => None,
+        };
+        let tx = Transaction::new_unchecked(&self.runtime, TransactionBehavior::Immediate)
+            .map_err(|e| Error::store(&self.runtime_path, e))?;
+        Ok(RuntimeTx { tx, _turn: turn })
     }
 
     /// A store with both files in memory (unit tests).
@@ -322,6 +385,7 @@ impl Store {
             busy_timeout: Duration::from_millis(2000),
             sync: Synchronous::Normal,
             access: Access::ReadWrite,
+            turn: None,
         })
     }
 
@@ -377,9 +441,10 @@ fn open_runtime(loc: &Location, access: Access) -> Result<Connection> {
 /// Opens one file with the flags for `access`.
 fn open_file(path: &Path, access: Access) -> Result<Connection> {
     let flags = match access {
-        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    };
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     Connection::open_with_flags(path, flags).map_err(|e| Error::store(path, e))
 }
 
@@ -390,6 +455,9 @@ fn open_durable(
     sync: Synchronous,
     access: Access,
 ) -> Result<Connection> {
+    if let Some(dir) = parent_dir(path).filter(|d| d.exists()) {
+        check_dir(dir)?;
+    }
     if access == Access::ReadWrite && !path.exists() {
         create_initialised(path, |tmp| {
             let mut conn = Connection::open(tmp).map_err(|e| Error::store(tmp, e))?;
@@ -503,13 +571,7 @@ fn set_busy_handler(conn: &mut Connection, timeout: Duration) -> rusqlite::Resul
 /// switching it to WAL. One creator wins the link; the others find the
 /// file there.
 fn create_initialised(path: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        match fs::DirBuilder::new().mode(0o700).create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-            Err(e) => return Err(Error::Io { path: dir.to_path_buf(), source: e }),
-        }
-    }
+    ensure_dir(path)?;
     // Unique per process *and* per call: threads of one process (a C ABI
     // caller, the tests) may race here too.
     static CREATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -523,8 +585,7 @@ fn create_initialised(path: &Path, build: impl FnOnce(&Path) -> Result<()>) -> R
         // The umask of whichever process comes first must not decide the mode.
         fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::Io { path: tmp.clone(), source: e })?;
@@ -543,11 +604,97 @@ fn create_initialised(path: &Path, build: impl FnOnce(&Path) -> Result<()>) -> R
     result
 }
 
-/// The store decides who gets refused: it must be changeable by root (or
-/// the current user) only.
+/// The directory a store file lives in (none for a bare file name).
+fn parent_dir(path: &Path) -> Option<&Path> {
+    path.parent().filter(|d| !d.as_os_str().is_empty())
+}
+
+/// Creates the directory of `file` (mode 0700, one level) if missing, after
+/// checking the directory it goes into; then checks the directory itself.
+fn ensure_dir(file: &Path) -> Result<()> {
+    let Some(dir) = parent_dir(file) else { return Ok(()) };
+    if !dir.exists() {
+        if let Some(up) = parent_dir(dir).filter(|d| d.exists()) {
+            check_dir(up)?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::Io { path: dir.to_path_buf(), source: e }),
+        }
+    }
+    check_dir(dir)
+}
+
+/// Whether a file or directory is owned by someone banguard trusts: root,
+/// or the user running it (tests, a non-root C ABI caller's own store).
+fn trusted_owner(meta: &fs::Metadata) -> bool {
+    meta.uid() == 0 || meta.uid() == sys::effective_uid()
+}
+
+/// A directory banguard writes in (as root) must be root's alone: owned by
+/// root, writable by nobody else (a sticky world-writable one such as /tmp
+/// included: another user could have placed a file or link there first),
+/// reached through directories and links that nobody else controls.
+/// Checked before anything is created in it.
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let insecure = |path: &Path, message: String| Error::Insecure { path: path.to_path_buf(), message };
+    let mut prefixes: Vec<&Path> = dir.ancestors().filter(|p| !p.as_os_str().is_empty()).collect();
+    prefixes.reverse();
+    for prefix in prefixes {
+        let is_target = prefix == dir;
+        let link =
+            fs::symlink_metadata(prefix).map_err(|e| Error::Io { path: prefix.to_path_buf(), source: e })?;
+        if link.file_type().is_symlink() && !trusted_owner(&link) {
+            return Err(insecure(
+                prefix,
+                format!("is a symbolic link owned by uid {}: use a directory of root's own", link.uid()),
+            ));
+        }
+        let meta = fs::metadata(prefix).map_err(|e| Error::Io { path: prefix.to_path_buf(), source: e })?;
+        if !meta.is_dir() {
+            return Err(insecure(prefix, "is not a directory".into()));
+        }
+        if !trusted_owner(&meta) {
+            return Err(insecure(
+                prefix,
+                format!("is owned by uid {}: chown root:root {}", meta.uid(), prefix.display()),
+            ));
+        }
+        let others_write = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if is_target && others_write {
+            return Err(insecure(
+                prefix,
+                format!(
+                    "the directory of banguard's state is writable by group or others{}: chmod 700 {}, \
+                     or use a directory of root's own (the defaults are /var/lib/banguard and /run/banguard)",
+                    if sticky {
+                        " (sticky or not, others can place files and links there first)"
+                    } else {
+                        ""
+                    },
+                    prefix.display()
+                ),
+            ));
+        }
+        if !is_target && others_write && !sticky {
+            return Err(insecure(
+                prefix,
+                format!(
+                    "is writable by group or others, so the directory below it can be replaced: chmod go-w {}",
+                    prefix.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The store decides who gets refused: it must be root's (or the current
+/// user's) file, not a link, and changeable by its owner only.
 fn check_store_permissions(path: &Path) -> Result<()> {
-    let me = sys::effective_uid();
-    let meta = fs::metadata(path).map_err(|e| {
+    let meta = fs::symlink_metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Store {
                 path: path.to_path_buf(),
@@ -558,7 +705,16 @@ fn check_store_permissions(path: &Path) -> Result<()> {
             Error::Io { path: path.to_path_buf(), source: e }
         }
     })?;
-    if meta.uid() != 0 && meta.uid() != me {
+    if meta.file_type().is_symlink() {
+        return Err(Error::Insecure {
+            path: path.to_path_buf(),
+            message: "is a symbolic link; banguard does not follow links it did not make: remove it".into(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(Error::Insecure { path: path.to_path_buf(), message: "is not a regular file".into() });
+    }
+    if !trusted_owner(&meta) {
         return Err(Error::Insecure {
             path: path.to_path_buf(),
             message: format!("owned by uid {}: chown root:root {}", meta.uid(), path.display()),
@@ -569,19 +725,6 @@ fn check_store_permissions(path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             message: format!("writable by group or others: chmod 600 {}", path.display()),
         });
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let dmeta = fs::metadata(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
-        // A sticky world-writable dir (/tmp) is fine: others cannot replace our file.
-        if dmeta.mode() & 0o022 != 0 && dmeta.mode() & 0o1000 == 0 {
-            return Err(Error::Insecure {
-                path: dir.to_path_buf(),
-                message: format!(
-                    "the store's directory is writable by group or others: chmod 700 {}",
-                    dir.display()
-                ),
-            });
-        }
     }
     Ok(())
 }
@@ -703,6 +846,55 @@ mod tests {
         let e = Store::open(&l, Access::ReadWrite).err().unwrap();
         assert!(e.to_string().contains("chmod 600"), "{e}");
         assert!(e.to_string().contains("runtime.db"), "{e}");
+    }
+
+    #[test]
+    fn unsafe_places_are_refused_before_anything_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, needle) in
+            [(0o1777, "sticky or not"), (0o777, "writable by group or others"), (0o770, "chmod 700")]
+        {
+            let shared = dir.path().join(format!("shared-{mode:o}"));
+            fs::create_dir(&shared).unwrap();
+            fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+            let l = Location {
+                database: shared.join("banguard.db"),
+                runtime: shared.join("runtime.db"),
+                busy_timeout: Duration::from_millis(100),
+                synchronous: Synchronous::Normal,
+            };
+            let e = Store::open(&l, Access::ReadWrite).err().unwrap();
+            assert!(matches!(e, Error::Insecure { .. }), "{e}");
+            assert!(
+                e.to_string().contains(needle) && e.to_string().contains(&shared.display().to_string()),
+                "{e}"
+            );
+            assert_eq!(fs::read_dir(&shared).unwrap().count(), 0, "{mode:o}: nothing created");
+        }
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_store_file_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.db");
+        Connection::open(&victim)
+            .unwrap()
+            .execute_batch("CREATE TABLE v (x); INSERT INTO v VALUES (1);")
+            .unwrap();
+        let before = fs::read(&victim).unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        drop(Store::open(&l, Access::ReadWrite).unwrap());
+        for target in [&l.runtime, &l.database] {
+            let aside = target.with_extension("aside");
+            fs::rename(target, &aside).unwrap();
+            std::os::unix::fs::symlink(&victim, target).unwrap();
+            let opened = Store::open(&l, Access::ReadWrite).and_then(|s| s.durable().map(|_| ()));
+            let e = opened.err().unwrap();
+            assert!(e.to_string().contains("symbolic link"), "{}: {e}", target.display());
+            fs::remove_file(target).unwrap();
+            fs::rename(&aside, target).unwrap();
+        }
+        assert_eq!(fs::read(&victim).unwrap(), before);
     }
 
     #[test]

@@ -12,3 +12,23 @@ pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// Keeps the shared object that contains this code loaded until the process
+/// ends, even if its loader (libpam, at `pam_end`) unloads it: a thread of
+/// ours that is still blocked in the kernel must find its code when it
+/// wakes. Best effort; in a plain executable it does nothing.
+pub fn keep_this_object_loaded() {
+    let here = keep_this_object_loaded as *const libc::c_void;
+    // SAFETY: Dl_info is plain data that dladdr fills in; a zeroed value is
+    // a valid initial state.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: `here` is an address inside this object and `info` is a valid
+    // out-pointer for the duration of the call.
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader. With
+    // RTLD_NOLOAD nothing new is loaded; RTLD_NODELETE marks the object as
+    // never to be unloaded. The handle is deliberately never closed.
+    unsafe { libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE) };
+}

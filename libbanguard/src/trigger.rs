@@ -20,8 +20,13 @@ pub fn touch(path: &Path) -> io::Result<()> {
             _ => {}
         }
     }
-    let file =
-        OpenOptions::new().write(true).create(true).mode(0o600).custom_flags(libc::O_NONBLOCK).open(path)?;
+    // O_NOFOLLOW: root never touches a file through a link someone placed.
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
     file.set_modified(SystemTime::now())
 }
 

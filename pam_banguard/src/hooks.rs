@@ -30,6 +30,8 @@ pub enum Hook {
 /// path needs it.
 struct Ctx {
     failmode: FailMode,
+    /// What the line does (an overload is answered per mode).
+    mode: Mode,
     /// This line answers PAM_SUCCESS, not PAM_IGNORE, when it has nothing
     /// to say (`authsucc`, see `body`).
     pass_is_success: bool,
@@ -84,6 +86,7 @@ pub fn run(pamh: &mut PamHandle, args: &[&CStr], hook: Hook, flags: PamFlag) -> 
     install_panic_hook();
     let mut ctx = Ctx {
         failmode: FailMode::Open,
+        mode: Mode::Single,
         pass_is_success: false,
         debug: false,
         run_dir: PathBuf::from(runfiles::DEFAULT_RUN_DIR),
@@ -101,12 +104,26 @@ pub fn run(pamh: &mut PamHandle, args: &[&CStr], hook: Hook, flags: PamFlag) -> 
 ///   banguard refuses, whatever the reason.
 /// * setcred and account only give back a success: PAM_IGNORE always, so
 ///   banguard trouble can never lock out a login that passed its password.
+/// * An overload (the attempt's turn at the store did not come within
+///   `busy_timeout_ms`) is not a broken store and does not follow failmode:
+///   the attempt could not be counted, so its password must not be checked.
+///   It is refused with PAM_AUTHINFO_UNAVAIL (not a ban: the next attempt
+///   is judged afresh); an `authfail` line cannot unsee the failure it was
+///   to record and returns PAM_IGNORE, as it does for a recorded one.
 fn outcome(pamh: &PamHandle, hook: Hook, ctx: &Ctx, result: Result<PamResultCode, Trouble>) -> PamResultCode {
     let trouble = match result {
         Ok(code) => return code,
         Err(t) => t,
     };
+    let overload = matches!(&trouble, Trouble::Core(e) if e.is_overload());
     let (code, consequence) = match (hook, ctx.failmode) {
+        (Hook::Authenticate, _) if overload => match ctx.mode {
+            Mode::Single | Mode::Preauth => {
+                (PamResultCode::PAM_AUTHINFO_UNAVAIL, "refused unchecked (not counted, not banned)")
+            }
+            Mode::Authfail => (PamResultCode::PAM_IGNORE, "this failure was not counted"),
+            Mode::Authsucc => (ctx.pass(), "success not given back"),
+        },
         (Hook::Authenticate, FailMode::Open) => {
             (ctx.pass(), "failmode=open: letting the rest of the stack decide")
         }
@@ -116,10 +133,19 @@ fn outcome(pamh: &PamHandle, hook: Hook, ctx: &Ctx, result: Result<PamResultCode
         (Hook::Setcred | Hook::Account, _) => (PamResultCode::PAM_IGNORE, "success not given back"),
     };
     // `debug` shows every occurrence; otherwise one line per kind per minute
-    // across all processes, so a broken store cannot flood the log. Guarded
-    // too: nothing may unwind into libpam, and the code is already decided.
+    // across all processes, so a broken store cannot flood the log; an
+    // overload line says how many attempts it stands for. Guarded too:
+    // nothing may unwind into libpam, and the code is already decided.
     let logged = panic::catch_unwind(AssertUnwindSafe(|| {
-        if ctx.debug || runfiles::first_in_period(&ctx.run_dir, trouble.kind(), runfiles::ERROR_LOG_PERIOD) {
+        let period = runfiles::ERROR_LOG_PERIOD;
+        if overload {
+            let count = runfiles::count_and_report(&ctx.run_dir, trouble.kind(), period);
+            if let Some(n) = count.or(ctx.debug.then_some(1)) {
+                let msg =
+                    format!("{trouble}; {consequence}; {n} attempt(s) answered so since the last such line");
+                ffi::syslog(pamh, libc::LOG_ERR, &msg);
+            }
+        } else if ctx.debug || runfiles::first_in_period(&ctx.run_dir, trouble.kind(), period) {
             ffi::syslog(pamh, libc::LOG_ERR, &format!("{trouble}; {consequence}"));
         }
     }));
@@ -138,6 +164,7 @@ fn body(
 ) -> Result<PamResultCode, Trouble> {
     let opts = Options::parse(args);
     ctx.debug = opts.debug;
+    ctx.mode = opts.mode;
     if hook == Hook::Authenticate && opts.mode == Mode::Authsucc {
         // As pam_faillock's authsucc: in its documented stack the password
         // module *jumps* here on success, and a jump does not make a stack

@@ -5,6 +5,8 @@
 //! Everything here is best effort: a login never fails because of it.
 
 use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +34,33 @@ pub fn first_in_period(dir: &Path, kind: &str, period: Duration) -> bool {
     true
 }
 
+/// Counts one occurrence of `kind` and, when a line for it is due (see
+/// [`first_in_period`]), returns how many occurred since the last line
+/// (this one included). Each occurrence appends one byte to a count file
+/// (O_APPEND: atomic across processes); the process that logs renames the
+/// file away first, so occurrences after that start the next count.
+pub fn count_and_report(dir: &Path, kind: &str, period: Duration) -> Option<u64> {
+    let count = dir.join(format!("pam-{kind}.count"));
+    let appended = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&count)
+        .and_then(|mut f| f.write_all(b"."));
+    if !first_in_period(dir, kind, period) {
+        return None;
+    }
+    if appended.is_err() {
+        return Some(1);
+    }
+    let taken = dir.join(format!("pam-{kind}.count.{}", std::process::id()));
+    let n =
+        fs::rename(&count, &taken).and_then(|()| fs::symlink_metadata(&taken)).map_or(1, |m| m.len().max(1));
+    let _ = fs::remove_file(&taken);
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +83,19 @@ mod tests {
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(first_in_period(&ro, "store", p));
         assert!(first_in_period(&ro, "store", p));
+    }
+
+    #[test]
+    fn occurrences_are_counted_between_two_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let p = Duration::from_secs(60);
+        assert_eq!(count_and_report(t.path(), "overload", p), Some(1), "the first one is logged at once");
+        for _ in 0..4 {
+            assert_eq!(count_and_report(t.path(), "overload", p), None);
+        }
+        let stamp = t.path().join("pam-overload.stamp");
+        let old = SystemTime::now() - Duration::from_secs(61);
+        fs::File::options().write(true).open(&stamp).unwrap().set_modified(old).unwrap();
+        assert_eq!(count_and_report(t.path(), "overload", p), Some(5), "four silent ones and this one");
     }
 }

@@ -9,6 +9,7 @@
 //! * [`require`]: prerequisites. In CI (`CI=true`) a missing one fails the
 //!   test; elsewhere the test is skipped with a loud message.
 
+pub mod dovecot;
 pub mod pamtest;
 pub mod sshd;
 pub mod vsftpd;

@@ -25,6 +25,7 @@ pub const PAM_SERVICE_ERR: c_int = 3;
 pub const PAM_SYSTEM_ERR: c_int = 4;
 pub const PAM_PERM_DENIED: c_int = 6;
 pub const PAM_AUTH_ERR: c_int = 7;
+pub const PAM_AUTHINFO_UNAVAIL: c_int = 9;
 pub const PAM_CRED_ERR: c_int = 17;
 pub const PAM_CONV_ERR: c_int = 19;
 pub const PAM_IGNORE: c_int = 25;
@@ -52,6 +53,7 @@ pub fn code_name(rc: c_int) -> &'static str {
         PAM_SYSTEM_ERR => "PAM_SYSTEM_ERR",
         PAM_PERM_DENIED => "PAM_PERM_DENIED",
         PAM_AUTH_ERR => "PAM_AUTH_ERR",
+        PAM_AUTHINFO_UNAVAIL => "PAM_AUTHINFO_UNAVAIL",
         PAM_CRED_ERR => "PAM_CRED_ERR",
         PAM_CONV_ERR => "PAM_CONV_ERR",
         PAM_IGNORE => "PAM_IGNORE",

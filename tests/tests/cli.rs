@@ -365,7 +365,10 @@ fn bad_input_is_one_line_and_exit_2() {
         (&["ban", "192.0.2.1", "--for", "10x"], "unknown unit"),
         (&["ban", "192.0.2.1", "--for", "1h", "--permanent"], "cannot be used with"),
         (&["unban", "192.0.2.1", "--all"], "cannot be used with"),
-        (&["ban", "127.0.0.5"], "overlaps ignoreip 127.0.0.0/8 in [default]"),
+        (&["ban", "127.0.0.5"], "refusing to ban 127.0.0.5: 127.0.0.5/32 is loopback: never blocked"),
+        (&["ban", "2000::/3"], "wider than /32, the widest network pushed ([sync] widest_ipv6_prefix)"),
+        (&["ban", "fe80::/64"], "fe80::/64 is link-local: never blocked"),
+        (&["ban", "224.0.0.1"], "is multicast"),
         (&["ban", "0.0.0.0/0"], "every address"),
         (&["ban", "192.0.2.1", "--reason", "two\nlines"], "invalid reason"),
     ];

@@ -463,6 +463,48 @@ fn schema_from_a_newer_banguard() {
     f.assert_seeded();
 }
 
+/// A store that does not answer within busy_timeout_ms (200 ms here) is
+/// contention, not a broken store: whatever failmode says, the attempt is
+/// refused unchecked (its password never reaches the stack) and nothing is
+/// counted or banned.
+fn assert_overloaded(f: &Fixture, what: &str) {
+    for mode in ["open", "closed"] {
+        let (rc, took) = f.login(mode);
+        assert_eq!(rc, PAM_AUTHINFO_UNAVAIL, "{what}, failmode={mode}: {}", code_name(rc));
+        eprintln!("{what}, failmode={mode}: {} after {took:?}", code_name(rc));
+        assert!(took < Duration::from_millis(1200), "{what}, failmode={mode}: the login took {took:?}");
+        assert!(took >= Duration::from_millis(150), "{what}, failmode={mode}: did it wait at all? {took:?}");
+    }
+}
+
+#[test]
+fn turn_lock_held_beyond_the_busy_timeout() {
+    if !require("turn_lock_held_beyond_the_busy_timeout", true, &["flock"]) {
+        return;
+    }
+    let f = Fixture::new("db/banguard.db");
+    f.seed();
+    // A process holds the turn lock beside the runtime state (as one that
+    // hangs in its transaction would) until it is killed.
+    let lock = banguard::lock::lock_path(&f.runtime);
+    // --no-fork: the holder is one process, so killing it frees the lock.
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sh", "-c", "echo locked; exec sleep 60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    assert_overloaded(&f, "turn lock held");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    f.assert_seeded();
+    assert_eq!(f.login("closed").0, PAM_SUCCESS, "lock released: logins work again");
+}
+
 #[test]
 fn lock_held_beyond_the_busy_timeout() {
     if !require("lock_held_beyond_the_busy_timeout", true, &["sqlite3"]) {
@@ -480,15 +522,7 @@ fn lock_held_beyond_the_busy_timeout() {
     let mut line = String::new();
     BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "locked");
-    for mode in ["open", "closed"] {
-        let (rc, took) = f.login(mode);
-        let want = if mode == "open" { PAM_SUCCESS } else { PAM_PERM_DENIED };
-        assert_eq!(rc, want, "locked store, failmode={mode}: {}", code_name(rc));
-        // busy_timeout_ms = 200: the login waits about that long, not more.
-        eprintln!("locked store, failmode={mode}: {} after {took:?}", code_name(rc));
-        assert!(took < Duration::from_millis(1200), "failmode={mode}: the login took {took:?}");
-        assert!(took >= Duration::from_millis(150), "failmode={mode}: did it wait at all? {took:?}");
-    }
+    assert_overloaded(&f, "SQLite lock held");
     // Readers are not blocked by a writer: list and status still work.
     f.assert_ctl("locked", None, true, "locked");
     drop(stdin);
@@ -695,4 +729,86 @@ fn clock_stepped_forward_less_than_bantime_keeps_the_ban() {
     bg.maintain().unwrap();
     let again = bg.bans(None, false).unwrap().into_iter().find(|b| b.host == host(FAILING)).unwrap();
     assert_eq!(again.expires, ban.expires, "a step back of 30 s does not rewrite bans");
+}
+
+// ------------------------------------------- files opened as root are root's
+
+/// A root-owned 0600 SQLite file of "another program": it must come out of
+/// every case byte for byte as it went in.
+fn victim(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("victim.db");
+    let conn = banguard::rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE secrets (v TEXT); INSERT INTO secrets VALUES ('keep');").unwrap();
+    drop(conn);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+const NOBODY: u32 = 65534;
+
+/// Every place a user could prepare for root: the module refuses them
+/// (following failmode, as for any unusable store) before it creates
+/// anything, and never writes through the user's link.
+#[test]
+fn the_module_never_writes_through_what_another_user_placed() {
+    if !require("the_module_never_writes_through_what_another_user_placed", true, &[]) {
+        return;
+    }
+    // `allowed`: what may exist in `dir` afterwards (the user's own file,
+    // and in root's own directory the lock file banguard makes there).
+    let check = |what: &str, f: &Fixture, dir: &Path, victim: &(PathBuf, Vec<u8>), allowed: &[&str]| {
+        f.assert_failmode(what, |mode| f.login(mode));
+        assert_eq!(fs::read(&victim.0).unwrap(), victim.1, "{what}: the victim file changed");
+        assert!(!f.db.exists(), "{what}: the store was created");
+        let created: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("banguard") || n.contains(".new-"))
+            .collect();
+        assert!(created.iter().all(|n| allowed.contains(&n.as_str())), "{what}: created {created:?}");
+    };
+
+    // A sticky world-writable directory, like /tmp or /dev/shm: a user's
+    // link in place of the runtime state, then a user's empty file.
+    let f = Fixture::new("shared/banguard.db");
+    let shared = f.root.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let v = victim(&f.root);
+    std::os::unix::fs::symlink(&v.0, &f.runtime).unwrap();
+    std::os::unix::fs::lchown(&f.runtime, Some(NOBODY), Some(NOBODY)).unwrap();
+    check("a user's link in a sticky directory", &f, &shared, &v, &["banguard-runtime.db"]);
+    fs::remove_file(&f.runtime).unwrap();
+    fs::write(&f.runtime, b"").unwrap();
+    std::os::unix::fs::chown(&f.runtime, Some(NOBODY), Some(NOBODY)).unwrap();
+    check("a user's empty file in a sticky directory", &f, &shared, &v, &["banguard-runtime.db"]);
+    assert_eq!(fs::metadata(&f.runtime).unwrap().len(), 0, "the user's file was written");
+
+    // A directory another user owns, and a 0777 one.
+    let f = Fixture::new("theirs/banguard.db");
+    let theirs = f.root.join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let v = victim(&f.root);
+    check("a directory owned by another user", &f, &theirs, &v, &[]);
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(0), Some(0)).unwrap();
+    check("a world-writable directory", &f, &theirs, &v, &[]);
+
+    // Even in root's own directory, a link banguard did not make is not
+    // followed (the runtime state, and its lock file).
+    let f = Fixture::new("db/banguard.db");
+    let db_dir = f.root.join("db");
+    fs::create_dir(&db_dir).unwrap();
+    fs::set_permissions(&db_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let v = victim(&f.root);
+    std::os::unix::fs::symlink(&v.0, &f.runtime).unwrap();
+    let lock = ["banguard-runtime.db", "banguard-runtime.db.lock"];
+    check("a link in root's directory", &f, &db_dir, &v, &lock);
+    fs::remove_file(&f.runtime).unwrap();
+    let lock_file = banguard::lock::lock_path(&f.runtime);
+    fs::remove_file(&lock_file).unwrap();
+    std::os::unix::fs::symlink(&v.0, &lock_file).unwrap();
+    check("a link in place of the lock file", &f, &db_dir, &v, &lock);
 }

@@ -580,3 +580,100 @@ fn closures_are_runners() {
     assert!(rep.dry_run);
     assert_eq!(calls.borrow()[0], "iptables -w -S INPUT");
 }
+
+/// Bans made the way the module makes them, with ipv4_prefix = 24 and the
+/// default IPv6 /64: attackers 192.0.2.11-13 and 2001:db8:1:2::1-3, while
+/// 192.0.2.10 and 2001:db8:1:2::10 are in ignoreip; and a `::2` attacker,
+/// whose /64 holds ::1. Returns what the sync job would push.
+fn aggregated_bans_around_ignored_hosts(dir: &std::path::Path) -> Vec<FirewallEntry> {
+    use banguard::policy::{SystemClock, firewall_entries};
+    use banguard::store::Access;
+    use banguard::{Banguard, Config, Request};
+    let config_path = dir.join("banguard.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[default]\ndatabase = \"{}\"\nmaxretry = 3\nipv4_prefix = 24\n\
+             ignoreip = [\"127.0.0.0/8\", \"::1\", \"192.0.2.10\", \"2001:db8:1:2::10\"]\n\
+             [recidive]\nenabled = false\n[sync]\nscope = \"all\"\ntrigger_file = \"{}\"\n",
+            dir.join("db/banguard.db").display(),
+            dir.join("run/ban.trigger").display()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let mut g =
+        Banguard::open_with(config.clone(), Access::ReadWrite, std::sync::Arc::new(SystemClock)).unwrap();
+    for rhost in
+        ["192.0.2.11", "192.0.2.12", "192.0.2.13", "2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"]
+            .iter()
+            .chain(&["::2", "::2", "::2"])
+    {
+        let req = Request { service: "sshd", rhost: Some(rhost), hint: None, user: Some("root") };
+        g.record_failure(&req).unwrap();
+    }
+    let banned: Vec<String> = g.bans(None, false).unwrap().iter().map(|b| b.host.to_string()).collect();
+    assert_eq!(banned.len(), 3, "{banned:?}");
+    for want in ["192.0.2.0/24", "2001:db8:1:2::/64", "::/64"] {
+        assert!(banned.iter().any(|b| b == want), "PAM bans {want}: {banned:?}");
+    }
+    let push = g.bans_to_push(banguard::config::SyncScope::All).unwrap();
+    let entries = firewall_entries(&config, &push);
+    let ten: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let loopback6: std::net::IpAddr = "::1".parse().unwrap();
+    assert!(entries.iter().all(|e| !e.net.contains(&ten) && !e.net.contains(&loopback6)), "{entries:?}");
+    entries
+}
+
+/// An aggregated ban never drops an address in ignoreip (or loopback), in
+/// any kernel back-end: the ignored host inside a banned /24 and /64 still
+/// connects, its neighbours do not.
+fn ignored_hosts_stay_reachable(kind: BackendKind) {
+    let lab = Lab::new();
+    for a in ["192.0.2.10/32", "192.0.2.11/32", "2001:db8:1:2::10/128", "2001:db8:1:2::11/128"] {
+        lab.ns.add_lo_addr(a);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let entries = aggregated_bans_around_ignored_hosts(dir.path());
+    lab.sync(kind, &SyncRequest::new(&entries, now()));
+    lab.assert_blocked(
+        &["192.0.2.11", "2001:db8:1:2::11"],
+        &["192.0.2.10", "2001:db8:1:2::10", "::1", "127.0.0.1"],
+    );
+}
+
+#[test]
+fn nftables_never_drops_ignored_hosts_inside_a_ban() {
+    if !require(
+        "nftables_never_drops_ignored_hosts_inside_a_ban",
+        true,
+        &["unshare", "nsenter", "nft", "curl", "python3"],
+    ) {
+        return;
+    }
+    ignored_hosts_stay_reachable(BackendKind::Nftables);
+}
+
+#[test]
+fn ipset_never_drops_ignored_hosts_inside_a_ban() {
+    if !require(
+        "ipset_never_drops_ignored_hosts_inside_a_ban",
+        true,
+        &["unshare", "nsenter", "ipset", "iptables", "ip6tables", "curl", "python3"],
+    ) {
+        return;
+    }
+    ignored_hosts_stay_reachable(BackendKind::Ipset);
+}
+
+#[test]
+fn iptables_never_drops_ignored_hosts_inside_a_ban() {
+    if !require(
+        "iptables_never_drops_ignored_hosts_inside_a_ban",
+        true,
+        &["unshare", "nsenter", "iptables", "ip6tables", "curl", "python3"],
+    ) {
+        return;
+    }
+    ignored_hosts_stay_reachable(BackendKind::Iptables);
+}

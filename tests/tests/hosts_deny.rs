@@ -243,3 +243,54 @@ fn missing_file() {
     assert_eq!(fs::read_to_string(&path).unwrap(), BLOCK);
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
 }
+
+/// hosts.deny agrees with PAM: an address in ignoreip inside an aggregated
+/// ban (a /24 and a /64) is granted by tcpdmatch, its neighbours denied.
+#[test]
+fn tcpdmatch_grants_ignored_hosts_inside_a_ban() {
+    if !require(
+        "tcpdmatch_grants_ignored_hosts_inside_a_ban",
+        true,
+        &["unshare", "nsenter", "mount", "tcpdmatch"],
+    ) {
+        return;
+    }
+    use banguard::policy::{SystemClock, firewall_entries};
+    use banguard::store::Access;
+    use banguard::{Banguard, Config, Request};
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("banguard.toml");
+    fs::write(
+        &config_path,
+        format!(
+            "[default]\ndatabase = \"{}\"\nmaxretry = 1\nipv4_prefix = 24\n\
+             ignoreip = [\"127.0.0.0/8\", \"::1\", \"192.0.2.10\", \"2001:db8:1:2::10\"]\n\
+             [recidive]\nenabled = false\n[sync]\nscope = \"all\"\ntrigger_file = \"{}\"\n",
+            dir.path().join("db/banguard.db").display(),
+            dir.path().join("run/ban.trigger").display()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let mut g =
+        Banguard::open_with(config.clone(), Access::ReadWrite, std::sync::Arc::new(SystemClock)).unwrap();
+    for rhost in ["192.0.2.11", "2001:db8:1:2::1"] {
+        g.record_failure(&Request { service: "sshd", rhost: Some(rhost), hint: None, user: None }).unwrap();
+    }
+    let entries = firewall_entries(&config, &g.bans_to_push(banguard::config::SyncScope::All).unwrap());
+    fs::write(dir.path().join("hosts.allow"), "").unwrap();
+    fs::write(dir.path().join("hosts.deny"), "").unwrap();
+    HostsDeny::new(dir.path().join("hosts.deny"))
+        .sync(&SyncRequest::new(&entries, 0), &SystemRunner::new())
+        .unwrap();
+    for (client, want) in [
+        ("192.0.2.10", "granted"),
+        ("192.0.2.11", "denied"),
+        ("192.0.2.200", "denied"),
+        ("2001:db8:1:2::10", "granted"),
+        ("2001:db8:1:2::11", "denied"),
+    ] {
+        assert_eq!(verdict(&ns, dir.path(), "sshd", client), want, "{client}");
+    }
+}

@@ -67,6 +67,7 @@ fn install_and_uninstall_into_destdir() {
         ("etc/banguard/banguard.d", 0o755),
         ("etc/cron.d/banguard", 0o644),
         ("usr/share/pam-configs/banguard", 0o644),
+        ("usr/share/pam-configs/banguard-success", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.service", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.timer", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.path", 0o644),
@@ -112,8 +113,10 @@ fn install_and_uninstall_into_destdir() {
     assert!(d.join("var/lib/banguard").is_dir(), "the store's directory is kept");
 }
 
-/// `pam-auth-update --enable banguard` puts `requisite pam_banguard.so`
-/// first in common-auth with pam_unix's jump intact; `--remove` restores
+/// `pam-auth-update --enable banguard banguard-success` puts `requisite
+/// pam_banguard.so` first in common-auth with pam_unix's jump intact, and
+/// the success line after pam_permit (reached only when a password module
+/// succeeded); `--remove` restores
 /// the file byte for byte. Runs on copies bind-mounted in a private mount
 /// namespace: the machine's /etc/pam.d is never written.
 #[test]
@@ -123,7 +126,7 @@ fn pam_auth_update_profile() {
     }
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let profile = workspace_root().join("conf/pam-configs/banguard");
+    let profiles = workspace_root().join("conf/pam-configs");
     // A known starting point: Debian's stock unix profile only, whatever
     // else this machine has enabled.
     let script = format!(
@@ -136,14 +139,14 @@ printf 'Name: Unix authentication\nDefault: yes\nPriority: 256\nAuth-Type: Prima
 export DEBIAN_FRONTEND=noninteractive
 pam-auth-update --package --force
 cp /etc/pam.d/common-auth {w}/before
-cp {profile} /usr/share/pam-configs/banguard
-pam-auth-update --enable banguard
+cp {profiles}/banguard {profiles}/banguard-success /usr/share/pam-configs/
+pam-auth-update --enable banguard banguard-success
 cp /etc/pam.d/common-auth {w}/enabled
-pam-auth-update --remove banguard
+pam-auth-update --remove banguard banguard-success
 cp /etc/pam.d/common-auth {w}/removed
 "#,
         w = w.display(),
-        profile = profile.display()
+        profiles = profiles.display()
     );
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -170,6 +173,7 @@ cp /etc/pam.d/common-auth {w}/removed
             "auth [success=1 default=ignore] pam_unix.so nullok try_first_pass",
             "auth requisite pam_deny.so",
             "auth required pam_permit.so",
+            "auth optional pam_banguard.so authsucc",
         ]
     );
     assert_eq!(
@@ -210,6 +214,7 @@ fn deb_package_contents() {
         ("./etc/banguard/banguard.toml", "-rw-r--r-- root/root"),
         ("./etc/cron.d/banguard", "-rw-r--r-- root/root"),
         ("./usr/share/pam-configs/banguard", "-rw-r--r-- root/root"),
+        ("./usr/share/pam-configs/banguard-success", "-rw-r--r-- root/root"),
         ("./usr/share/man/man8/banguardctl.8.gz", "-rw-r--r-- root/root"),
         ("./usr/share/man/man8/pam_banguard.8.gz", "-rw-r--r-- root/root"),
         ("./usr/share/man/man5/banguard.toml.5.gz", "-rw-r--r-- root/root"),
@@ -233,7 +238,7 @@ fn deb_package_contents() {
         "/etc/banguard/banguard.toml\n/etc/cron.d/banguard\n"
     );
     let prerm = fs::read_to_string(ctrl.join("prerm")).unwrap();
-    assert!(prerm.contains("pam-auth-update --package --remove banguard"), "{prerm}");
+    assert!(prerm.contains("pam-auth-update --package --remove banguard banguard-success"), "{prerm}");
     let postinst = fs::read_to_string(ctrl.join("postinst")).unwrap();
     let runs_pam_auth_update =
         postinst.lines().any(|l| l.contains("pam-auth-update") && !l.trim_start().starts_with("echo"));
@@ -287,7 +292,7 @@ stat -c '%a %U %n' /usr/sbin/banguardctl $(dpkg -L banguard | grep 'security/pam
   /var/lib/banguard /etc/banguard/banguard.toml /etc/cron.d/banguard
 /usr/sbin/banguardctl --version
 cmp /etc/pam.d/common-auth /run/common-auth.before && echo "pam untouched by install"
-pam-auth-update --enable banguard
+pam-auth-update --enable banguard banguard-success
 grep -h pam_banguard /etc/pam.d/common-auth | tr -s ' \t' ' '
 echo "== refused"
 echo 'auth requisite pam_banguard.so' > /etc/pam.d/by-hand
@@ -330,6 +335,7 @@ test -e /var/lib/banguard || echo "/var/lib/banguard gone"
         "banguardctl 0.1.0",
         "pam untouched by install",
         "auth requisite pam_banguard.so",
+        "auth optional pam_banguard.so authsucc",
     ] {
         assert!(installed.contains(want), "after dpkg -i, wanted `{want}`:\n{all}");
     }

@@ -13,6 +13,7 @@ use banguard::store::Access;
 use banguard::{Banguard, Config, Request, Verdict};
 use banguard_e2e::pamtest::*;
 use banguard_e2e::{Netns, artifacts, count_lines, require};
+use std::collections::BTreeMap;
 use std::ffi::c_int;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -611,8 +612,8 @@ fn a_corrupt_store_follows_failmode() {
 }
 
 #[test]
-fn a_locked_store_waits_at_most_the_busy_timeout() {
-    if !ready("a_locked_store_waits_at_most_the_busy_timeout") {
+fn a_locked_store_refuses_unchecked_after_the_busy_timeout() {
+    if !ready("a_locked_store_refuses_unchecked_after_the_busy_timeout") {
         return;
     }
     let f = Fixture::new("maxretry = 3", "[store]\nbusy_timeout_ms = 300");
@@ -633,15 +634,16 @@ fn a_locked_store_waits_at_most_the_busy_timeout() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "lock holder ended early");
     }
-    // A successful login waits twice: in authenticate and in setcred.
-    assert_rc(f.login("open", HOST, "right"), PAM_SUCCESS, "busy, failmode=open");
+    // Contention is not a broken store: whatever failmode says, an attempt
+    // that cannot be counted in time is refused unchecked.
+    assert_rc(f.login("open", HOST, "right"), PAM_AUTHINFO_UNAVAIL, "busy, failmode=open");
     let start = Instant::now();
-    assert_rc(f.login("closed", HOST, "right"), PAM_PERM_DENIED, "busy, failmode=closed");
+    assert_rc(f.login("closed", HOST, "right"), PAM_AUTHINFO_UNAVAIL, "busy, failmode=closed");
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(300), "it waited for the lock: {took:?}");
     // Generous: the whole suite runs in parallel on small machines.
     assert!(took < Duration::from_millis(300 + 2000), "it gave up after the busy timeout: {took:?}");
-    assert_rc(p.try_password("right"), PAM_SUCCESS, "busy, failmode=open, same handle");
+    assert_rc(p.try_password("right"), PAM_AUTHINFO_UNAVAIL, "busy, failmode=open, same handle");
     drop(holder.stdin.take());
     assert!(holder.wait().unwrap().success());
     // The right password was not recorded; its success must not give back
@@ -957,4 +959,173 @@ fn pamtester_run_by_a_user_only_reads_the_store() {
     assert_eq!(rc, 0, "a user cannot get a host banned: {out}");
     assert_eq!(f.used("bgtest", "192.0.2.8"), 0, "nothing was written");
     assert_eq!(log.lines(), Vec::<String>::new(), "no errors");
+}
+
+/// A right password never counts against the user, whatever the application
+/// calls after it: authenticate + setcred (sshd), authenticate + acct_mgmt
+/// (Dovecot), authenticate alone. The stack is the one the two shipped
+/// pam-auth-update profiles make of common-auth: the `banguard` line before
+/// the password modules, the `banguard-success` line (authsucc) in the
+/// block that runs only after they succeeded.
+#[test]
+fn pamtester_every_application_shape_gets_its_success_back() {
+    if !require(
+        "pamtester_every_application_shape_gets_its_success_back",
+        true,
+        &["pamtester", "unshare", "mknod"],
+    ) {
+        return;
+    }
+    let f = Fixture::new("maxretry = 3", "");
+    let so = install_module(&f);
+    let mut lines = vec![format!("auth requisite {} config={}", so.display(), f.config.display())];
+    lines.extend(password_lines(&f.checker));
+    lines.push(format!("auth optional {} config={} authsucc", so.display(), f.config.display()));
+    lines.push("account required pam_permit.so".into());
+    f.service("bgshapes", lines);
+    f.service("other", vec!["auth required pam_deny.so".into(), "account required pam_deny.so".into()]);
+    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
+    let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
+    // The capture is drained after every call: a full socket queue would
+    // block the next program that logs.
+    let errors = std::cell::RefCell::new(Vec::new());
+    let shapes: [&[&str]; 3] =
+        [&["authenticate", "setcred"], &["authenticate", "acct_mgmt"], &["authenticate"]];
+    for (i, ops) in shapes.iter().enumerate() {
+        let good = format!("198.51.100.{}", 20 + i);
+        let bad = format!("198.51.100.{}", 30 + i);
+        let auth = |rhost: &str, pw: &str| {
+            let mut args = vec!["-I".to_string(), format!("rhost={rhost}"), "bgshapes".into(), "root".into()];
+            args.extend(ops.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let result = pamtester(&ns, &[], &args, pw);
+            errors.borrow_mut().extend(log.lines().into_iter().filter(|l| l.starts_with("<83>")));
+            result
+        };
+        for n in 1..=20 {
+            let (rc, out) = auth(&good, "right");
+            assert_eq!(rc, 0, "{ops:?}: right password {n} from {good}: {out}");
+        }
+        assert_eq!(f.used("bgshapes", &good), 0, "{ops:?}: nothing left counted after 20 successes");
+        for n in 1..=20 {
+            let (rc, out) = auth(&bad, "wrong");
+            assert_eq!(rc, 1, "{ops:?}: wrong password {n}: {out}");
+        }
+        let evaluated = fs::read_to_string(&f.evaluated).unwrap();
+        let looked_at = evaluated.lines().filter(|l| l.starts_with(&format!("{bad} "))).count();
+        assert_eq!(looked_at, 3, "{ops:?}: exactly maxretry wrong passwords evaluated");
+        assert!(f.banned("bgshapes", &bad), "{ops:?}");
+    }
+    let errors = errors.into_inner();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// 50 hosts x 4 wrong passwords, 200 pamtester processes released at
+/// once, each its own PAM handle and process (as sshd forks one per
+/// connection). Returns pamtester's last words per count, and per host the
+/// passwords the password module evaluated.
+fn flood_200(f: &Fixture, net: u8) -> (BTreeMap<String, usize>, Vec<(String, usize)>) {
+    const HOSTS: usize = 50;
+    let so = install_module(f);
+    let mut lines = vec![format!("auth requisite {} config={}", so.display(), f.config.display())];
+    lines.extend(password_lines(&f.checker));
+    f.service("bgflood", lines);
+    f.service("other", vec!["auth required pam_deny.so".into()]);
+    // The store exists before the flood, as on a running server.
+    assert_rc(f.login("bgflood", "198.51.100.250", "right"), PAM_SUCCESS, "first login");
+    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
+    let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
+    let go = f.root.join("go");
+    assert!(Command::new("mkfifo").arg(&go).status().unwrap().success());
+    let rhost = |h: usize| format!("10.{net}.{h}.1");
+    let children: Vec<_> = (0..HOSTS * 4)
+        .map(|i| {
+            let script = "read -r _ < \"$0\" || true; printf 'wrong\\n' | pamtester -I rhost=\"$1\" bgflood root authenticate 2>&1";
+            ns.command(["sh", "-c", script, go.to_str().unwrap(), &rhost(i / 4)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Every child blocks opening the FIFO until a writer opens it; then all
+    // read EOF at once. A short pause lets the last ones reach the open.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(fs::OpenOptions::new().write(true).open(&go).unwrap());
+    // The log socket's queue is small (10 datagrams): a thread drains it
+    // while the answers come in, or a logging child would block.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let outcomes = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = log.lines();
+            }
+        });
+        let mut outcomes = BTreeMap::<String, usize>::new();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let what = text.rsplit(": ").next().unwrap_or("").to_string();
+            *outcomes.entry(what).or_default() += 1;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        outcomes
+    });
+    let evaluated = fs::read_to_string(&f.evaluated).unwrap();
+    let per_host = (0..HOSTS)
+        .map(|h| {
+            let host = rhost(h);
+            let n = evaluated.lines().filter(|l| l.starts_with(&format!("{host} "))).count();
+            (host, n)
+        })
+        .collect();
+    (outcomes, per_host)
+}
+
+/// The headline promise under a flood: every host gets exactly maxretry
+/// (3) passwords evaluated, its 4th attempt makes the ban; none is refused
+/// for overload (the wait is 10 s by default) or let through uncounted.
+#[test]
+fn pamtester_200_at_once_are_exact() {
+    if !require("pamtester_200_at_once_are_exact", true, &["pamtester", "unshare", "mknod", "sh", "mkfifo"]) {
+        return;
+    }
+    let f = Fixture::new("maxretry = 3\nfindtime = \"1h\"", "");
+    let (outcomes, per_host) = flood_200(&f, 20);
+    for (host, n) in &per_host {
+        assert_eq!(*n, 3, "{host}: passwords evaluated ({outcomes:?})");
+        assert!(f.banned("bgflood", host), "{host} banned");
+    }
+    assert_eq!(outcomes.get("Authentication failure"), Some(&150), "{outcomes:?}");
+    assert_eq!(outcomes.get("Permission denied"), Some(&50), "{outcomes:?}");
+}
+
+/// The same flood with a wait far too short (20 ms) for 200 processes on
+/// a small machine: attempts whose turn does not come are refused
+/// unchecked, never evaluated uncounted. No host gets more than maxretry
+/// passwords evaluated, and every evaluated password is in the store.
+#[test]
+fn pamtester_200_at_once_with_a_short_wait_never_evaluate_uncounted() {
+    if !require(
+        "pamtester_200_at_once_with_a_short_wait_never_evaluate_uncounted",
+        true,
+        &["pamtester", "unshare", "mknod", "sh", "mkfifo"],
+    ) {
+        return;
+    }
+    let f = Fixture::new("maxretry = 3\nfindtime = \"1h\"", "[store]\nbusy_timeout_ms = 20");
+    let (outcomes, per_host) = flood_200(&f, 21);
+    let config = Config::load(&f.config).unwrap();
+    let g = Banguard::open_with(config, Access::ReadOnly, Arc::new(SystemClock)).unwrap();
+    let bans = g.bans(Some("bgflood"), false).unwrap();
+    let failing = g.failing(Some("bgflood")).unwrap();
+    for (host, n) in &per_host {
+        assert!(*n <= 3, "{host}: {n} passwords evaluated ({outcomes:?})");
+        let key = banguard::HostKey::for_addr(host.parse().unwrap(), 32, 64);
+        let counted = bans.iter().filter(|b| b.host == key).map(|b| b.failures).sum::<u32>()
+            + failing.iter().filter(|x| x.host == key).map(|x| x.count).sum::<u32>();
+        assert!(counted as usize >= *n, "{host}: {n} evaluated but {counted} counted ({outcomes:?})");
+    }
+    eprintln!("short wait: {outcomes:?}");
 }

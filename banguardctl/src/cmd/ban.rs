@@ -1,8 +1,10 @@
 //! `ban ADDR|CIDR`: a manual ban (on all services unless `--service`),
 //! one syslog line, then an immediate sync so the firewall blocks it now.
-//! A target inside an ignoreip entry (or containing one) is refused: the
-//! module would never refuse it, and a firewall block of 127.0.0.0/8 or of
-//! the admin network locks out what ignoreip protects.
+//! The same rules as for an automatic ban: a network that contains an
+//! ignoreip entry (or loopback) is banned around it (the module never
+//! refuses an ignored host, and the firewall leaves it out); a target that
+//! lies wholly inside ignoreip, or that may never reach a firewall (a
+//! special address class, or wider than the `[sync]` floor), is refused.
 
 use crate::Outcome;
 use crate::cli::BanArgs;
@@ -14,6 +16,7 @@ use crate::syslog::Syslog;
 use crate::target::{self, Accept};
 use banguard::HostKey;
 use banguard::duration::BanTime;
+use banguard::sync::IpNet;
 use serde_json::json;
 
 /// Longest `--reason` kept.
@@ -23,7 +26,7 @@ pub fn run(ctx: &Ctx, args: &BanArgs) -> Result<Outcome> {
     let host = target::parse(&args.target, Accept::Net)?;
     let service = args.service.as_deref().map(service_name).transpose()?;
     let reason = reason(args.reason.as_deref())?;
-    check_not_ignored(ctx, &host)?;
+    let spared = check_blockable(ctx, &host)?;
     let length = if args.permanent {
         BanTime::Permanent
     } else if let Some(secs) = args.length {
@@ -62,6 +65,10 @@ pub fn run(ctx: &Ctx, args: &BanArgs) -> Result<Outcome> {
         }))?;
     } else {
         let mut out = format!("{text_line}\n");
+        if !spared.is_empty() {
+            let list: Vec<String> = spared.iter().map(|n| n.to_string()).collect();
+            out.push_str(&format!("left out (ignoreip or loopback, never blocked): {}\n", list.join(", ")));
+        }
         if let Some(r) = &report {
             out.push_str(&r.text());
         }
@@ -85,24 +92,24 @@ fn reason(text: Option<&str>) -> Result<String> {
     Ok(t.to_string())
 }
 
-/// Refuses a ban that overlaps any ignoreip entry, or blocks everything.
-fn check_not_ignored(ctx: &Ctx, host: &HostKey) -> Result<()> {
-    let Some(net) = host.net() else { return Ok(()) };
+/// Refuses a ban that could never be enforced as asked: every address, a
+/// network wholly inside ignoreip or loopback, or one no firewall may hold.
+/// Returns the never-blocked networks inside the target (left out).
+fn check_blockable(ctx: &Ctx, host: &HostKey) -> Result<Vec<IpNet>> {
+    let Some(net) = host.net() else { return Ok(Vec::new()) };
     if net.prefix_len() == 0 {
         return Err(Error::msg(format!("refusing to ban {net}: that is every address")));
     }
-    let c = &ctx.config;
-    let sections = std::iter::once(("[default]".to_string(), &c.default))
-        .chain(c.services.iter().map(|(n, p)| (format!("[services.{n}]"), p)));
-    for (section, p) in sections {
-        if let Some(hit) =
-            p.ignoreip.iter().find(|i| i.contains(&net.network()) || net.contains(&i.network()))
-        {
-            return Err(Error::msg(format!(
-                "refusing to ban {host}: it overlaps ignoreip {} in {section}; remove it from ignoreip first",
-                hit.trunc()
-            )));
-        }
+    if let Some(why) = ctx.config.sync.block_refusal(&net) {
+        return Err(Error::msg(format!("refusing to ban {host}: {why}")));
     }
-    Ok(())
+    let keep = ctx.config.never_blocked();
+    if banguard::addr::carve(net, &keep).is_empty() {
+        let hit = keep.iter().find(|k| k.contains(&net.network())).map_or(net, |k| *k);
+        return Err(Error::msg(format!(
+            "refusing to ban {host}: it lies inside {hit} (ignoreip or loopback), which banguard never blocks; \
+             remove it from ignoreip first"
+        )));
+    }
+    Ok(keep.into_iter().filter(|k| net.contains(&k.network())).collect())
 }

@@ -64,6 +64,10 @@ pub fn render(c: &Config) -> String {
     o.push_str(&format!("hosts_deny = {}\n", q(&s.hosts_deny)));
     o.push_str(&format!("trigger_file = {}\n", q(&s.trigger_file)));
     o.push_str(&format!("lock_file = {}\n", q(&s.lock_file)));
+    o.push_str(&format!(
+        "widest_ipv4_prefix = {}\nwidest_ipv6_prefix = {}\n",
+        s.widest_ipv4_prefix, s.widest_ipv6_prefix
+    ));
     let m = &c.mail;
     o.push_str("\n[mail]\n");
     o.push_str(&format!("enabled = {}\n", m.enabled));

@@ -310,10 +310,7 @@ pub fn sync_store(ctx: &Ctx, g: &mut Banguard, opts: Opts, log: &mut Syslog) -> 
 
     // 2. The desired set.
     let bans = retry(|| g.bans_to_push(config.sync.scope))?;
-    let desired: Vec<FirewallEntry> = bans
-        .iter()
-        .filter_map(|b| b.host.net().map(|net| FirewallEntry { net, expires_at: b.expires }))
-        .collect();
+    let desired: Vec<FirewallEntry> = banguard::policy::firewall_entries(config, &bans);
     let desired_nets: BTreeSet<IpNet> = desired.iter().map(|e| e.net).collect();
     r.desired = desired.len();
 

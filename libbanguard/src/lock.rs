@@ -1,0 +1,206 @@
+//! The turn lock: one `flock` on a file beside the runtime state, taken
+//! around every read-modify-write of it (and around rebuilding it).
+//!
+//! Why not SQLite's busy handler alone: it sleeps and retries, so under a
+//! flood a process that arrived late can keep taking the lock from one
+//! that has waited for seconds, and the unlucky one runs out of time
+//! (measured: 200 concurrent attempts left attempts waiting past 2 s). A
+//! blocked `flock` sleeps in the kernel and is woken when the holder lets
+//! go, so every waiter gets its turn within about (processes ahead of it) x
+//! (one attempt's transaction).
+//!
+//! `flock` has no timeout. The first try never blocks; only when the lock
+//! is taken does a helper thread wait in `flock`, while the caller waits on
+//! a condition variable for at most the configured time. A helper still
+//! waiting when the caller gives up lets go of the lock as soon as it gets
+//! it, and the shared object holding this code is kept loaded for the rest
+//! of the process (libpam unloads the module at `pam_end`).
+
+use crate::error::{Error, Result};
+use crate::sys;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The lock file that goes with a runtime state file.
+pub fn lock_path(runtime: &Path) -> PathBuf {
+    let name = runtime.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    runtime.with_file_name(format!("{name}.lock"))
+}
+
+/// An open lock file. Its directory must have been checked by the caller
+/// (`store::check_dir`): the file is opened without following a link.
+pub struct TurnLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// Held while it lives; dropping it lets the next waiter in.
+pub struct Turn<'a> {
+    lock: &'a TurnLock,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // An explicit unlock: a process forked while we held the lock (sshd
+        // forks) shares the open file and would otherwise keep it locked.
+        let _ = self.lock.file.unlock();
+    }
+}
+
+/// What the caller and the helper thread agree on, under one mutex, so a
+/// lock the helper gets after the caller gave up is never kept.
+#[derive(Default)]
+struct Handover {
+    acquired: bool,
+    abandoned: bool,
+}
+
+impl TurnLock {
+    /// Opens (creating, mode 0600) the lock file at `path`.
+    pub fn open(path: &Path) -> Result<TurnLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Error::Insecure {
+                    path: path.to_path_buf(),
+                    message: "is a symbolic link; banguard does not follow links it did not make: remove it"
+                        .into(),
+                },
+                _ => Error::Io { path: path.to_path_buf(), source: e },
+            })?;
+        Ok(TurnLock { file, path: path.to_path_buf() })
+    }
+
+    /// Waits for this process's turn, at most `wait`.
+    pub fn acquire(&self, wait: Duration) -> Result<Turn<'_>> {
+        match self.file.try_lock() {
+            Ok(()) => return Ok(Turn { lock: self }),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(Error::Io { path: self.path.clone(), source: e }),
+        }
+        let started = Instant::now();
+        let waiter = self.file.try_clone().map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
+        let shared = Arc::new((Mutex::new(Handover::default()), Condvar::new()));
+        let theirs = Arc::clone(&shared);
+        let spawned =
+            std::thread::Builder::new().name("banguard-turn".into()).stack_size(64 * 1024).spawn(move || {
+                // Same open file as the caller's: a lock taken here is the
+                // caller's lock.
+                let locked = waiter.lock();
+                let (state, ready) = &*theirs;
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                if state.abandoned {
+                    if locked.is_ok() {
+                        let _ = waiter.unlock();
+                    }
+                    return;
+                }
+                state.acquired = locked.is_ok();
+                // Wake the caller either way: a failed lock ends the wait.
+                state.abandoned = locked.is_err();
+                ready.notify_all();
+            });
+        let helper = match spawned {
+            Ok(h) => h,
+            // No thread to be had (a sandbox, a limit): a plain wait. The
+            // holder is an attempt's short transaction, so it ends.
+            Err(_) => {
+                self.file.lock().map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
+                return Ok(Turn { lock: self });
+            }
+        };
+        let (state, ready) = &*shared;
+        let state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut state, _) = ready
+            .wait_timeout_while(state, wait, |s| !s.acquired && !s.abandoned)
+            .unwrap_or_else(|p| p.into_inner());
+        if state.acquired {
+            drop(state);
+            let _ = helper.join();
+            return Ok(Turn { lock: self });
+        }
+        let failed = state.abandoned;
+        state.abandoned = true;
+        drop(state);
+        if failed {
+            let _ = helper.join();
+            return Err(Error::Io {
+                path: self.path.clone(),
+                source: io::Error::other("flock failed while waiting for the lock"),
+            });
+        }
+        // The helper still sleeps in flock and will run code of this object
+        // when it wakes: the object must not be unloaded before then.
+        sys::keep_this_object_loaded();
+        drop(helper);
+        Err(Error::Overloaded { path: self.path.clone(), waited: started.elapsed() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_waits_and_gets_the_lock_when_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.db.lock");
+        let a = TurnLock::open(&path).unwrap();
+        let b = TurnLock::open(&path).unwrap();
+        let held = a.acquire(Duration::from_secs(1)).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                drop(held);
+            });
+            let started = Instant::now();
+            let turn = b.acquire(Duration::from_secs(5)).unwrap();
+            assert!(started.elapsed() >= Duration::from_millis(50), "it waited for the holder");
+            drop(turn);
+        });
+        drop(a.acquire(Duration::from_millis(10)).unwrap());
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_is_an_overload_and_leaves_the_lock_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.db.lock");
+        let a = TurnLock::open(&path).unwrap();
+        let b = TurnLock::open(&path).unwrap();
+        let held = a.acquire(Duration::from_secs(1)).unwrap();
+        let e = b.acquire(Duration::from_millis(50)).err().unwrap();
+        assert!(matches!(e, Error::Overloaded { .. }), "{e}");
+        assert!(e.to_string().contains("runtime.db.lock"), "{e}");
+        drop(held);
+        // The abandoned helper takes the lock and lets go of it at once.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match a.file.try_lock() {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("the lock stayed taken after the waiter gave up: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_link_in_place_of_the_lock_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let path = dir.path().join("runtime.db.lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = TurnLock::open(&path).err().unwrap();
+        assert!(matches!(e, Error::Insecure { .. }), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+}
