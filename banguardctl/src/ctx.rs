@@ -149,17 +149,8 @@ pub fn retry<T>(mut f: impl FnMut() -> banguard::Result<T>) -> Result<T> {
 
 /// Checks a PAM service name given on the command line.
 pub fn service_name(text: &str) -> Result<&str> {
-    let ok = !text.is_empty()
-        && text.len() <= 64
-        && !text.starts_with('-')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(text)
-    } else {
-        Err(Error::msg(format!(
-            "invalid service {text:?}: a PAM service name has 1 to 64 letters, digits, '.', '_' or '-'"
-        )))
-    }
+    banguard::config::check_service_name(text).map_err(Error::msg)?;
+    Ok(text)
 }
 
 /// Who ran the command, for syslog lines: the real uid, and the sudo user

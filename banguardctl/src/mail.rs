@@ -93,7 +93,11 @@ pub fn compose(config: &Config, ban: &Ban, now: i64) -> String {
     };
     m.push_str(&format!("  Firewall:      {fw}\n"));
     m.push_str("\nTo lift the ban, run as root:\n\n");
-    let svc = if ban.service == ALL_SERVICES { String::new() } else { format!(" --service {service}") };
+    // Only a service name the command line accepts as it is: a sanitised
+    // one (a ban stored before the one rule for names) names no service,
+    // and unbanning on all services lifts that ban too.
+    let named = ban.service != ALL_SERVICES && banguard::config::check_service_name(&ban.service).is_ok();
+    let svc = if named { format!(" --service {}", ban.service) } else { String::new() };
     m.push_str(&format!("  banguardctl unban {}{svc}\n", who));
     m.push_str("\n-- \nbanguard (banguardctl sync)\n");
     m

@@ -1,7 +1,7 @@
 //! Tables for people, local times, and the JSON shapes shared by commands.
 #![allow(unsafe_code)]
 
-use banguard::config::{Config, SyncScope};
+use banguard::config::Config;
 use banguard::duration::format_duration;
 use banguard::policy::Ban;
 use serde_json::{Value, json};
@@ -135,7 +135,8 @@ pub fn until(t: i64, now: i64) -> String {
 
 /// "sshd" or "all" for a ban's service.
 pub fn service_label(service: &str) -> &str {
-    if service == banguard::policy::ALL_SERVICES { "all" } else { service }
+    // Not "all": that could be a PAM service's name.
+    if service == banguard::policy::ALL_SERVICES { "all services" } else { service }
 }
 
 /// A ban's state at `now`.
@@ -156,9 +157,7 @@ pub fn firewall(ban: &Ban, config: &Config, now: i64) -> &'static str {
     if !ban.is_active(now) {
         return "-";
     }
-    let wanted = ban.host.net().is_some()
-        && !config.sync.backends.is_empty()
-        && (ban.firewall || config.sync.scope == SyncScope::All);
+    let wanted = !config.sync.backends.is_empty() && ban.goes_to_firewall(&config.sync);
     match (wanted, ban.pushed) {
         (true, Some(_)) => "yes",
         (true, None) => "pending",

@@ -1,6 +1,7 @@
 //! Hosts named on the command line: an address, a network in CIDR form,
 //! or (where a command accepts it) the name label a non-numeric PAM_RHOST
-//! was counted under.
+//! was counted under, as `list` shows it (`name:host.example`,
+//! `name:a?b`) or as a plain host name.
 //!
 //! A network with host bits set (`10.1.2.3/8`) is refused with the
 //! network it would mean: for `ban` a typo there widens a ban to millions
@@ -28,6 +29,17 @@ pub fn parse(text: &str, accept: Accept) -> Result<HostKey> {
     let bad = |msg: String| Error::msg(format!("invalid address {text:?}: {msg}"));
     if s.is_empty() {
         return Err(bad(format!("empty; give an address or network ({EXAMPLES})")));
+    }
+    if let Some(label) = s.strip_prefix("name:") {
+        if accept == Accept::NetOrName && !label.is_empty() && name_label(label) == label {
+            return Ok(HostKey::Name(label.to_string()));
+        }
+        return Err(bad(match accept {
+            Accept::Net => "a name label is never banned by hand; give an address or network".into(),
+            Accept::NetOrName => {
+                "not a name label as `list` shows one (lowercase letters, digits, '.', '-', '_', '?')".into()
+            }
+        }));
     }
     if s.contains('/') {
         let raw = IpNet::from_str(s)
@@ -98,6 +110,13 @@ mod tests {
     #[test]
     fn names_only_where_accepted() {
         assert_eq!(ok("Host.Example.NET", Accept::NetOrName), "name:host.example.net");
+        // Every label `list` prints comes back as the same key.
+        for label in ["a?b", "127.1", "1.2.3", "host.example", "x??y"] {
+            let key = HostKey::Name(label.to_string());
+            assert_eq!(parse(&key.to_string(), Accept::NetOrName).unwrap(), key, "{key}");
+        }
+        assert!(err("name:a?b", Accept::Net).contains("never banned by hand"));
+        assert!(parse("name:A B", Accept::NetOrName).is_err());
         assert!(err("host.example.net", Accept::Net).contains("not an IPv4/IPv6 address or network"));
         for bad in ["300.1.1.1", "10.0.0", "1.2.3.4/33", "a b", "x;rm", "", "-x", "1.2.3.4/x"] {
             assert!(parse(bad, Accept::NetOrName).is_err(), "{bad:?}");

@@ -68,13 +68,6 @@ echo "# module: $MODULE ($(sha256sum "$MODULE" | cut -c1-12)); maxretry $MAXRETR
 echo "# disk: $(findmnt -n -o FSTYPE,SOURCE -T "$WORK"); tmpfs: $(findmnt -n -o FSTYPE -T "$SHM")"
 echo
 
-# The counter pam_exec runs: one line per evaluated password.
-cat >"$WORK/count.sh" <<'EOF'
-#!/bin/sh
-echo "$PAM_RHOST" >>"$COUNT_FILE"
-EOF
-chmod 755 "$WORK/count.sh"
-
 # setup DIR RUNTIME_DIR: config + PAM service in DIR, runtime state in RUNTIME_DIR.
 setup() {
     local dir=$1 rtdir=$2
@@ -93,9 +86,13 @@ ${BUSY_MS:+busy_timeout_ms = $BUSY_MS}
 trigger_file = "$rtdir/ban.trigger"
 EOF
     chmod 600 "$dir/banguard.toml"
+    # The counter pam_exec runs: one line per evaluated password. pam_exec
+    # passes only PAM's own variables, so the file's path is written in.
+    printf '#!/bin/sh\necho "$PAM_RHOST" >>%s/count\n' "$dir" >"$dir/count.sh"
+    chmod 755 "$dir/count.sh"
     cat >"$dir/pam.d/flood" <<EOF
 auth requisite $MODULE config=$dir/banguard.toml
-auth optional $PAM_EXEC quiet $WORK/count.sh
+auth optional $PAM_EXEC quiet $dir/count.sh
 auth requisite pam_deny.so
 account required pam_permit.so
 EOF
@@ -109,7 +106,6 @@ flood() {
     rm -f "$dir/go" "$dir/count" "$dir/times"
     mkfifo "$dir/go"
     : >"$dir/count"
-    export COUNT_FILE="$dir/count"
     unshare -m --propagation private bash -c '
         set -u
         dir=$1 hosts=$2 net=$3
@@ -135,11 +131,14 @@ flood() {
 import collections, sqlite3, statistics, sys
 d, maxretry, net = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 evaluated = collections.Counter(l.strip() for l in open(f"{d}/count") if l.strip())
+answers = sum(1 for l in open(f"{d}/times") if l.strip())
+if not evaluated and answers:
+    sys.exit(f"run.sh: {answers} answers but no password reached the counter: the ground truth is broken")
 rows = [l.split(None, 3) for l in open(f"{d}/times") if l.strip()]
 times = sorted((float(e) - float(s)) * 1000 for _, s, e, _ in rows)
 start = min(float(s) for _, s, _, _ in rows)
 wall = max(float(e) for _, _, e, _ in rows) - start
-overload = sum(1 for *_, msg in rows if "retrieve authentication information" in msg)
+overload = sum(1 for *_, msg in rows if "cannot retrieve authentication info" in msg)
 # What the store counted for these hosts: rows still in the window plus
 # the failures each new ban consumed.
 counted = collections.Counter()
@@ -191,7 +190,7 @@ for place in $PLACES; do
     setup "$dir" "$rtdir"
     echo "$rtdir/runtime.db" >"$dir/rtpath"
     # The store exists before the first row (one attempt creates it).
-    COUNT_FILE=/dev/null unshare -m --propagation private bash -c \
+    unshare -m --propagation private bash -c \
         'mount --bind "$1/pam.d" /etc/pam.d; pamtester -I rhost=10.255.0.1 flood root authenticate </dev/null >/dev/null 2>&1' _ "$dir" || true
     for load in $LOADS; do
         [ "$load" = hogs ] && hogs_on
@@ -208,7 +207,7 @@ if [ "${SKIP_REBOOT:-0}" != 1 ]; then
     rtdir="$SHM/rt-reboot"
     setup "$dir" "$rtdir"
     echo "$rtdir/runtime.db" >"$dir/rtpath"
-    COUNT_FILE=/dev/null unshare -m --propagation private bash -c \
+    unshare -m --propagation private bash -c \
         'mount --bind "$1/pam.d" /etc/pam.d; pamtester -I rhost=10.255.0.1 flood root authenticate </dev/null >/dev/null 2>&1' _ "$dir" || true
     python3 - "$dir/db/banguard.db" "$REBOOT_BANS" <<'EOF'
 import sqlite3, sys, time

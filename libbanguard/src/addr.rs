@@ -80,7 +80,9 @@ impl fmt::Display for HostKey {
         match self {
             HostKey::Net(n) if n.prefix_len() == n.max_prefix_len() => write!(f, "{}", n.addr()),
             HostKey::Net(n) => write!(f, "{n}"),
-            HostKey::Name(n) => write!(f, "{n}"),
+            // Prefixed, so that a label such as "127.1" never reads like
+            // an address; `banguardctl` accepts it back as written.
+            HostKey::Name(n) => write!(f, "name:{n}"),
         }
     }
 }

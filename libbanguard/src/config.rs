@@ -300,6 +300,9 @@ impl Config {
                 let mut files: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    // Hidden files are editors' swap and backup copies, as
+                    // systemd and run-parts skip them.
+                    .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
                     .collect();
                 files.sort();
                 for f in files {
@@ -320,6 +323,18 @@ impl Config {
         let mut merged = RawFile::default();
         for (path, text) in sources {
             let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+            for name in raw.services.keys() {
+                if let Err(message) = check_service_name(name) {
+                    let header = format!("[services.{name}]");
+                    // The header as written: bare, quoted or dotted.
+                    let line = text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("[services.") && l.contains(name.as_str()))
+                        .or_else(|| text.lines().position(|l| l.contains(name.as_str())))
+                        .map(|n| n + 1);
+                    return Err(Error::Config { path: path.clone(), line, key: Some(header), message });
+                }
+            }
             merged.merge(raw);
         }
         let mut config =
@@ -369,6 +384,26 @@ impl Config {
     /// can never count again.
     pub fn max_findtime(&self) -> i64 {
         std::iter::once(&self.default).chain(self.services.values()).map(|p| p.findtime).max().unwrap_or(0)
+    }
+}
+
+/// The one rule for a PAM service name, wherever one comes in (the PAM
+/// item, `service=` on the module line, the C ABI, the command line, a
+/// `[services.NAME]` section): 1 to 64 ASCII letters, digits, '.', '_' or
+/// '-', not starting with '.' or '-'. That is every name a file in
+/// /etc/pam.d can sensibly have, and nothing a log line or a shell
+/// command line would need quoting for.
+pub fn check_service_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid PAM service name {name:?}: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+        ))
     }
 }
 

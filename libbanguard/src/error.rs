@@ -39,7 +39,10 @@ impl Error {
     /// cause is one an operator can fix.
     pub fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Error {
         let path = path.into();
-        let message = store_advice(&source);
+        let message = match no_space(&path, &source) {
+            Some(m) => m,
+            None => store_advice(&source),
+        };
         Error::Store { path, message, source: Some(source) }
     }
 
@@ -71,6 +74,21 @@ impl Error {
             Error::Command { .. } => "command",
         }
     }
+}
+
+/// SQLite reports a write that found the disk full as "disk I/O error"
+/// as often as "database or disk is full"; the file system says which.
+fn no_space(path: &std::path::Path, e: &rusqlite::Error) -> Option<String> {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    let rusqlite::Error::SqliteFailure(f, _) = e else { return None };
+    if !matches!(f.code, DiskFull | SystemIoFailure) {
+        return None;
+    }
+    // Less than a few pages free: SQLite could not have written.
+    (crate::sys::free_bytes(path)? < 64 * 1024).then(|| {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(path);
+        format!("no space left on {} (the file system holding it is full): free some space", dir.display())
+    })
 }
 
 fn store_advice(e: &rusqlite::Error) -> String {

@@ -172,6 +172,15 @@ impl Ban {
     pub fn service_label(&self) -> &str {
         if self.service == ALL_SERVICES { "all services" } else { &self.service }
     }
+
+    /// Whether the sync job pushes this ban into the firewall while it is
+    /// active: an address key that may be blocked at all (its class, the
+    /// `[sync]` floor), and a repeat offender or manual ban unless every
+    /// ban goes (`scope = "all"`).
+    pub fn goes_to_firewall(&self, sync: &crate::config::SyncConfig) -> bool {
+        self.host.net().is_some_and(|n| sync.block_refusal(&n).is_none())
+            && (sync.scope == SyncScope::All || self.firewall)
+    }
 }
 
 /// A host with failures counted but not (yet) banned.
@@ -783,13 +792,8 @@ impl Banguard {
     /// Active bans the sync job pushes to the kernel for `scope`: only
     /// address keys (a name never reaches a firewall).
     pub fn bans_to_push(&self, scope: SyncScope) -> Result<Vec<Ban>> {
-        let sync = &self.config.sync;
-        Ok(self
-            .bans(None, false)?
-            .into_iter()
-            .filter(|b| b.host.net().is_some_and(|n| sync.block_refusal(&n).is_none()))
-            .filter(|b| scope == SyncScope::All || b.firewall)
-            .collect())
+        let sync = crate::config::SyncConfig { scope, ..self.config.sync.clone() };
+        Ok(self.bans(None, false)?.into_iter().filter(|b| b.goes_to_firewall(&sync)).collect())
     }
 
     /// Records that the sync job pushed these bans.

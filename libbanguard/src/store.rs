@@ -653,7 +653,11 @@ pub fn check_dir(dir: &Path) -> Result<()> {
         }
         let meta = fs::metadata(prefix).map_err(|e| Error::Io { path: prefix.to_path_buf(), source: e })?;
         if !meta.is_dir() {
-            return Err(insecure(prefix, "is not a directory".into()));
+            return Err(Error::Store {
+                path: prefix.to_path_buf(),
+                message: "is not a directory, so the store cannot live below it".into(),
+                source: None,
+            });
         }
         if !trusted_owner(&meta) {
             return Err(insecure(

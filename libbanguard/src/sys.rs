@@ -32,3 +32,19 @@ pub fn keep_this_object_loaded() {
     // never to be unloaded. The handle is deliberately never closed.
     unsafe { libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE) };
 }
+
+/// Bytes free on the file system holding `path` (for root, who may use the
+/// blocks reserved for it), or `None` when it cannot be asked.
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = if path.is_dir() { path } else { path.parent().filter(|d| !d.as_os_str().is_empty())? };
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain data; zeroed is a valid value to fill in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and st a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let blocks = if effective_uid() == 0 { st.f_bfree } else { st.f_bavail };
+    Some(blocks as u64 * st.f_frsize as u64)
+}

@@ -8,7 +8,7 @@
 //! (replayed first on every run) and, for each bug fixed, an explicit
 //! `#[test]` at the end of this file.
 
-use banguard::addr::{self, HostKey, Origin};
+use banguard::addr::{self, AddrClass, HostKey, Origin};
 use banguard::config::Config;
 use banguard::duration::{BanTime, MAX_SECONDS, format_duration, parse_duration};
 use banguard::error::Error;
@@ -317,6 +317,122 @@ proptest! {
     }
 }
 
+// ------------------------------------------------------- address classes
+
+/// An address of a class that is not plain unicast, with its class.
+fn special_addr() -> impl Strategy<Value = (IpAddr, AddrClass)> {
+    prop_oneof![
+        any::<u32>()
+            .prop_map(|x| (IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | (x & 0x00ff_ffff))), AddrClass::Loopback)),
+        any::<u16>().prop_map(|x| {
+            let [hi, lo] = x.to_be_bytes();
+            (IpAddr::V4(Ipv4Addr::new(169, 254, hi, lo)), AddrClass::LinkLocal)
+        }),
+        any::<u32>().prop_map(|x| (
+            IpAddr::V4(Ipv4Addr::from(0xe000_0000 | (x & 0x0fff_ffff))),
+            AddrClass::Multicast
+        )),
+        Just((IpAddr::V4(Ipv4Addr::BROADCAST), AddrClass::Broadcast)),
+        Just((IpAddr::V4(Ipv4Addr::UNSPECIFIED), AddrClass::Unspecified)),
+        Just((IpAddr::V6(Ipv6Addr::UNSPECIFIED), AddrClass::Unspecified)),
+        Just((IpAddr::V6(Ipv6Addr::LOCALHOST), AddrClass::Loopback)),
+        any::<u64>().prop_map(|x| (
+            IpAddr::V6(Ipv6Addr::from((0xfe80u128 << 112) | u128::from(x))),
+            AddrClass::LinkLocal
+        )),
+        any::<u128>()
+            .prop_map(|x| (IpAddr::V6(Ipv6Addr::from((0xffu128 << 120) | (x >> 8))), AddrClass::Multicast)),
+    ]
+}
+
+/// An address inside `net`: its network with random host bits.
+fn inside(net: &IpNet, bits: u128) -> IpAddr {
+    match net {
+        IpNet::V4(n) => {
+            IpAddr::V4(Ipv4Addr::from(u32::from(n.network()) | (bits as u32 & u32::from(n.hostmask()))))
+        }
+        IpNet::V6(n) => {
+            IpAddr::V6(Ipv6Addr::from(u128::from(n.network()) | (bits & u128::from(n.hostmask()))))
+        }
+    }
+}
+
+/// A network small enough to carve exhaustively in a property (IPv4 /16
+/// and longer, IPv6 /48 and longer).
+fn carvable_net() -> impl Strategy<Value = IpNet> {
+    prop_oneof![
+        (ipv4(), 16u8..=32).prop_map(|(a, p)| IpNet::V4(Ipv4Net::new(a, p).unwrap().trunc())),
+        (ipv6(), 48u8..=128).prop_map(|(a, p)| IpNet::V6(Ipv6Net::new(a, p).unwrap().trunc())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(500))]
+
+    #[test]
+    fn special_addresses_are_keyed_alone_and_never_blocked(
+        (a, class) in special_addr(),
+        p4 in 8u8..=32,
+        p6 in 16u8..=128,
+        zone in prop::option::of("[a-z][a-z0-9]{0,7}"),
+    ) {
+        let text = match (a, zone) {
+            (IpAddr::V6(_), Some(z)) => format!("{a}%{z}"),
+            _ => a.to_string(),
+        };
+        let parsed = addr::parse_addr(&text).unwrap();
+        prop_assert_eq!(addr::classify(parsed), class, "{}", text);
+        let net = HostKey::for_addr(parsed, p4, p6).net().unwrap();
+        prop_assert_eq!(net.prefix_len(), net.max_prefix_len(), "{} keyed alone, not as {}", text, net);
+        // Whatever the floor: never into a firewall.
+        prop_assert!(addr::block_refusal(&net, 1, 1).is_some(), "{}", net);
+        if let IpAddr::V4(v4) = parsed {
+            prop_assert_eq!(addr::classify(IpAddr::V6(v4.to_ipv6_mapped())), class);
+        }
+    }
+
+    #[test]
+    fn unicast_hosts_are_keyed_at_the_prefix_and_may_be_blocked(a in ip(), p4 in 16u8..=32, p6 in 32u8..=128) {
+        prop_assume!(addr::classify(a) == AddrClass::Unicast);
+        let net = HostKey::for_addr(a, p4, p6).net().unwrap();
+        let want = if net.addr().is_ipv4() { p4 } else { p6 };
+        prop_assert_eq!(net.prefix_len(), want);
+        // Keyed at a prefix no wider than the floor, a unicast key may be
+        // pushed unless its network starts in a special range.
+        let special_start = addr::classify(net.network()) != AddrClass::Unicast;
+        prop_assert_eq!(addr::block_refusal(&net, 16, 32).is_none(), !special_start, "{}", net);
+    }
+
+    #[test]
+    fn carving_covers_exactly_what_is_not_kept(
+        base in carvable_net(),
+        keeps in prop::collection::vec((any::<u128>(), 0u8..=16), 0..4),
+        probes in prop::collection::vec(any::<u128>(), 1..48),
+    ) {
+        let keep: Vec<IpNet> = keeps
+            .iter()
+            .map(|(bits, extra)| {
+                let a = inside(&base, *bits);
+                let len = (base.prefix_len() + extra).min(base.max_prefix_len());
+                IpNet::new(a, len).unwrap().trunc()
+            })
+            .collect();
+        let pieces = addr::carve(base, &keep);
+        for (i, p) in pieces.iter().enumerate() {
+            prop_assert!(base.contains(p), "{} outside {}", p, base);
+            for q in &pieces[i + 1..] {
+                prop_assert!(!p.contains(&q.network()) && !q.contains(&p.network()), "{} and {} overlap", p, q);
+            }
+        }
+        let addrs = probes.iter().map(|b| inside(&base, *b)).chain(keep.iter().map(|k| k.network()));
+        for a in addrs {
+            let kept = keep.iter().any(|k| k.contains(&a));
+            let blocked = pieces.iter().filter(|p| p.contains(&a)).count();
+            prop_assert_eq!(blocked, usize::from(!kept), "{} in {} (keep {:?}): {:?}", a, base, keep, pieces);
+        }
+    }
+}
+
 // ------------------------------------------------------------ hosts.deny
 
 const BEGIN_PREFIX: &str = "# BEGIN banguard";
@@ -494,4 +610,16 @@ fn regression_hosts_deny_host_bits_do_not_duplicate_lines() {
     ];
     let out = rewrite_block("", &entries).unwrap();
     assert_eq!(out, format!("{BEGIN}\nALL: 10.0.0.0/255.0.0.0\nALL: [::]/71\n{END}\n"));
+}
+
+/// Found by `config_tomlish_documents_errors_name_a_real_line`: a service
+/// name outside the one rule, written as a quoted key, must still name its
+/// line.
+#[test]
+fn regression_invalid_quoted_service_name_names_its_line() {
+    let e = Config::from_toml(Path::new(CONFIG_PATH), "[default]\nmaxretry = 3\n[services.\"odd name\"]\n")
+        .unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.starts_with(&format!("{CONFIG_PATH}:3:")), "{shown}");
+    assert!(shown.contains("invalid PAM service name \"odd name\""), "{shown}");
 }

@@ -215,6 +215,9 @@ fn body(
     if let Some(msg) = opts.error_message() {
         return Err(Trouble::Options(msg));
     }
+    // The one rule for service names: a name outside it could not be named
+    // in the config or on banguardctl's command line, nor logged safely.
+    banguard::config::check_service_name(&service).map_err(Trouble::Options)?;
     let config = config?;
     if opts.test_panic {
         panic!("test_panic given on the module line");

@@ -97,13 +97,10 @@ impl Options {
                 Ok(f) => self.failmode = Some(f),
                 Err(e) => self.errors.push(e),
             },
-            ("service", Some(v)) => {
-                if v.is_empty() || v.contains(char::is_whitespace) {
-                    self.errors.push(format!("service={v:?}: expected a PAM service name"));
-                } else {
-                    self.service = Some(v.to_string());
-                }
-            }
+            ("service", Some(v)) => match banguard::config::check_service_name(v) {
+                Ok(()) => self.service = Some(v.to_string()),
+                Err(e) => self.errors.push(format!("service={v:?}: {e}")),
+            },
             ("debug", None) => self.debug = true,
             ("preauth", None) => self.set_mode(Mode::Preauth),
             ("authfail", None) => self.set_mode(Mode::Authfail),

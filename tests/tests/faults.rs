@@ -338,7 +338,12 @@ fn full_disk() {
     // dd stops with ENOSPC (exit 1): that is the point.
     let _ = ns.run(["dd", "if=/dev/zero", &format!("of={fill}"), "bs=4k"]);
     f.assert_failmode("full disk", |m| f.login_in(&ns, m));
-    f.assert_ctl("full disk", Some(&ns), true, "database");
+    f.assert_ctl("full disk", Some(&ns), true, "no space left on");
+    // A write says what is wrong, not "disk I/O error".
+    let out = f.ctl(Some(&ns), &["ban", "192.0.2.99", "--no-sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("no space left on {dir}")), "{stderr}");
     ns.run_ok(["rm", "-f", &fill]);
     child_verify(&f, &ns);
     assert_eq!(f.login_in(&ns, "closed").0, PAM_SUCCESS, "fault removed: logins work again");

@@ -10,6 +10,7 @@ use crate::ctx::{Ctx, retry, service_name};
 use crate::error::{Error, Result};
 use crate::output::{self, clean};
 use crate::target::{self, Accept};
+use banguard::HostKey;
 use banguard::duration::format_duration;
 use banguard::policy::{Request, Untracked, Verdict};
 use serde_json::{Value, json};
@@ -26,7 +27,12 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
     }
     let mut g = ctx.open_read()?;
     let now = g.now();
-    let req = Request { service, rhost: Some(client), hint: None, user: None };
+    // A name key is asked about by its label, which counts as itself.
+    let rhost = match &key {
+        HostKey::Name(label) => label.as_str(),
+        HostKey::Net(_) => client,
+    };
+    let req = Request { service, rhost: Some(rhost), hint: None, user: None };
     let verdict = retry(|| g.peek(&req))?;
     ctx.note_unconfigured(service);
     let policy = ctx.config.policy(service);

@@ -21,6 +21,21 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
         _ => None,
     };
     let service = args.service.as_deref().map(service_name).transpose()?;
+    let target_text = host.as_ref().map_or_else(|| "any host".to_string(), |h| h.to_string());
+    let not_matched = || {
+        let on = service.map_or(String::new(), |s| format!(" on {s}"));
+        format!("{} is not banned{on} and has no failures counted\n", clean(&target_text))
+    };
+    // Nothing was ever recorded here: nothing to lift, and a command with
+    // nothing to do creates no store (and touches no firewall).
+    if !ctx.config.database.exists() && !ctx.config.store.runtime.exists() {
+        if ctx.json {
+            ctx.print_json(&json!({ "lifted": [], "failures_cleared": [], "sync": null }))?;
+        } else {
+            ctx.print(&not_matched())?;
+        }
+        return Ok(Outcome::NoMatch);
+    }
     let mut g = ctx.open_write("unban")?;
     // The failures the unban will clear, to say so.
     let cleared: Vec<_> = retry(|| g.failing(service))?
@@ -59,14 +74,12 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
             clean(&f.service)
         ));
     }
-    let target_text = host.as_ref().map_or_else(|| "any host".to_string(), |h| h.to_string());
     if !cleared.is_empty() && lifted.is_empty() {
         log.notice(&format!("reset the failures of {target_text} by {who}"));
     }
     let matched = !lifted.is_empty() || !cleared.is_empty();
     if !matched {
-        let on = service.map_or(String::new(), |s| format!(" on {s}"));
-        out.push_str(&format!("{} is not banned{on} and has no failures counted\n", clean(&target_text)));
+        out.push_str(&not_matched());
     }
     let report = if args.no_sync || lifted.is_empty() {
         None

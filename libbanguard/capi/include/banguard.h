@@ -37,8 +37,12 @@
  *   BANGUARD_EINSECURE  (-3) the config or the store is writable by someone
  *                            other than root (or the calling user): refused
  *   BANGUARD_ESTORE     (-4) the store cannot be opened or used (directory
- *                            missing or not writable, locked beyond the busy
- *                            timeout, disk full, corrupt, newer schema)
+ *                            missing, unsafe or not writable, disk full,
+ *                            corrupt, newer schema), or this call's turn at
+ *                            it did not come within busy_timeout_ms (an
+ *                            overload: nothing was counted). Either way the
+ *                            attempt is unaccounted for: do not let the
+ *                            client's password be checked uncounted.
  *   BANGUARD_EPANIC     (-5) internal error in libbanguard (a bug; it was
  *                            caught, nothing was printed, the handle remains
  *                            usable)

@@ -251,15 +251,10 @@ unsafe fn optional_text<'a>(p: *const c_char, what: &str) -> Result<Option<&'a s
     unsafe { text(p, what) }.map(Some)
 }
 
-/// Checks a service name: what the config's `[services.<name>]` and the
-/// store use. `*` means "all services" in the store and is not a service.
+/// Checks a service name with the core's one rule (which also keeps out
+/// `*`, the store's "all services").
 fn service_name(s: &str) -> Result<&str, Failure> {
-    if s.is_empty() {
-        return Err(Failure::invalid("service is empty"));
-    }
-    if s == banguard::policy::ALL_SERVICES {
-        return Err(Failure::invalid("service \"*\" is reserved for bans on all services"));
-    }
+    banguard::config::check_service_name(s).map_err(Failure::invalid)?;
     Ok(s)
 }
 

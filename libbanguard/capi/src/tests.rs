@@ -115,13 +115,15 @@ fn reset_on_success_forgets_failures() {
 #[test]
 fn bad_arguments_are_einval_with_a_message() {
     let f = Fixture::new("");
-    let cases: [(&CStr, &CStr, &str); 6] = [
+    let cases: [(&CStr, &CStr, &str); 8] = [
         (c"myftpd", c"not-an-ip", "not-an-ip"),
         (c"myftpd", c"host.example", "not an IPv4 or IPv6 address literal"),
         (c"myftpd", c"", "not an IPv4 or IPv6"),
         (c"myftpd", c"198.51.100.0/24", "198.51.100.0/24"),
-        (c"", c"198.51.100.7", "service is empty"),
-        (c"*", c"198.51.100.7", "reserved"),
+        (c"", c"198.51.100.7", "invalid PAM service name \"\""),
+        (c"*", c"198.51.100.7", "invalid PAM service name \"*\""),
+        (c"ftp\nd", c"198.51.100.7", "invalid PAM service name \"ftp\\nd\""),
+        (c"../../etc", c"198.51.100.7", "invalid PAM service name"),
     ];
     for (service, addr, want) in cases {
         assert_eq!(f.check(service, addr), BANGUARD_EINVAL, "{service:?} {addr:?}");
@@ -189,7 +191,8 @@ fn open_errors_say_which_file() {
     // SAFETY: valid C string and out pointer.
     assert_eq!(unsafe { banguard_open(cgood.as_ptr(), &mut bg) }, BANGUARD_ESTORE);
     let msg = last_error(std::ptr::null());
-    assert!(msg.contains(dir.path().join("file/").to_str().unwrap()), "{msg}");
+    assert!(msg.contains(dir.path().join("file").to_str().unwrap()), "{msg}");
+    assert!(msg.contains("is not a directory"), "{msg}");
     assert!(bg.is_null());
 }
 
