@@ -184,16 +184,20 @@ mod tests {
                 && headers.contains("198.51.100.7 banned on sshBccxy for 10m")
         );
         assert!(body.contains("Reason:        manual: line1?Bcc: evil@example.com"), "{body}");
-        assert!(body.contains("banguardctl unban 198.51.100.7 --service sshBccxy"), "{body}");
+        // The sanitised name is no service: the line lifts the ban on all
+        // services instead of naming one that does not exist.
+        assert!(body.contains("  banguardctl unban 198.51.100.7\n"), "{body}");
+        let ok = compose(&Config::default(), &ban("sshd", b.host.clone()), 1_800_000_000);
+        assert!(ok.contains("  banguardctl unban 198.51.100.7 --service sshd\n"), "{ok}");
         assert_eq!(headers.lines().count(), 7);
     }
 
     #[test]
     fn all_services_and_names() {
         let b = ban(ALL_SERVICES, HostKey::Name("dyn.example.net".into()));
-        assert!(subject(&b, "h").ends_with("dyn.example.net banned on all services for 10m"));
+        assert!(subject(&b, "h").ends_with("name:dyn.example.net banned on all services for 10m"));
         let m = compose(&Config::default(), &b, 1_800_000_000);
-        assert!(m.contains("  banguardctl unban dyn.example.net\n"), "{m}");
+        assert!(m.contains("  banguardctl unban name:dyn.example.net\n"), "{m}");
     }
 
     #[test]
