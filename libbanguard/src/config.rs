@@ -895,6 +895,21 @@ enabled = false
     }
 
     #[test]
+    fn hidden_dropins_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("banguard.toml");
+        fs::write(&main, "[default]\nmaxretry = 4\n").unwrap();
+        fs::create_dir(dir.path().join("banguard.d")).unwrap();
+        fs::write(dir.path().join("banguard.d/50-local.toml"), "[default]\nmaxretry = 6\n").unwrap();
+        // An editor's swap/backup copy, even one that would not parse.
+        fs::write(dir.path().join("banguard.d/.50-local.toml"), "[default]\nmaxretry = oops\n").unwrap();
+        fs::write(dir.path().join("banguard.d/.#60.toml"), "[default]\nmaxretry = 1\n").unwrap();
+        let c = Config::load(&main).unwrap();
+        assert_eq!(c.default.maxretry, 6);
+        assert_eq!(c.files.len(), 2, "{:?}", c.files);
+    }
+
+    #[test]
     fn prefixes_and_findtime_span_services() {
         let c =
             parse("[default]\nfindtime = \"5m\"\n[services.vsftpd]\nipv6_prefix = 128\nfindtime = \"2h\"\n")

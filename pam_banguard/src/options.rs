@@ -191,7 +191,14 @@ mod tests {
             ("failmode=shut", "failmode \"shut\": expected \"open\" or \"closed\""),
             ("config=banguard.toml", "config=\"banguard.toml\": the path must be absolute"),
             ("config=", "config=\"\": the path must be absolute"),
-            ("service=", "service=\"\": expected a PAM service name"),
+            (
+                "service=",
+                "service=\"\": invalid PAM service name \"\": 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+            ),
+            (
+                "service=../../etc",
+                "service=\"../../etc\": invalid PAM service name \"../../etc\": 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+            ),
             ("config", "option \"config\" needs a value (config=...)"),
             ("failmode", "option \"failmode\" needs a value (failmode=...)"),
             ("debug=1", "unknown option \"debug=1\""),

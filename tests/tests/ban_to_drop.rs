@@ -165,10 +165,14 @@ fn a_ban_by_the_module_reaches_the_kernel_through_the_trigger() {
     }
     let reps: usize = std::env::var("BANGUARD_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let mut ns = Netns::new();
-    let sources: Vec<String> = (1..=reps).map(|i| format!("127.0.3.{i}")).collect();
-    for a in sources.iter().map(String::as_str).chain(["127.0.0.3"]) {
-        ns.add_lo_addr(&format!("{a}/8"));
+    // Attackers from a documentation range (data only: every connection
+    // goes to 127.0.0.1 inside the namespace). Loopback sources would be
+    // refused by PAM but never blocked in the kernel (banguard.toml(5)).
+    let sources: Vec<String> = (1..=reps).map(|i| format!("192.0.2.{i}")).collect();
+    for a in &sources {
+        ns.add_lo_addr(&format!("{a}/32"));
     }
+    ns.add_lo_addr("127.0.0.3/8");
     let fx = Fixture::new(&Policy { maxretry: 3, ..Policy::default() });
     // The fixture's config, plus a sync that pushes every ban to nftables.
     let mut config = fs::read_to_string(&fx.config).expect("read config");

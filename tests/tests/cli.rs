@@ -356,8 +356,8 @@ fn bad_input_is_one_line_and_exit_2() {
         (&["ban", "10.1.2.3/8"], "host bits are set after /8: did you mean 10.0.0.0/8?"),
         (&["unban", "2001:db8::1/64"], "did you mean 2001:db8::/64?"),
         (&["test", "10.0.0.0/8", "sshd"], "takes one client address, not a network"),
-        (&["test", "198.51.100.7", "ss hd"], "invalid service \"ss hd\""),
-        (&["list", "--service", "x;y"], "invalid service"),
+        (&["test", "198.51.100.7", "ss hd"], "invalid PAM service name \"ss hd\""),
+        (&["list", "--service", "x;y"], "invalid PAM service name"),
         (&["list", "--bogus"], "unexpected argument '--bogus' found (try --help)"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (&[], "a command is required"),
@@ -585,14 +585,14 @@ fn ban_and_unban_change_the_store_and_sync_at_once() {
     assert!(out.starts_with("banned 192.0.2.50 on sshd for 2h (ban #1)\n"), "{out}");
     assert!(env.hosts_deny().contains("ALL: 192.0.2.50\n"), "{}", env.hosts_deny());
     let out = env.ok(&["ban", "2001:db8:7::/48", "--permanent"], 0);
-    assert!(out.starts_with("banned 2001:db8:7::/48 on all for permanent"), "{out}");
+    assert!(out.starts_with("banned 2001:db8:7::/48 on all services for permanent"), "{out}");
     assert!(env.hosts_deny().contains("ALL: [2001:db8:7::]/48\n"), "{}", env.hosts_deny());
     let list = env.ok(&["list"], 0);
     assert!(list.contains("manual: manual test") && list.contains("permanent"), "{list}");
 
     // Unban one address inside the /48: the network ban is lifted.
     let out = env.ok(&["unban", "2001:db8:7:1::1"], 0);
-    assert!(out.contains("unbanned 2001:db8:7::/48 on all (ban #2, manual)"), "{out}");
+    assert!(out.contains("unbanned 2001:db8:7::/48 on all services (ban #2, manual)"), "{out}");
     assert!(!env.hosts_deny().contains("2001:db8:7"), "{}", env.hosts_deny());
     assert!(env.hosts_deny().contains("ALL: 192.0.2.50\n"));
     // --service that does not match leaves the sshd ban.
@@ -716,7 +716,7 @@ fn sync_logs_expiries_and_unbans_since_the_last_run() {
     let out = env.ok(&["sync"], 0);
     assert!(
         out.contains(&format!(
-            "ban #{} expired: 198.51.100.44 (all, manual: old, 0 failures, until ",
+            "ban #{} expired: 198.51.100.44 (all services, manual: old, 0 failures, until ",
             ban.id
         )),
         "{out}"
@@ -774,12 +774,12 @@ fn actions_reach_syslog_as_authpriv() {
             .unwrap_or_else(|| panic!("no {needle:?} in:\n{all}"))
             .clone()
     };
-    let ban = find("ban 192.0.2.9 on all for 1h");
+    let ban = find("ban 192.0.2.9 on all services for 1h");
     assert!(ban.starts_with("<85>") && ban.contains("banguardctl["), "{ban}");
     assert!(ban.contains("by uid 0"), "{ban}");
-    find("block 192.0.2.9 (all, manual: evil");
+    find("block 192.0.2.9 (all services, manual: evil");
     find("mailed root about 192.0.2.9");
-    find("unban 192.0.2.9 on all (ban #1");
+    find("unban 192.0.2.9 on all services (ban #1");
     find("unblock 192.0.2.9 (ban #1 lifted by unban) in hosts.deny");
 }
 
@@ -945,4 +945,69 @@ fn failing_backend_exits_2_and_bans_stay_pending() {
     let out = env.ok(&["sync"], 0);
     assert!(out.contains("block 192.0.2.60"), "{out}");
     assert!(env.hosts_deny().contains("ALL: 192.0.2.60\n"));
+}
+
+/// A command with nothing to do leaves no trace: `unban` on a machine
+/// where nothing was ever recorded creates no store and touches no
+/// firewall or hosts.deny.
+#[test]
+fn unban_without_a_store_leaves_no_trace() {
+    if !require("unban_without_a_store_leaves_no_trace", true, &[]) {
+        return;
+    }
+    let env = Env::new("");
+    let out = env.ok(&["unban", "192.0.2.1"], 1);
+    assert_eq!(out, "192.0.2.1 is not banned and has no failures counted\n");
+    for left in ["db", "hosts.deny", "run"] {
+        assert!(!env.path(left).exists(), "{left} was created");
+    }
+}
+
+/// Every host key `list` prints is accepted back by `unban`, `test` and
+/// `history`, and a name label never reads like an address.
+#[test]
+fn every_listed_key_is_accepted_back() {
+    if !require("every_listed_key_is_accepted_back", true, &[]) {
+        return;
+    }
+    let env = Env::new("[services.sshd]\nmaxretry = 5\n");
+    let mut g = env.open(Arc::new(banguard::policy::SystemClock));
+    for rhost in ["a b", "127.1", "1.2.3"] {
+        g.record_failure(&Request { service: "sshd", rhost: Some(rhost), hint: None, user: None }).unwrap();
+    }
+    drop(g);
+    let list = env.ok(&["list", "--failures"], 0);
+    for shown in ["name:a?b", "name:127.1", "name:1.2.3"] {
+        assert!(list.contains(&format!("\n{shown} ")), "{shown} in:\n{list}");
+        let test = env.ok(&["test", shown, "sshd"], 0);
+        assert!(test.contains("1 of 5") || test.contains("1/5"), "test {shown}:\n{test}");
+        let history = env.run(&["history", shown]);
+        assert!(matches!(history.status.code(), Some(0 | 1)), "history {shown}: {}", show(&history));
+        let out = env.ok(&["unban", shown], 0);
+        assert!(out.contains(&format!("cleared 1 failures of {shown} on sshd")), "{out}");
+    }
+    assert!(!env.ok(&["list", "--failures"], 0).contains("name:"), "all cleared");
+}
+
+/// A manual ban around an ignored address is made, and the firewall
+/// (hosts.deny here) leaves the ignored address out, as for an automatic
+/// ban; one wholly inside ignoreip is refused.
+#[test]
+fn a_manual_ban_leaves_ignored_hosts_out_of_the_firewall() {
+    if !require("a_manual_ban_leaves_ignored_hosts_out_of_the_firewall", true, &[]) {
+        return;
+    }
+    let env = Env::new("ignoreip = [\"127.0.0.0/8\", \"::1\", \"192.0.2.10\", \"198.51.100.0/24\"]\n");
+    let out = env.ok(&["ban", "192.0.2.0/24"], 0);
+    assert!(out.contains("left out (ignoreip or loopback, never blocked): 192.0.2.10/32"), "{out}");
+    let deny = env.hosts_deny();
+    assert!(!deny.contains("192.0.2.0/255.255.255.0"), "the whole /24 must not be denied:\n{deny}");
+    assert!(deny.contains("192.0.2.0/255.255.255.248") && deny.contains("192.0.2.11"), "{deny}");
+    let out = env.run(&["ban", "198.51.100.7"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("lies inside 198.51.100.0/24 (ignoreip or loopback)"),
+        "{}",
+        show(&out)
+    );
 }

@@ -26,6 +26,7 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
         let on = service.map_or(String::new(), |s| format!(" on {s}"));
         format!("{} is not banned{on} and has no failures counted\n", clean(&target_text))
     };
+    crate::ctx::require_root("unban")?;
     // Nothing was ever recorded here: nothing to lift, and a command with
     // nothing to do creates no store (and touches no firewall).
     if !ctx.config.database.exists() && !ctx.config.store.runtime.exists() {
