@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # banguard demo: a real OpenSSH sshd with the ONE banguard PAM line, in a
-# throwaway network + mount + PID namespace. A brute force from 127.0.0.2 is
+# throwaway network + mount + PID namespace. A brute force from 192.0.2.7 is
 # refused after maxretry, another address still logs in, `banguardctl list`
 # shows the ban, `banguardctl sync` makes the kernel (nftables) drop the
 # attacker, `banguardctl unban` lets it back in.
@@ -46,6 +46,11 @@ ok() { printf '   \033[32m%s\033[0m\n' "$*"; }
 bad() { printf '   \033[31m%s\033[0m\n' "$*"; }
 
 ip link set lo up
+# The attacker and a bystander: documentation addresses on lo, used only as
+# sources (every connection goes to 127.0.0.1). Loopback sources would be
+# refused by PAM but never blocked in the kernel.
+ip addr add 192.0.2.7/32 dev lo
+ip addr add 198.51.100.20/32 dev lo
 # Private /run (sshd's privsep dir, banguard's trigger) and /var/log.
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /var/log
@@ -122,18 +127,18 @@ evaluated() { grep -c "^$1\$" "$tmp/evaluated.log" 2>/dev/null || true; }
 say "sshd runs in a private network namespace; /etc/pam.d/sshd has ONE banguard line:"
 grep -n "pam_banguard" /etc/pam.d/sshd | sed 's/^/   /'
 
-say "An attacker at 127.0.0.2 tries 6 wrong passwords (maxretry = 3)"
+say "An attacker at 192.0.2.7 tries 6 wrong passwords (maxretry = 3)"
 for i in 1 2 3 4 5 6; do
-    if try 127.0.0.2 "guess$i"; then bad "guess$i: logged in?!"; else echo "   guess$i: refused"; fi
+    if try 192.0.2.7 "guess$i"; then bad "guess$i: logged in?!"; else echo "   guess$i: refused"; fi
 done
-n=$(evaluated 127.0.0.2)
-ok "passwords actually checked for 127.0.0.2: $n of 6 (banguard refused the rest before any password check)"
+n=$(evaluated 192.0.2.7)
+ok "passwords actually checked for 192.0.2.7: $n of 6 (banguard refused the rest before any password check)"
 
 say "The attacker now has the RIGHT password, but is banned"
-if try 127.0.0.2 correct-horse; then bad "logged in: banguard did not refuse"; else ok "refused (still $(evaluated 127.0.0.2) passwords checked: the right one was never looked at)"; fi
+if try 192.0.2.7 correct-horse; then bad "logged in: banguard did not refuse"; else ok "refused (still $(evaluated 192.0.2.7) passwords checked: the right one was never looked at)"; fi
 
-say "Someone else, at 127.0.0.3, logs in normally"
-if out=$(try 127.0.0.3 correct-horse); then ok "$out"; else bad "could not log in"; fi
+say "Someone else, at 198.51.100.20, logs in normally"
+if out=$(try 198.51.100.20 correct-horse); then ok "$out"; else bad "could not log in"; fi
 
 say "banguardctl list (what support staff see)"
 "$ctl" --config "$tmp/banguard.toml" list | sed 's/^/   /'
@@ -144,15 +149,15 @@ nft list table inet banguard | sed 's/^/   /'
 if timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2222' 2>/dev/null; then
     echo "   (127.0.0.1 itself still connects; only the attacker's source is dropped)"
 fi
-if timeout 3 ssh -q -b 127.0.0.2 -p 2222 -o ConnectTimeout=2 -o BatchMode=yes -o StrictHostKeyChecking=no \
+if timeout 3 ssh -q -b 192.0.2.7 -p 2222 -o ConnectTimeout=2 -o BatchMode=yes -o StrictHostKeyChecking=no \
     -o UserKnownHostsFile=/dev/null demo@127.0.0.1 true 2>/dev/null; then
-    bad "127.0.0.2 still reaches sshd"
+    bad "192.0.2.7 still reaches sshd"
 else
-    ok "TCP from 127.0.0.2 to port 2222 is now dropped by the kernel: no key exchange, no sshd work"
+    ok "TCP from 192.0.2.7 to port 2222 is now dropped by the kernel: no key exchange, no sshd work"
 fi
 
-say "banguardctl unban 127.0.0.2 (removes the ban and the kernel entry at once)"
-"$ctl" --config "$tmp/banguard.toml" unban 127.0.0.2 | sed 's/^/   /'
-if out=$(try 127.0.0.2 correct-horse); then ok "127.0.0.2: $out"; else bad "127.0.0.2 still refused"; fi
+say "banguardctl unban 192.0.2.7 (removes the ban and the kernel entry at once)"
+"$ctl" --config "$tmp/banguard.toml" unban 192.0.2.7 | sed 's/^/   /'
+if out=$(try 192.0.2.7 correct-horse); then ok "192.0.2.7: $out"; else bad "192.0.2.7 still refused"; fi
 
 say "Done. The namespace, its sshd and its firewall vanish now; the temp dir is removed."
