@@ -119,6 +119,18 @@ impl Fixture {
         }
     }
 
+    /// The seeded ban is in the (rebuilt) runtime state's copy: a reboot
+    /// keeps bans, not failure counts.
+    fn assert_seeded_bans(&self) {
+        let bg = Banguard::open_with(self.config(), Access::ReadOnly, Arc::new(SystemClock)).unwrap();
+        let mirrored: i64 = bg
+            .store()
+            .runtime_connection()
+            .query_row("SELECT count(*) FROM bans WHERE host = ?1", [host(BANNED).db_key()], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mirrored, 1, "the ban was copied into the runtime state once");
+    }
+
     /// One login with the right password from CLEAN, in this process.
     fn login(&self, mode: &str) -> (c_int, Duration) {
         login(&self.confdir, mode)
@@ -816,4 +828,48 @@ fn the_module_never_writes_through_what_another_user_placed() {
     fs::remove_file(&lock_file).unwrap();
     std::os::unix::fs::symlink(&v.0, &lock_file).unwrap();
     check("a link in place of the lock file", &f, &db_dir, &v, &lock);
+}
+
+// ------------------------------------------------- the rebuild after a reboot
+
+/// After a reboot (the runtime state gone), the copy of the bans is built
+/// in a turn at the lock, once: openers that arrive while another process
+/// holds the turn wait for it instead of each building a copy of their own;
+/// then every one of them opens the one that was built.
+#[test]
+fn the_rebuild_after_a_reboot_waits_for_its_turn() {
+    if !require("the_rebuild_after_a_reboot_waits_for_its_turn", true, &["flock"]) {
+        return;
+    }
+    let f = Fixture::new("db/banguard.db");
+    f.seed();
+    fs::remove_file(&f.runtime).unwrap();
+    let lock = banguard::lock::lock_path(&f.runtime);
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sh", "-c", "echo locked; exec sleep 60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let mut config = f.config();
+    config.store.busy_timeout_ms = 20_000;
+    let openers: Vec<_> = (0..8)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || Banguard::open(config).map(|_| ()))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!f.runtime.exists(), "an opener built the runtime state outside its turn");
+    assert!(openers.iter().all(|t| !t.is_finished()), "an opener did not wait for its turn");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    for t in openers {
+        t.join().unwrap().expect("open after the turn");
+    }
+    f.assert_seeded_bans();
 }
