@@ -172,14 +172,21 @@ row() {
         net_seq=$((net_seq + 1))
         results+=("$(flood "$dir" "$n" "10.$net_seq")")
     done
-    printf '%s\n' "${results[@]}" | python3 -c '
+    printf '%s\n' "${results[@]}" | summarize "$label"
+}
+
+# summarize LABEL: one table row from one line per run on stdin (over,
+# uncounted, overload, p50, p99, max, wall[, cpu]): the counts are the worst
+# run, the rest the median run.
+summarize() {
+    python3 -c '
 import statistics, sys
-label = sys.argv[1]
 runs = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
 col = lambda i: [r[i] for r in runs]
-med = lambda i: statistics.median(col(i))
-print(f"| {label} | {max(col(0)):.0f} | {max(col(1)):.0f} | {max(col(2)):.0f} | {med(3):.0f} | {med(4):.0f} | {med(5):.0f} | {med(6):.2f} |")
-' "$label"
+cells = [f"{max(col(i)):.0f}" for i in range(3)] + [f"{statistics.median(col(i)):.0f}" for i in range(3, 6)]
+cells += [f"{statistics.median(col(6)):.2f}"] + [f"{statistics.median(col(i)):.1f}" for i in range(7, len(runs[0]))]
+print("| " + " | ".join([sys.argv[1]] + cells) + " |")
+' "$1"
 }
 
 echo "| concurrent attempts, runtime state, load | hosts over maxretry (max) | evaluated uncounted (max) | refused for overload (max) | time p50 ms | p99 ms | max ms | wall s |"
@@ -233,13 +240,6 @@ EOF
             { time flood "$dir" "$n" "10.$net_seq" >"$dir/line"; } 2>"$dir/cpu"
             results+=("$(cat "$dir/line") $(awk '{print $1 + $2}' "$dir/cpu")")
         done
-        printf '%s\n' "${results[@]}" | python3 -c '
-import statistics, sys
-label = sys.argv[1]
-runs = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
-col = lambda i: [r[i] for r in runs]
-med = lambda i: statistics.median(col(i))
-print(f"| {label} | {max(col(0)):.0f} | {max(col(1)):.0f} | {max(col(2)):.0f} | {med(3):.0f} | {med(4):.0f} | {med(5):.0f} | {med(6):.2f} | {med(7):.1f} |")
-' "$n concurrent first attempts"
+        printf '%s\n' "${results[@]}" | summarize "$n concurrent first attempts"
     done
 fi

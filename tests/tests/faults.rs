@@ -480,6 +480,23 @@ fn schema_from_a_newer_banguard() {
     f.assert_seeded();
 }
 
+/// Starts a process that holds the turn lock beside the fixture's runtime
+/// state until it is killed (`--no-fork`: one process, so killing it frees
+/// the lock); returns once the lock is held.
+fn hold_turn_lock(f: &Fixture) -> std::process::Child {
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(banguard::lock::lock_path(&f.runtime))
+        .args(["sh", "-c", "echo locked; exec sleep 60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    holder
+}
+
 /// A store that does not answer within busy_timeout_ms (200 ms here) is
 /// contention, not a broken store: whatever failmode says, the attempt is
 /// refused unchecked (its password never reaches the stack) and nothing is
@@ -501,20 +518,9 @@ fn turn_lock_held_beyond_the_busy_timeout() {
     }
     let f = Fixture::new("db/banguard.db");
     f.seed();
-    // A process holds the turn lock beside the runtime state (as one that
-    // hangs in its transaction would) until it is killed.
-    let lock = banguard::lock::lock_path(&f.runtime);
-    // --no-fork: the holder is one process, so killing it frees the lock.
-    let mut holder = Command::new("flock")
-        .arg("--no-fork")
-        .arg(&lock)
-        .args(["sh", "-c", "echo locked; exec sleep 60"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
+    // A process holds the turn lock (as one that hangs in its transaction
+    // would) until it is killed.
+    let mut holder = hold_turn_lock(&f);
     assert_overloaded(&f, "turn lock held");
     let _ = holder.kill();
     let _ = holder.wait();
@@ -844,17 +850,7 @@ fn the_rebuild_after_a_reboot_waits_for_its_turn() {
     let f = Fixture::new("db/banguard.db");
     f.seed();
     fs::remove_file(&f.runtime).unwrap();
-    let lock = banguard::lock::lock_path(&f.runtime);
-    let mut holder = Command::new("flock")
-        .arg("--no-fork")
-        .arg(&lock)
-        .args(["sh", "-c", "echo locked; exec sleep 60"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
+    let mut holder = hold_turn_lock(&f);
     let mut config = f.config();
     config.store.busy_timeout_ms = 20_000;
     let openers: Vec<_> = (0..8)
