@@ -165,6 +165,26 @@ pub fn firewall(ban: &Ban, config: &Config, now: i64) -> &'static str {
     }
 }
 
+/// Why an active ban is (or is about to be) in the kernel: "repeat
+/// offender", "kept knocking", "manual", "scope all"; `None` when PAM alone
+/// refuses it.
+pub fn kernel_reason(ban: &Ban, config: &Config, now: i64) -> Option<&'static str> {
+    if !ban.is_active(now) || config.sync.backends.is_empty() {
+        return None;
+    }
+    ban.kernel_reason(&config.sync)
+}
+
+/// The FIREWALL cell: the state, and why for a ban that goes there
+/// ("yes (kept knocking)").
+pub fn firewall_cell(ban: &Ban, config: &Config, now: i64) -> String {
+    let state = firewall(ban, config, now);
+    match kernel_reason(ban, config, now) {
+        Some(why) => format!("{state} ({why})"),
+        None => state.to_string(),
+    }
+}
+
 /// "10m", "permanent".
 pub fn length(ban: &Ban) -> String {
     ban.length().to_string()
@@ -189,6 +209,7 @@ pub fn ban_json(ban: &Ban, config: &Config, now: i64) -> Value {
         "prior_bans": ban.prior_bans,
         "reason": ban.reason,
         "firewall": firewall(ban, config, now),
+        "kernel_reason": kernel_reason(ban, config, now),
         "pushed": ban.pushed,
     })
 }

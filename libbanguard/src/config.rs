@@ -142,6 +142,10 @@ pub struct SyncConfig {
     pub widest_ipv4_prefix: u8,
     /// The same for IPv6.
     pub widest_ipv6_prefix: u8,
+    /// Attempts refused while banned after which a ban goes to the kernel
+    /// ("kept knocking"); 0: never (such bans stay PAM-only unless scope
+    /// is "all").
+    pub escalate_after: u32,
 }
 
 impl SyncConfig {
@@ -251,6 +255,7 @@ impl Default for Config {
                 lock_file: PathBuf::from("/run/banguard/sync.lock"),
                 widest_ipv4_prefix: 16,
                 widest_ipv6_prefix: 32,
+                escalate_after: 5,
             },
             mail: MailConfig {
                 enabled: false,
@@ -553,6 +558,8 @@ struct RawSync {
     widest_ipv4_prefix: Option<u8>,
     #[serde(default, deserialize_with = "de_widest6")]
     widest_ipv6_prefix: Option<u8>,
+    #[serde(default, deserialize_with = "de_escalate_after")]
+    escalate_after: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -602,7 +609,8 @@ impl RawFile {
                 trigger_file,
                 lock_file,
                 widest_ipv4_prefix,
-                widest_ipv6_prefix
+                widest_ipv6_prefix,
+                escalate_after
             );
         }
         if let Some(m) = o.mail {
@@ -638,7 +646,8 @@ impl RawFile {
                 trigger_file,
                 lock_file,
                 widest_ipv4_prefix,
-                widest_ipv6_prefix
+                widest_ipv6_prefix,
+                escalate_after
             );
         }
         if let Some(m) = &self.mail {
@@ -722,6 +731,14 @@ fn de_prefix4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>
 
 fn de_prefix6<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
     de_prefix(d, 16, 128)
+}
+
+fn de_escalate_after<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(0..=1_000_000).contains(&n) {
+        return Err(custom(format!("must be a whole number from 0 (never) to 1000000, not {n}")));
+    }
+    Ok(Some(n as u32))
 }
 
 fn de_widest4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {

@@ -121,8 +121,9 @@ pub enum Verdict {
     /// are now counted in the window (including this one, if recorded).
     Allowed { host: HostKey, attempt: Option<AttemptId>, used: u32, maxretry: u32 },
     /// Refused before the password is looked at. `new` is true when this
-    /// call created the ban.
-    Refused { host: HostKey, ban: Ban, new: bool },
+    /// call created the ban; `escalated` when this refusal sent the ban to
+    /// the kernel (the host kept knocking: [`Ban::kernel_reason`]).
+    Refused { host: HostKey, ban: Ban, new: bool, escalated: bool },
 }
 
 impl Verdict {
@@ -178,8 +179,42 @@ impl Ban {
     /// `[sync]` floor), and a repeat offender or manual ban unless every
     /// ban goes (`scope = "all"`).
     pub fn goes_to_firewall(&self, sync: &crate::config::SyncConfig) -> bool {
-        self.host.net().is_some_and(|n| sync.block_refusal(&n).is_none())
-            && (sync.scope == SyncScope::All || self.firewall)
+        self.kernel_reason(sync).is_some()
+    }
+
+    /// The log line of a ban sent to the kernel because its host kept
+    /// knocking (the module and the C ABI say the same).
+    pub fn escalation_line(&self, sync: &crate::config::SyncConfig) -> String {
+        format!(
+            "sending {} to the firewall: it kept knocking while banned on {} ({} attempts refused)",
+            self.host,
+            self.service_label(),
+            sync.escalate_after
+        )
+    }
+
+    /// Why the sync job puts this ban into the kernel, if it does: a
+    /// repeat offender, a manual ban, a host that kept knocking while
+    /// banned ([sync] escalate_after), or `scope = "all"`. `None` for a ban
+    /// PAM alone enforces (a host that stopped after its ban, whose
+    /// public-key logins keep working) or that may never be blocked.
+    pub fn kernel_reason(&self, sync: &crate::config::SyncConfig) -> Option<&'static str> {
+        if self.host.net().is_none_or(|n| sync.block_refusal(&n).is_some()) {
+            return None;
+        }
+        if self.firewall {
+            Some(if self.reason == "recidive" {
+                "repeat offender"
+            } else if self.reason.starts_with("manual") {
+                "manual"
+            } else {
+                "kept knocking"
+            })
+        } else if sync.scope == SyncScope::All {
+            Some("scope all")
+        } else {
+            None
+        }
     }
 }
 
@@ -381,8 +416,30 @@ impl Banguard {
         }
         let service = req.service;
         if let Some(ban) = active_ban(&tx, &key, addr, service, now).map_err(e)? {
+            let knocking = matches!(mode, Mode::Attempt | Mode::Check)
+                && config.sync.escalate_after > 0
+                && !ban.firewall
+                && ban.host.net().is_some_and(|n| config.sync.block_refusal(&n).is_none());
+            if !knocking {
+                tx.commit().map_err(e)?;
+                return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
+            }
+            // Counted only until the ban goes to the kernel: a flood of
+            // refusals writes at most `escalate_after` small updates.
+            let refused: u32 = tx
+                .query_row(
+                    "UPDATE bans SET refused = refused + 1 WHERE id = ?1 RETURNING refused",
+                    [ban.id],
+                    |r| r.get(0),
+                )
+                .map_err(e)?;
+            if refused < config.sync.escalate_after {
+                tx.commit().map_err(e)?;
+                return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
+            }
+            let ban = change_bans(&tx, store, |dt| escalate(dt, ban, refused, now))?;
             tx.commit().map_err(e)?;
-            return Ok(Verdict::Refused { host: key, ban, new: false });
+            return Ok(Verdict::Refused { host: key, ban, new: false, escalated: true });
         }
         let db_key = key.db_key();
         let since = now - policy.findtime;
@@ -428,7 +485,7 @@ impl Banguard {
         // number): once it expires the host starts afresh, as with fail2ban.
         delete_attempts(&tx, "host = ?1 AND service = ?2", params![key.db_key(), service]).map_err(e)?;
         tx.commit().map_err(e)?;
-        Ok(Verdict::Refused { host: key, ban, new: true })
+        Ok(Verdict::Refused { host: key, ban, new: true, escalated: false })
     }
 
     /// Gives back a successful attempt (and with `reset_on_success`, the
@@ -1096,6 +1153,19 @@ enum Mode {
     Check,
     Failure,
     Peek,
+}
+
+/// Sends a ban to the kernel because its host kept knocking: the ban is
+/// marked for the firewall, and the history says why.
+fn escalate(dt: &Transaction<'_>, mut ban: Ban, refused: u32, now: i64) -> rusqlite::Result<(Ban, BanDelta)> {
+    dt.execute("UPDATE bans SET firewall = 1 WHERE id = ?1", [ban.id])?;
+    ban.firewall = true;
+    let detail = format!(
+        "kept knocking: {refused} attempts refused while banned on {}; pushed to the firewall",
+        ban.service_label()
+    );
+    add_event(dt, now, &ban.host, &ban.service, "escalate", &detail)?;
+    Ok((ban.clone(), BanDelta::added(vec![ban])))
 }
 
 /// What the firewall blocks for `bans` (from [`Banguard::bans_to_push`]):

@@ -192,6 +192,12 @@ const RUNTIME_MIGRATIONS: &[&str] = &[
     UPDATE totals SET failed = max(failed - (SELECT count(*) FROM attempts
         WHERE attempts.service = totals.service AND attempts.state IN (0, 1)), 0);
     "#,
+    // 3: attempts refused while banned, per mirrored ban, until the ban
+    // goes to the kernel ([sync] escalate_after). A copy rebuilt from the
+    // store starts at 0.
+    r#"
+    ALTER TABLE bans ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version of the store this build writes.

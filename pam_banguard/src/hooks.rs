@@ -373,10 +373,15 @@ fn respond(pamh: &PamHandle, ctx: &Ctx, bg: &Banguard, req: &Request<'_>, verdic
             }
             PamResultCode::PAM_IGNORE
         }
-        Verdict::Refused { host, ban, new } => {
-            if new {
-                let detail = bg.ban_detail(&ban).ok().flatten();
-                ffi::syslog(pamh, libc::LOG_NOTICE, &ban_line(&ban, detail.as_deref()));
+        Verdict::Refused { host, ban, new, escalated } => {
+            if new || escalated {
+                let line = if new {
+                    let detail = bg.ban_detail(&ban).ok().flatten();
+                    ban_line(&ban, detail.as_deref())
+                } else {
+                    ban.escalation_line(&bg.config().sync)
+                };
+                ffi::syslog(pamh, libc::LOG_NOTICE, &line);
                 // Wake the sync job (a systemd path unit) at once.
                 if let Err(e) = banguard::trigger::touch(&bg.config().sync.trigger_file) {
                     debug(pamh, ctx, &format!("trigger {}: {e}", bg.config().sync.trigger_file.display()));

@@ -68,6 +68,7 @@ pub fn render(c: &Config) -> String {
         "widest_ipv4_prefix = {}\nwidest_ipv6_prefix = {}\n",
         s.widest_ipv4_prefix, s.widest_ipv6_prefix
     ));
+    o.push_str(&format!("escalate_after = {}\n", s.escalate_after));
     let m = &c.mail;
     o.push_str("\n[mail]\n");
     o.push_str(&format!("enabled = {}\n", m.enabled));

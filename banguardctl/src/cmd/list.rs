@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<Outcome> {
             output::expires_cell(b, now),
             b.failures.to_string(),
             b.prior_bans.to_string(),
-            output::firewall(b, &ctx.config, now).to_string(),
+            output::firewall_cell(b, &ctx.config, now),
             clean(&b.reason),
         ];
         if args.all {

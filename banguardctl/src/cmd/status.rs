@@ -4,10 +4,11 @@ use crate::Outcome;
 use crate::cli::StatusArgs;
 use crate::ctx::{Ctx, retry, service_name};
 use crate::error::Result;
-use crate::output::clean;
+use crate::output::{self, clean};
 use banguard::config::ServicePolicy;
 use banguard::duration::format_duration;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
     let service = args.service.as_deref().map(service_name).transpose()?;
@@ -33,6 +34,23 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         }
         v
     };
+    // How many of a service's active bans are in the firewall, by reason.
+    let now = g.now();
+    let mut in_firewall: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    for st in &list {
+        let counts = in_firewall.entry(st.service.clone()).or_default();
+        for b in retry(|| g.bans(Some(&st.service), false))? {
+            if let Some(why) = output::kernel_reason(&b, &ctx.config, now) {
+                *counts.entry(why).or_default() += 1;
+            }
+        }
+    }
+    let firewall_line = |service: &str| {
+        let counts = &in_firewall[service];
+        let total: usize = counts.values().sum();
+        let parts: Vec<String> = counts.iter().map(|(why, n)| format!("{why} {n}")).collect();
+        if parts.is_empty() { total.to_string() } else { format!("{total} ({})", parts.join(", ")) }
+    };
     if ctx.json {
         let rows: Vec<_> = list
             .iter()
@@ -50,6 +68,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
                     "currently_banned": hosts(st).len(),
                     "total_banned": st.total_banned,
                     "banned": hosts(st),
+                    "in_firewall": in_firewall[&st.service],
                 })
             })
             .collect();
@@ -76,6 +95,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         out.push_str("`- Bans\n");
         out.push_str(&format!("   |- Currently banned:  {}\n", banned.len()));
         out.push_str(&format!("   |- Total banned:      {}\n", st.total_banned));
+        out.push_str(&format!("   |- In the firewall:   {}\n", firewall_line(&st.service)));
         out.push_str(&format!("   `- Banned list:       {}\n", banned.join(" ")));
     }
     let out = out.strip_prefix('\n').unwrap_or(&out);

@@ -388,7 +388,8 @@ pub fn sync_store(ctx: &Ctx, g: &mut Banguard, opts: Opts, log: &mut Syslog) -> 
     if !names.is_empty() && r.errors.is_empty() {
         let fresh: Vec<&Ban> = bans.iter().filter(|b| b.pushed.is_none()).collect();
         for b in &fresh {
-            let line = format!("{would}block {} in {}", describe(b), names.join(", "));
+            let why = b.kernel_reason(&config.sync).unwrap_or("scope all");
+            let line = format!("{would}block {} in {}: {why}", describe(b), names.join(", "));
             if !dry {
                 log.notice(&line);
             }

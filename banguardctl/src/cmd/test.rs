@@ -75,11 +75,15 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
                 ban.service.clone()
             };
             let covered = if ban.host != key { format!(" (as part of {})", ban.host) } else { String::new() };
+            let enforced = match output::kernel_reason(ban, &ctx.config, now) {
+                Some(why) => format!("; in the firewall: {why}"),
+                None => "; refused by PAM only".to_string(),
+            };
             (
                 "denied",
                 "banned",
                 format!(
-                    "banned on {on}{covered} {until}; ban #{} since {}, {}, {} failures",
+                    "banned on {on}{covered} {until}; ban #{} since {}, {}, {} failures{enforced}",
                     ban.id,
                     output::time(ban.created),
                     clean(&ban.reason),

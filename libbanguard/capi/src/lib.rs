@@ -294,9 +294,11 @@ unsafe fn request<'a>(
 fn answer(engine: &Banguard, verdict: &Verdict) -> c_int {
     match verdict {
         Verdict::Untracked { .. } | Verdict::Allowed { .. } => BANGUARD_ALLOW,
-        Verdict::Refused { host, ban, new } => {
+        Verdict::Refused { host, ban, new, escalated } => {
             if *new {
                 announce_ban(engine, host, ban);
+            } else if *escalated {
+                announce(engine, &ban.escalation_line(&engine.config().sync));
             }
             BANGUARD_DENY
         }
@@ -317,6 +319,11 @@ fn announce_ban(engine: &Banguard, host: &HostKey, ban: &Ban) {
             ban.failures
         ),
     };
+    announce(engine, &line);
+}
+
+/// One authpriv notice, then the sync trigger.
+fn announce(engine: &Banguard, line: &str) {
     if let Ok(line) = CString::new(format!("libbanguard: {line}")) {
         // SAFETY: constant "%s" format with exactly one NUL-terminated argument.
         unsafe { libc::syslog(libc::LOG_AUTHPRIV | libc::LOG_NOTICE, c"%s".as_ptr(), line.as_ptr()) };

@@ -491,3 +491,83 @@ fn total_failed_counts_every_failure_once_wherever_its_row_went() {
     assert_eq!(total(&g, "vsftpd"), 1);
     assert_eq!(total(&g, "sshd"), 5);
 }
+
+fn escalated(v: &Verdict) -> bool {
+    matches!(v, Verdict::Refused { escalated: true, .. })
+}
+
+#[test]
+fn a_host_that_keeps_knocking_goes_to_the_kernel_one_that_stops_does_not() {
+    let (mut g, _) =
+        engine("[default]\nmaxretry = 3\n[recidive]\nenabled = false\n[sync]\nescalate_after = 5\n");
+    let knocker = req("sshd", "198.51.100.7");
+    let quiet = req("sshd", "198.51.100.8");
+    for r in [&knocker, &quiet] {
+        for _ in 0..3 {
+            g.attempt(r, None).unwrap();
+        }
+        let v = g.attempt(r, None).unwrap();
+        let (ban, new) = refused(&v);
+        assert!(new && !ban.firewall, "a first ban is PAM's only");
+    }
+    // The quiet host tries twice more and stops: PAM only, its key logins
+    // (which never reach the PAM auth stack) keep working.
+    for _ in 0..2 {
+        assert!(!escalated(&g.attempt(&quiet, None).unwrap()));
+    }
+    // A peek (banguardctl test) never counts as knocking.
+    for _ in 0..10 {
+        assert!(g.peek(&knocker).unwrap().is_refused());
+    }
+    // The knocker's 5th refusal after its ban sends it to the kernel, once.
+    for i in 1..=4 {
+        assert!(!escalated(&g.attempt(&knocker, None).unwrap()), "refusal {i}");
+    }
+    let v = g.attempt(&knocker, None).unwrap();
+    assert!(escalated(&v));
+    let (ban, _) = refused(&v);
+    assert!(ban.firewall);
+    assert_eq!(ban.kernel_reason(&g.config().sync), Some("kept knocking"));
+    assert!(!escalated(&g.attempt(&knocker, None).unwrap()), "escalated once");
+    let push = g.bans_to_push(SyncScope::Repeat).unwrap();
+    let hosts: Vec<String> = push.iter().map(|b| b.host.to_string()).collect();
+    assert_eq!(hosts, ["198.51.100.7"], "only the knocker goes to the kernel");
+    let history = g.history(&HostKey::for_addr("198.51.100.7".parse().unwrap(), 32, 64)).unwrap();
+    let escalation = history.iter().find(|e| e.kind == "escalate").expect("an escalate event");
+    assert!(
+        escalation.detail.starts_with("kept knocking: 5 attempts refused while banned on sshd"),
+        "{escalation:?}"
+    );
+    assert_eq!(
+        g.bans(None, false)
+            .unwrap()
+            .iter()
+            .find(|b| b.host == ban.host)
+            .unwrap()
+            .kernel_reason(&g.config().sync),
+        Some("kept knocking")
+    );
+}
+
+#[test]
+fn knocking_never_escalates_what_cannot_be_blocked_or_is_switched_off() {
+    // A name label, a loopback host: PAM only, however often they knock.
+    let (mut g, _) = engine("[default]\nmaxretry = 1\nignoreip = []\n[recidive]\nenabled = false\n");
+    for rhost in ["host.example", "127.0.0.5"] {
+        let r = req("sshd", rhost);
+        g.attempt(&r, None).unwrap();
+        for _ in 0..20 {
+            assert!(!escalated(&g.attempt(&r, None).unwrap()), "{rhost}");
+        }
+    }
+    assert!(g.bans_to_push(SyncScope::Repeat).unwrap().is_empty());
+    // escalate_after = 0: never.
+    let (mut g, _) =
+        engine("[default]\nmaxretry = 1\n[recidive]\nenabled = false\n[sync]\nescalate_after = 0\n");
+    let r = req("sshd", "198.51.100.9");
+    g.attempt(&r, None).unwrap();
+    for _ in 0..20 {
+        assert!(!escalated(&g.attempt(&r, None).unwrap()));
+    }
+    assert!(g.bans_to_push(SyncScope::Repeat).unwrap().is_empty());
+}
