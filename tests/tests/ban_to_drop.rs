@@ -247,3 +247,195 @@ fn a_ban_by_the_module_reaches_the_kernel_through_the_trigger() {
         latencies.iter().map(|l| (l * 1000.0).round() as i64).collect::<Vec<_>>()
     );
 }
+
+/// With the default `[sync]` (scope "repeat", escalate_after 5): a host
+/// that stops after its ban stays out of the kernel and still logs in with
+/// its key (sshd's publickey method never reaches the PAM auth stack); a
+/// host that keeps knocking is dropped by the kernel through the trigger
+/// chain; `unban` takes it out at once; the kernel entry ends with the ban.
+#[test]
+fn a_host_that_keeps_knocking_is_dropped_one_that_stops_keeps_its_key_logins() {
+    if !require(
+        "a_host_that_keeps_knocking_is_dropped_one_that_stops_keeps_its_key_logins",
+        true,
+        &["unshare", "nsenter", "ip", "sshd", "ssh", "ssh-keygen", "nft", "python3"],
+    ) {
+        return;
+    }
+    let (quiet, knocker, expiring) = ("192.0.2.41", "192.0.2.42", "192.0.2.43");
+    let mut ns = Netns::new();
+    for a in [quiet, knocker, expiring] {
+        ns.add_lo_addr(&format!("{a}/32"));
+    }
+    let fx = Fixture::new(&Policy { maxretry: 3, bantime: "12s", ..Policy::default() });
+    let mut config = fs::read_to_string(&fx.config).expect("read config");
+    config = config.replace(
+        "[sync]\n",
+        &format!(
+            "[sync]\nbackends = [\"nftables\"]\nlock_file = \"{}\"\n",
+            fx.dir().join("sync.lock").display()
+        ),
+    );
+    fs::write(&fx.config, config).expect("write config");
+    fs::set_permissions(&fx.config, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // A key for the test user; sshd reads it from the fixture's directory.
+    let key = fx.dir().join("id_ed25519");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "banguard-e2e-user", "-f"])
+        .arg(&key)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    let authorized = fx.dir().join("authorized_keys");
+    fs::copy(key.with_extension("pub"), &authorized).expect("authorized_keys");
+    fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let stack = with_auth_lines(DEBIAN_SSHD_STACK, &[&fx.module_line("")]);
+    let mut opts = SshdOptions::with_stack(&stack);
+    // StrictModes no: the key file lies under /tmp, which sshd would refuse.
+    opts.extra_config = vec![
+        "PubkeyAuthentication yes".into(),
+        format!("AuthorizedKeysFile {}", authorized.display()),
+        "StrictModes no".into(),
+    ];
+    let srv = SshdServer::start(&mut ns, opts);
+    let probe: PathBuf = fx.dir().join("probe.py");
+    fs::write(&probe, PROBE).expect("write probe");
+    let unit = PathUnit::start(ns.init_pid(), &fx.trigger(), &fx.config);
+    let port = srv.port().to_string();
+    let key_login = |src: &str| -> bool {
+        let key = key.display().to_string();
+        let out = ns
+            .command([
+                "timeout",
+                "10",
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-T",
+                "-p",
+                &port,
+                "-b",
+                src,
+                "-l",
+                TEST_USER,
+                "-i",
+                &key,
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "PreferredAuthentications=publickey",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=3",
+                "127.0.0.1",
+                "echo key-ok",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh");
+        String::from_utf8_lossy(&out.stdout).contains("key-ok")
+    };
+    let in_kernel = |src: &str| -> bool {
+        let out = ns.run(["nft", "list", "set", "inet", "banguard", "banned4"]);
+        String::from_utf8_lossy(&out.stdout).contains(src)
+    };
+    let ctl = |args: &[&str]| -> String {
+        let mut argv = vec![artifacts().banguardctl.display().to_string(), "--config".into()];
+        argv.push(fx.config.display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let out = ns.run(&argv);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wrong = ["wrong-1", "wrong-2", "wrong-3"];
+    // Dropped = a probe from `src` stops getting answers within `limit` s.
+    let dropped = |src: &str, limit: &str| -> bool {
+        ns.command([
+            "python3".as_ref(),
+            probe.as_os_str(),
+            src.as_ref(),
+            "127.0.0.1".as_ref(),
+            port.as_ref(),
+            "0.05".as_ref(),
+            limit.as_ref(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the probe")
+        .status
+        .success()
+    };
+
+    // The quiet host fails maxretry times, is refused once more, and stops.
+    assert!(!srv.try_password(&ns, quiet, TEST_USER, &wrong).success());
+    assert!(!srv.try_password(&ns, quiet, TEST_USER, &[TEST_PASSWORD]).success(), "banned");
+    assert!(fx.active_ban("sshd", quiet).is_some());
+    assert!(key_login(quiet), "a banned host that stopped still logs in with its key");
+
+    // The knocker is banned, then keeps connecting: the kernel drops it. A
+    // probe watches from the start, for the time from the escalating
+    // refusal (the trigger's mtime) to the first dropped connection.
+    assert!(!srv.try_password(&ns, knocker, TEST_USER, &wrong).success());
+    assert!(!srv.try_password(&ns, knocker, TEST_USER, &[TEST_PASSWORD]).success(), "banned");
+    let probe_args = [
+        probe.as_os_str(),
+        knocker.as_ref(),
+        "127.0.0.1".as_ref(),
+        port.as_ref(),
+        "0.02".as_ref(),
+        "20".as_ref(),
+    ];
+    let watch = ns
+        .command(std::iter::once("python3".as_ref()).chain(probe_args))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the probe");
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        let _ = srv.try_password(&ns, knocker, TEST_USER, &wrong);
+        if in_kernel(knocker) {
+            break;
+        }
+    }
+    let out = watch.wait_with_output().expect("wait for the probe");
+    let syncs = unit.syncs.load(Ordering::Relaxed);
+    assert!(out.status.success(), "the kernel never dropped {knocker} (syncs: {syncs})");
+    let dropped_at: f64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("probe prints a time");
+    let escalated_at = mtime(&fx.trigger()).expect("the module touched the trigger");
+    println!(
+        "\n# kept knocking -> kernel drop via the trigger: {:.0} ms",
+        (dropped_at - escalated_at) * 1000.0
+    );
+    assert!(in_kernel(knocker));
+    assert!(!in_kernel(quiet), "a host that stopped stays out of the kernel");
+    assert!(ctl(&["list"]).contains("kept knocking"), "{}", ctl(&["list"]));
+    assert!(key_login(quiet));
+
+    // unban: out of the kernel at once.
+    ctl(&["unban", knocker]);
+    assert!(!in_kernel(knocker), "unban takes it out of the kernel");
+    assert!(srv.try_password(&ns, knocker, TEST_USER, &[TEST_PASSWORD]).success());
+
+    // Another knocker: its kernel entry ends when its ban does (12 s).
+    for _ in 0..3 {
+        let _ = srv.try_password(&ns, expiring, TEST_USER, &wrong);
+        if in_kernel(expiring) {
+            break;
+        }
+    }
+    assert!(wait_for(Duration::from_secs(10), || in_kernel(expiring).then_some(())).is_some());
+    assert!(
+        wait_for(Duration::from_secs(20), || (!in_kernel(expiring)).then_some(())).is_some(),
+        "the kernel entry outlived the ban"
+    );
+    assert!(!dropped(expiring, "1"), "{expiring} reaches sshd again after its ban");
+}
