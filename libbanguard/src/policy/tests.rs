@@ -561,6 +561,16 @@ fn knocking_never_escalates_what_cannot_be_blocked_or_is_switched_off() {
         }
     }
     assert!(g.bans_to_push(SyncScope::Repeat).unwrap().is_empty());
+    // scope = "all" pushes every ban anyway: nothing to count.
+    let (mut g, _) =
+        engine("[default]\nmaxretry = 1\n[recidive]\nenabled = false\n[sync]\nscope = \"all\"\n");
+    let r = req("sshd", "198.51.100.10");
+    g.attempt(&r, None).unwrap();
+    for _ in 0..20 {
+        assert!(!escalated(&g.attempt(&r, None).unwrap()));
+    }
+    let refused: i64 = g.store.runtime.query_row("SELECT sum(refused) FROM bans", [], |r| r.get(0)).unwrap();
+    assert_eq!(refused, 0, "no refusal was written");
     // escalate_after = 0: never.
     let (mut g, _) =
         engine("[default]\nmaxretry = 1\n[recidive]\nenabled = false\n[sync]\nescalate_after = 0\n");
