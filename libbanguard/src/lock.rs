@@ -111,12 +111,9 @@ impl TurnLock {
             });
         let helper = match spawned {
             Ok(h) => h,
-            // No thread to be had (a sandbox, a limit): a plain wait. The
-            // holder is an attempt's short transaction, so it ends.
-            Err(_) => {
-                self.file.lock().map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
-                return Ok(Turn { lock: self });
-            }
+            // No thread to be had (a sandbox, a limit): retry in short
+            // sleeps instead, so the wait stays bounded all the same.
+            Err(_) => return self.poll_until(started, wait),
         };
         let (state, ready) = &*shared;
         let state = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -143,6 +140,26 @@ impl TurnLock {
         sys::keep_this_object_loaded();
         drop(helper);
         Err(Error::Overloaded { path: self.path.clone(), waited: started.elapsed() })
+    }
+}
+
+impl TurnLock {
+    /// The fallback wait: `try_lock` every millisecond for `wait` from
+    /// `started`.
+    fn poll_until(&self, started: Instant, wait: Duration) -> Result<Turn<'_>> {
+        let deadline = started + wait;
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(Turn { lock: self }),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::Overloaded { path: self.path.clone(), waited: started.elapsed() });
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::Io { path: self.path.clone(), source: e }),
+            }
+        }
     }
 }
 
@@ -190,6 +207,19 @@ mod tests {
                 Err(e) => panic!("the lock stayed taken after the waiter gave up: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn the_fallback_wait_is_bounded_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.db.lock");
+        let a = TurnLock::open(&path).unwrap();
+        let b = TurnLock::open(&path).unwrap();
+        let held = a.acquire(Duration::from_secs(1)).unwrap();
+        let e = b.poll_until(Instant::now(), Duration::from_millis(30)).err().unwrap();
+        assert!(matches!(e, Error::Overloaded { waited, .. } if waited >= Duration::from_millis(30)), "{e}");
+        drop(held);
+        drop(b.poll_until(Instant::now(), Duration::from_millis(30)).unwrap());
     }
 
     #[test]
