@@ -58,7 +58,9 @@ impl Trouble {
     fn kind(&self) -> &'static str {
         match self {
             Trouble::Options(_) => "options",
-            Trouble::Core(e) if e.is_busy() => "busy",
+            // A turn that did not come and a lock held too long are one
+            // condition: one stamp, one count.
+            Trouble::Core(e) if e.is_overload() => "overload",
             Trouble::Core(e) => e.kind(),
             Trouble::Panic(_) => "panic",
         }
