@@ -11,12 +11,16 @@
 # config, socket and database; its iptables rules change only the
 # namespace's firewall.
 #
-# Usage: bench/bruteforce/run.sh [RUNS] [FLOOD_LINES]    defaults: 3 200000
-#   BANGUARD_BENCH_DEFENDERS=banguard,fail2ban,pam_abl   (a subset)
+# Usage: bench/bruteforce/run.sh [RUNS] [FLOOD_LINES] [SUSTAIN_SECONDS]
+#   defaults: 3 200000 60
+#   BANGUARD_BENCH_DEFENDERS=banguard,fail2ban,pam_abl   (a subset, side by side)
+# The sustained attack (banguard default and PAM-only, fail2ban, no
+# defender, SUSTAIN_SECONDS each run) takes about 4 x RUNS x (SUSTAIN + 40) s.
 set -eu
 cd "$(dirname "$0")/../.."
 RUNS=${1:-3}
 LINES=${2:-200000}
+SUSTAIN=${3:-60}
 : "${CARGO_TARGET_DIR:=target}"
 export CARGO_TARGET_DIR
 
@@ -40,7 +44,7 @@ echo "# $(sshd -V 2>&1 | head -n 1); fail2ban $(dpkg-query -W -f '${Version}' fa
 echo
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-if ! BANGUARD_BENCH_RUNS=$RUNS BANGUARD_BENCH_LINES=$LINES \
+if ! BANGUARD_BENCH_RUNS=$RUNS BANGUARD_BENCH_LINES=$LINES BANGUARD_BENCH_SUSTAIN=$SUSTAIN \
     cargo test --release -p banguard-e2e --test bruteforce_bench -- --ignored --nocapture --test-threads=1 >"$out" 2>&1; then
     cat "$out" >&2
     echo "run.sh: the benchmark failed (output above)" >&2

@@ -11,6 +11,7 @@
 
 pub mod dovecot;
 pub mod pamtest;
+pub mod pathunit;
 pub mod sshd;
 pub mod vsftpd;
 

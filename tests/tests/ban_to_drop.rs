@@ -18,19 +18,17 @@
 
 mod module_common;
 
+use banguard_e2e::pathunit::PathUnit;
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER, with_auth_lines,
 };
 use banguard_e2e::{Netns, artifacts, require, wait_for};
 use module_common::{Fixture, Policy};
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Connects from SRC to DST:PORT every INTERVAL seconds; prints the start
@@ -59,96 +57,6 @@ while time.time() < end:
     time.sleep(max(0.0, interval - (time.time() - t)))
 sys.exit(1)
 "#;
-
-/// Stands in for `banguard-sync.path`: an inotify watch on the trigger's
-/// directory that runs `banguardctl sync` inside the namespace.
-struct PathUnit {
-    stop: Arc<AtomicBool>,
-    syncs: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PathUnit {
-    fn start(init_pid: u32, trigger: &Path, config: &Path) -> PathUnit {
-        let dir = trigger.parent().expect("trigger has a directory").to_path_buf();
-        let name = trigger.file_name().expect("trigger has a name").to_os_string();
-        fs::create_dir_all(&dir).expect("create the trigger directory");
-        // SAFETY: inotify_init1 has no preconditions; the fd is ours.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
-        let cdir = CString::new(dir.as_os_str().as_bytes()).expect("no NUL in a temp path");
-        let mask = libc::IN_CLOSE_WRITE | libc::IN_ATTRIB | libc::IN_MOVED_TO | libc::IN_CREATE;
-        // SAFETY: fd is a live inotify fd and cdir a NUL-terminated path.
-        let wd = unsafe { libc::inotify_add_watch(fd, cdir.as_ptr(), mask) };
-        assert!(wd >= 0, "inotify_add_watch: {}", std::io::Error::last_os_error());
-        let (stop, syncs) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let (stop2, syncs2) = (stop.clone(), syncs.clone());
-        let ctl = artifacts().banguardctl.clone();
-        let config = config.to_path_buf();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stop2.load(Ordering::Relaxed) {
-                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                // SAFETY: one valid pollfd, a bounded timeout.
-                let n = unsafe { libc::poll(&mut pfd, 1, 100) };
-                if n <= 0 {
-                    continue;
-                }
-                // SAFETY: reading into a buffer we own, of its length.
-                let len = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if len <= 0 || !events_name(&buf[..len as usize], name.as_bytes()) {
-                    continue;
-                }
-                let out = Command::new("nsenter")
-                    .arg("--target")
-                    .arg(init_pid.to_string())
-                    .args(["--net", "--mount", "--pid", "--"])
-                    .arg(&ctl)
-                    .arg("--config")
-                    .arg(&config)
-                    .args(["sync", "--quiet"])
-                    .stdin(Stdio::null())
-                    .output();
-                match out {
-                    Ok(o) if o.status.success() => {
-                        syncs2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(o) => eprintln!("path unit: sync failed: {}", String::from_utf8_lossy(&o.stderr)),
-                    Err(e) => eprintln!("path unit: cannot run sync: {e}"),
-                }
-            }
-            // SAFETY: closing the fd this thread owns, once.
-            unsafe { libc::close(fd) };
-        });
-        PathUnit { stop, syncs, thread: Some(thread) }
-    }
-}
-
-impl Drop for PathUnit {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Whether a buffer of inotify events names `name`.
-fn events_name(mut buf: &[u8], name: &[u8]) -> bool {
-    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
-    while buf.len() >= HEADER {
-        // The name length is the last u32 of the header.
-        let len = u32::from_ne_bytes(buf[HEADER - 4..HEADER].try_into().expect("4 bytes")) as usize;
-        let end = (HEADER + len).min(buf.len());
-        let field = &buf[HEADER..end];
-        let event_name = field.split(|&b| b == 0).next().unwrap_or(&[]);
-        if event_name == name {
-            return true;
-        }
-        buf = &buf[end..];
-    }
-    false
-}
 
 fn mtime(p: &Path) -> Option<f64> {
     Some(fs::metadata(p).ok()?.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_secs_f64())

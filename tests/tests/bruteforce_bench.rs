@@ -710,3 +710,206 @@ fn bench_log_flood() {
     );
     assert!(done.is_some(), "fail2ban counted {counted} of {lines} within 15 minutes");
 }
+
+/// Who defends in the sustained attack (BANGUARD_BENCH_SUSTAINED_DEFENDERS:
+/// a comma-separated subset of banguard, pam-only, fail2ban, nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Sustained {
+    /// banguard's defaults: `[sync] scope = "repeat"`, `escalate_after = 5`,
+    /// nftables, the sync run on the trigger (the path unit's stand-in).
+    Banguard,
+    /// The same with `escalate_after = 0`: the behaviour before hosts that
+    /// keep knocking went to the kernel (a first ban is PAM's only).
+    BanguardPamOnly,
+    Fail2ban,
+    /// The stock stack alone: pam_unix and its fail delay.
+    Nothing,
+}
+
+impl Sustained {
+    fn key(self) -> &'static str {
+        match self {
+            Sustained::Banguard => "banguard",
+            Sustained::BanguardPamOnly => "pam-only",
+            Sustained::Fail2ban => "fail2ban",
+            Sustained::Nothing => "nothing",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Sustained::Banguard => "banguard (default: knocking hosts to the kernel)",
+            Sustained::BanguardPamOnly => "banguard, escalate_after = 0 (as before)",
+            Sustained::Fail2ban => "fail2ban (iptables-multiport)",
+            Sustained::Nothing => "no defender",
+        }
+    }
+}
+
+/// A sustained attack (issue 12): BOTS hosts x 2 workers, each connecting
+/// again and again with 3 wrong passwords for BANGUARD_BENCH_SUSTAIN
+/// seconds (default 60), as real bots keep going after their ban; ssh's
+/// connect timeout is 5 s, so a dropped bot keeps trying cheaply. The stock
+/// pam_unix fail delay (2 s) is on for every defender. Per defender: the
+/// most passwords any bot got evaluated, connections that reached sshd
+/// (sshd's "Connection from" lines), sshd's CPU, the defender's CPU
+/// (fail2ban's daemon; banguard's sync runs), wall time; median of
+/// BANGUARD_BENCH_RUNS (default 3). Bots come from 198.51.100.0/24 on the
+/// namespace's lo (data only: every connection goes to 127.0.0.1).
+#[test]
+#[ignore = "benchmark: run with bench/bruteforce/run.sh"]
+fn bench_sustained_attack() {
+    if !require(
+        "bench_sustained_attack",
+        true,
+        &["unshare", "nsenter", "ip", "sshd", "ssh", "nft", "fail2ban-server", "fail2ban-client", "iptables"],
+    ) {
+        return;
+    }
+    const BOTS: usize = 4;
+    let runs = knob("BANGUARD_BENCH_RUNS", 3);
+    let seconds = knob("BANGUARD_BENCH_SUSTAIN", 60) as u64;
+    let only = std::env::var("BANGUARD_BENCH_SUSTAINED_DEFENDERS").ok();
+    let defenders: Vec<Sustained> =
+        [Sustained::Banguard, Sustained::BanguardPamOnly, Sustained::Fail2ban, Sustained::Nothing]
+            .into_iter()
+            .filter(|d| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == d.key())))
+            .collect();
+    let mut rows: BTreeMap<Sustained, Vec<[f64; 6]>> = BTreeMap::new();
+    for (di, &defender) in defenders.iter().enumerate() {
+        for run in 0..runs {
+            let mut ns = Netns::new();
+            let bots: Vec<String> =
+                (1..=BOTS).map(|b| format!("198.51.100.{}", di * 40 + run * 8 + b)).collect();
+            let legit = format!("203.0.113.{}", di * 10 + run + 1);
+            for a in bots.iter().chain([&legit]) {
+                ns.add_lo_addr(&format!("{a}/32"));
+            }
+            let truth = Truth::new();
+            let fx = Fixture::new(&Policy {
+                maxretry: MAXRETRY as u32,
+                bantime: "10m",
+                runtime_on_tmpfs: true,
+                ..Policy::default()
+            });
+            // BANGUARD_BENCH_ESCALATE: escalate_after for the default row
+            // (its default is the config's, 5).
+            let escalate =
+                if defender == Sustained::BanguardPamOnly { 0 } else { knob("BANGUARD_BENCH_ESCALATE", 5) };
+            let config = fs::read_to_string(&fx.config).expect("read config").replace(
+                "[sync]\n",
+                &format!(
+                    "[sync]\nbackends = [\"nftables\"]\nescalate_after = {escalate}\nlock_file = \"{}\"\n",
+                    fx.dir().join("sync.lock").display()
+                ),
+            );
+            fs::write(&fx.config, config).expect("write config");
+            fs::set_permissions(&fx.config, fs::Permissions::from_mode(0o644)).expect("chmod");
+            let lines: Vec<String> = match defender {
+                Sustained::Banguard | Sustained::BanguardPamOnly => vec![fx.module_line(""), truth.line()],
+                Sustained::Fail2ban | Sustained::Nothing => vec![truth.line()],
+            };
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let mut opts = SshdOptions::with_stack(&with_auth_lines(DEBIAN_SSHD_STACK, &refs));
+            opts.pam_unix_nodelay = false;
+            let srv = SshdServer::start(&mut ns, opts);
+            let relay = (defender == Sustained::Fail2ban)
+                .then(|| SyslogRelay::start(srv.dir().join("sshd.log"), srv.dir().join("auth.log")));
+            let f2b = (defender == Sustained::Fail2ban)
+                .then(|| Fail2ban::start(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
+            let unit = matches!(defender, Sustained::Banguard | Sustained::BanguardPamOnly)
+                .then(|| banguard_e2e::pathunit::PathUnit::start(ns.init_pid(), &fx.trigger(), &fx.config));
+            let listener = srv.listener_pid().expect("sshd listener pid");
+            let (sshd0, f2b0) = (cpu_of(listener), f2b.as_ref().map_or(0.0, Fail2ban::cpu));
+            let t0 = Instant::now();
+            let deadline = t0 + Duration::from_secs(seconds);
+            std::thread::scope(|s| {
+                for bot in &bots {
+                    for _ in 0..2 {
+                        let (srv, ns) = (&srv, &ns);
+                        s.spawn(move || {
+                            while Instant::now() < deadline {
+                                let mut l = Login::new(
+                                    Method::Password,
+                                    bot,
+                                    TEST_USER,
+                                    &["wrong-1", "wrong-2", "wrong-3"],
+                                );
+                                l.timeout = Duration::from_secs(15);
+                                srv.login(ns, &l);
+                            }
+                        });
+                    }
+                }
+            });
+            let wall = t0.elapsed().as_secs_f64();
+            // Connections dropped mid-way linger until LoginGraceTime: their
+            // CPU counts only once sshd has reaped them.
+            let children = format!("/proc/{listener}/task/{listener}/children");
+            let reaped = wait_for(Duration::from_secs(45), || {
+                fs::read_to_string(&children).is_ok_and(|c| c.trim().is_empty()).then_some(())
+            });
+            assert!(reaped.is_some(), "{}: sshd's connection processes did not end", defender.name());
+            std::thread::sleep(Duration::from_secs(1));
+            let log = srv.log();
+            let reached: usize =
+                bots.iter().map(|b| log.matches(&format!("Connection from {b} port")).count()).sum();
+            let evaluated = bots.iter().map(|b| truth.times(b).len()).max().unwrap_or(0);
+            let sshd_cpu = cpu_of(listener) - sshd0;
+            let defender_cpu = match (&f2b, &unit) {
+                (Some(f), _) => f.cpu() - f2b0,
+                (_, Some(u)) => {
+                    u.cpu_ticks.load(std::sync::atomic::Ordering::Relaxed) as f64
+                        / banguard_e2e::pathunit::ticks_per_second()
+                }
+                _ => 0.0,
+            };
+            let legit_ok = srv.try_password(&ns, &legit, TEST_USER, &[TEST_PASSWORD]).success();
+            assert!(legit_ok, "{}: the legitimate host could not log in", defender.name());
+            eprintln!(
+                "{} run {run}: evaluated {evaluated}, reached {reached}, sshd {sshd_cpu:.2} s, defender {defender_cpu:.2} s, wall {wall:.1} s",
+                defender.name()
+            );
+            rows.entry(defender).or_default().push([
+                evaluated as f64,
+                reached as f64,
+                sshd_cpu,
+                defender_cpu,
+                sshd_cpu + defender_cpu,
+                wall,
+            ]);
+            drop(unit);
+            drop(f2b);
+            drop(relay);
+            drop(srv);
+        }
+    }
+    println!();
+    println!(
+        "# sustained attack: {BOTS} bots x 2 workers, 3 wrong passwords per connection, {seconds} s; maxretry {MAXRETRY}; banguard's escalate_after {}; median of {runs} runs",
+        knob("BANGUARD_BENCH_ESCALATE", 5)
+    );
+    println!();
+    println!(
+        "| defender | passwords evaluated (most for one bot) | connections reaching sshd | sshd CPU s | defender CPU s | total server CPU s | wall s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (defender, rs) in &rows {
+        let col = |i: usize| median(rs.iter().map(|r| r[i]).collect());
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            defender.name(),
+            col(0),
+            col(1),
+            col(2),
+            col(3),
+            col(4),
+            col(5)
+        );
+    }
+    for d in [Sustained::Banguard, Sustained::BanguardPamOnly] {
+        for r in rows.get(&d).into_iter().flatten() {
+            assert!(r[0] as usize <= MAXRETRY, "{}: more than maxretry evaluated: {r:?}", d.name());
+        }
+    }
+}
