@@ -19,7 +19,7 @@
 //! differ and the next ban change or sync run rebuilds the mirror.
 //!
 //! Every read-modify-write of the runtime state first waits for its turn
-//! on a file lock beside it ([`crate::lock`]: fair, no polling, bounded by
+//! on a file lock beside it ([`crate::lock`]: asleep in the kernel, no polling, bounded by
 //! `busy_timeout_ms`), then runs in `BEGIN IMMEDIATE`. The same turn makes
 //! the rebuild after a reboot happen once: whoever gets it first builds,
 //! the others wait and use the result.
