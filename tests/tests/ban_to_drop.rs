@@ -83,16 +83,7 @@ fn a_ban_by_the_module_reaches_the_kernel_through_the_trigger() {
     ns.add_lo_addr("127.0.0.3/8");
     let fx = Fixture::new(&Policy { maxretry: 3, ..Policy::default() });
     // The fixture's config, plus a sync that pushes every ban to nftables.
-    let mut config = fs::read_to_string(&fx.config).expect("read config");
-    config = config.replace(
-        "[sync]\n",
-        &format!(
-            "[sync]\nbackends = [\"nftables\"]\nscope = \"all\"\nlock_file = \"{}\"\n",
-            fx.dir().join("sync.lock").display()
-        ),
-    );
-    fs::write(&fx.config, config).expect("write config");
-    fs::set_permissions(&fx.config, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fx.sync_to_nftables("scope = \"all\"\n");
     let stack = with_auth_lines(DEBIAN_SSHD_STACK, &[&fx.module_line("")]);
     let srv = SshdServer::start(&mut ns, SshdOptions::with_stack(&stack));
     let probe: PathBuf = fx.dir().join("probe.py");
@@ -176,16 +167,7 @@ fn a_host_that_keeps_knocking_is_dropped_one_that_stops_keeps_its_key_logins() {
         ns.add_lo_addr(&format!("{a}/32"));
     }
     let fx = Fixture::new(&Policy { maxretry: 3, bantime: "1h", ..Policy::default() });
-    let mut config = fs::read_to_string(&fx.config).expect("read config");
-    config = config.replace(
-        "[sync]\n",
-        &format!(
-            "[sync]\nbackends = [\"nftables\"]\nlock_file = \"{}\"\n",
-            fx.dir().join("sync.lock").display()
-        ),
-    );
-    fs::write(&fx.config, config).expect("write config");
-    fs::set_permissions(&fx.config, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fx.sync_to_nftables("");
     // A key for the test user; sshd reads it from the fixture's directory.
     let key = fx.dir().join("id_ed25519");
     let out = Command::new("ssh-keygen")

@@ -796,15 +796,7 @@ fn bench_sustained_attack() {
             // (its default is the config's, 5).
             let escalate =
                 if defender == Sustained::BanguardPamOnly { 0 } else { knob("BANGUARD_BENCH_ESCALATE", 5) };
-            let config = fs::read_to_string(&fx.config).expect("read config").replace(
-                "[sync]\n",
-                &format!(
-                    "[sync]\nbackends = [\"nftables\"]\nescalate_after = {escalate}\nlock_file = \"{}\"\n",
-                    fx.dir().join("sync.lock").display()
-                ),
-            );
-            fs::write(&fx.config, config).expect("write config");
-            fs::set_permissions(&fx.config, fs::Permissions::from_mode(0o644)).expect("chmod");
+            fx.sync_to_nftables(&format!("escalate_after = {escalate}\n"));
             let lines: Vec<String> = match defender {
                 Sustained::Banguard | Sustained::BanguardPamOnly => vec![fx.module_line(""), truth.line()],
                 Sustained::Fail2ban | Sustained::Nothing => vec![truth.line()],

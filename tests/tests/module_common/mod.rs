@@ -96,6 +96,18 @@ impl Fixture {
         f
     }
 
+    /// Turns on the sync to nftables (lock file in the temp dir), with
+    /// `extra` lines (`scope = "all"`, `escalate_after = 0`) in `[sync]`.
+    pub fn sync_to_nftables(&self, extra: &str) {
+        let lock = self.tmp.path().join("sync.lock");
+        let text = fs::read_to_string(&self.config).expect("read config").replace(
+            "[sync]\n",
+            &format!("[sync]\nbackends = [\"nftables\"]\nlock_file = \"{}\"\n{extra}", lock.display()),
+        );
+        fs::write(&self.config, text).expect("write config");
+        fs::set_permissions(&self.config, fs::Permissions::from_mode(0o644)).expect("chmod config");
+    }
+
     /// The sync trigger the module touches after each new ban.
     pub fn trigger(&self) -> PathBuf {
         self.tmp.path().join("run/ban.trigger")
