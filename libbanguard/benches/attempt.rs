@@ -8,7 +8,9 @@
 //! `synchronous` setting, TMPDIR for where the store lives,
 //! BANGUARD_BENCH_RUNTIME_DIR for the runtime state: default /dev/shm, the
 //! tmpfs that /run is on a systemd machine). Prints median / p90 / p99 /
-//! max in µs and the file sizes. Results are recorded in BENCHMARKS.md.
+//! max in µs and the file sizes; then a banned host's refusals with and
+//! without the counting of `escalate_after`. Results are recorded in
+//! BENCHMARKS.md.
 
 use banguard::policy::SystemClock;
 use banguard::rusqlite::params;
@@ -114,6 +116,70 @@ fn main() {
         assert!(matches!(verdict, banguard::Verdict::Refused { new: true, .. }), "{verdict:?}");
     }
     report("attempt that makes a ban (+ the ban written to the store)", bans);
+
+    refusals(&config_path, (iters / 20).max(20));
+}
+
+/// A refusal of a banned host, fresh process style, under the default
+/// `escalate_after = 5` (each of the first 5 refusals counted in the runtime
+/// state, the 5th marks the ban for the kernel in the store) and under
+/// `escalate_after = 0` (nothing counted: the refusal as it was before),
+/// interleaved host by host so both see the same machine.
+fn refusals(config_path: &Path, hosts: usize) {
+    let uncounted = config_path.with_file_name("uncounted.toml");
+    let text = std::fs::read_to_string(config_path).expect("read config");
+    std::fs::write(&uncounted, format!("{text}[sync]\nescalate_after = 0\n")).expect("write config");
+    let refuse = |config: &Path, ip: &str| -> (f64, banguard::Verdict) {
+        let req = Request { service: "sshd", rhost: Some(ip), hint: None, user: Some("root") };
+        let start = Instant::now();
+        let config = Config::load(config).expect("config");
+        let mut g = Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock)).expect("open");
+        let verdict = g.attempt(&req, None).expect("attempt");
+        drop(g);
+        (start.elapsed().as_nanos() as f64 / 1000.0, verdict)
+    };
+    let ips: Vec<(String, String)> = (0..hosts)
+        .map(|i| {
+            (format!("198.51.{}.{}", 100 + i / 256, i % 256), format!("203.0.{}.{}", 113 + i / 256, i % 256))
+        })
+        .collect();
+    for (a, b) in &ips {
+        for (config, ip) in [(config_path, a), (uncounted.as_path(), b)] {
+            for _ in 0..4 {
+                refuse(config, ip);
+            }
+        }
+    }
+    // Refusals 1..=6 of each host: [counted 1-4, the 5th (escalates), 6th].
+    let (mut counted, mut escalating, mut after, mut before) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for n in 1..=6 {
+        for (a, b) in &ips {
+            let (t, verdict) = refuse(config_path, a);
+            assert!(verdict.is_refused(), "{verdict:?}");
+            match n {
+                1..=4 => counted.push(t),
+                5 => {
+                    assert!(
+                        matches!(verdict, banguard::Verdict::Refused { escalated: true, .. }),
+                        "{verdict:?}"
+                    );
+                    escalating.push(t)
+                }
+                _ => after.push(t),
+            }
+            let (t, verdict) = refuse(&uncounted, b);
+            assert!(matches!(verdict, banguard::Verdict::Refused { escalated: false, .. }), "{verdict:?}");
+            before.push(t);
+        }
+    }
+    report("refusal of a banned host, escalate_after = 0 (nothing counted, as before)", before);
+    report("refusal of a banned host, escalate_after = 5: refusals 1-4 (counted)", counted);
+    report(
+        "refusal of a banned host, escalate_after = 5: the 5th (marks the ban for the kernel)",
+        escalating,
+    );
+    report("refusal of a banned host, escalate_after = 5: after the 5th (nothing counted)", after);
 }
 
 fn report(what: &str, mut samples: Vec<f64>) {

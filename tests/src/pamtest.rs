@@ -35,6 +35,7 @@ pub const PAM_ABORT: c_int = 26;
 pub const PAM_USER: c_int = 2;
 pub const PAM_TTY: c_int = 3;
 pub const PAM_RHOST: c_int = 4;
+const PAM_FAIL_DELAY: c_int = 10;
 
 /// Flags for `pam_setcred`.
 pub const PAM_ESTABLISH_CRED: c_int = 0x0002;
@@ -105,6 +106,8 @@ unsafe extern "C" {
 struct Conversation {
     passwords: Mutex<VecDeque<String>>,
     prompts: Mutex<Vec<String>>,
+    /// (status, µs) per `pam_authenticate`: what libpam would have slept.
+    delays: Mutex<Vec<(c_int, u32)>>,
 }
 
 /// One PAM handle. `Drop` calls `pam_end` with the last status, as a
@@ -137,7 +140,20 @@ impl Pam {
         };
         assert_eq!(rc, PAM_SUCCESS, "pam_start_confdir({service}, {})", confdir.display());
         assert!(!handle.is_null());
+        // Given a delay function, libpam hands the fail delay to the
+        // application instead of sleeping it: tests stay fast and can see
+        // what the modules asked for.
+        let delay_fn: DelayFn = record_delay;
+        // SAFETY: live handle; PAM_FAIL_DELAY takes a function pointer.
+        let rc = unsafe { pam_set_item(handle, PAM_FAIL_DELAY, delay_fn as *const c_void) };
+        assert_eq!(rc, PAM_SUCCESS, "pam_set_item(PAM_FAIL_DELAY)");
         Pam { handle, _conv: conv, state, last: PAM_SUCCESS }
+    }
+
+    /// The fail delays libpam computed so far, one per `pam_authenticate`
+    /// (status, µs; libpam varies the longest delay asked for by ±25 %).
+    pub fn delays(&self) -> Vec<(c_int, u32)> {
+        self.state.delays.lock().expect("lock").clone()
     }
 
     /// Queues passwords for the next echo-off prompts.
@@ -223,6 +239,20 @@ impl Drop for Pam {
             unsafe { pam_end(self.handle, self.last) };
         }
     }
+}
+
+type DelayFn = unsafe extern "C" fn(c_int, u32, *mut c_void);
+
+/// libpam's fail-delay callback: records instead of sleeping.
+unsafe extern "C" fn record_delay(status: c_int, usec: u32, appdata: *mut c_void) {
+    let _ = std::panic::catch_unwind(|| {
+        if appdata.is_null() {
+            return;
+        }
+        // SAFETY: appdata is the Conversation boxed in `Pam`, alive while the handle is.
+        let state = unsafe { &*(appdata as *const Conversation) };
+        state.delays.lock().expect("lock").push((status, usec));
+    });
 }
 
 /// The conversation: answers echo-off (and echo-on) prompts from the

@@ -2,7 +2,8 @@
 //! inotify watch on the trigger's directory that runs `banguardctl sync`
 //! inside a test namespace on each close-after-write of the trigger (what
 //! `PathChanged=` reacts to). systemd's own start-up of the oneshot service
-//! (a few ms to tens of ms) is not included.
+//! (a few ms to tens of ms) is not included. [`PathUnit::every`] stands in
+//! for cron's line instead.
 
 use crate::artifacts;
 use std::ffi::CString;
@@ -10,8 +11,9 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Stands in for `banguard-sync.path`: an inotify watch on the trigger's
 /// directory that runs `banguardctl sync` inside the namespace.
@@ -21,6 +23,8 @@ pub struct PathUnit {
     pub syncs: Arc<AtomicUsize>,
     /// CPU time of those syncs, in clock ticks (what the sync job costs).
     pub cpu_ticks: Arc<AtomicU64>,
+    /// When each change of the trigger was seen (the watching stand-in).
+    pub triggered: Arc<Mutex<Vec<SystemTime>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -42,6 +46,8 @@ impl PathUnit {
         let (stop, syncs) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let cpu_ticks = Arc::new(AtomicU64::new(0));
         let (stop2, syncs2, cpu2) = (stop.clone(), syncs.clone(), cpu_ticks.clone());
+        let triggered = Arc::new(Mutex::new(Vec::new()));
+        let triggered2 = triggered.clone();
         let ctl = artifacts().banguardctl.clone();
         let config = config.to_path_buf();
         let thread = std::thread::spawn(move || {
@@ -58,35 +64,60 @@ impl PathUnit {
                 if len <= 0 || !events_name(&buf[..len as usize], name.as_bytes()) {
                     continue;
                 }
-                // A shell runs the sync and then reports its own stat line,
-                // whose cutime/cstime hold the sync's CPU time.
-                let out = Command::new("nsenter")
-                    .arg("--target")
-                    .arg(init_pid.to_string())
-                    .args(["--net", "--mount", "--pid", "--", "sh", "-c"])
-                    .arg("\"$@\" sync --quiet || exit $?; cat /proc/$$/stat")
-                    .arg("sh")
-                    .arg(&ctl)
-                    .arg("--config")
-                    .arg(&config)
-                    .stdin(Stdio::null())
-                    .output();
-                match out {
-                    Ok(o) if o.status.success() => {
-                        syncs2.fetch_add(1, Ordering::Relaxed);
-                        cpu2.fetch_add(
-                            children_ticks(&String::from_utf8_lossy(&o.stdout)),
-                            Ordering::Relaxed,
-                        );
-                    }
-                    Ok(o) => eprintln!("path unit: sync failed: {}", String::from_utf8_lossy(&o.stderr)),
-                    Err(e) => eprintln!("path unit: cannot run sync: {e}"),
-                }
+                triggered2.lock().expect("lock").push(SystemTime::now());
+                sync_once(init_pid, &ctl, &config, &syncs2, &cpu2);
             }
             // SAFETY: closing the fd this thread owns, once.
             unsafe { libc::close(fd) };
         });
-        PathUnit { stop, syncs, cpu_ticks, thread: Some(thread) }
+        PathUnit { stop, syncs, cpu_ticks, triggered, thread: Some(thread) }
+    }
+
+    /// Stands in for cron's line instead: `banguardctl sync` every
+    /// `period`, the first one `period` after the start (an attack that
+    /// begins right after a run waits longest).
+    pub fn every(init_pid: u32, period: std::time::Duration, config: &Path) -> PathUnit {
+        let (stop, syncs) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let cpu_ticks = Arc::new(AtomicU64::new(0));
+        let (stop2, syncs2, cpu2) = (stop.clone(), syncs.clone(), cpu_ticks.clone());
+        let ctl = artifacts().banguardctl.clone();
+        let config = config.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let mut next = std::time::Instant::now() + period;
+            while !stop2.load(Ordering::Relaxed) {
+                if std::time::Instant::now() >= next {
+                    sync_once(init_pid, &ctl, &config, &syncs2, &cpu2);
+                    next += period;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        PathUnit { stop, syncs, cpu_ticks, triggered: Arc::default(), thread: Some(thread) }
+    }
+}
+
+/// Runs one `banguardctl sync` in the namespace and adds up its CPU.
+fn sync_once(init_pid: u32, ctl: &Path, config: &Path, syncs: &AtomicUsize, cpu_ticks: &AtomicU64) {
+    // A shell runs the sync and then reports its own stat line, whose
+    // cutime/cstime hold the sync's CPU time.
+    let out = Command::new("nsenter")
+        .arg("--target")
+        .arg(init_pid.to_string())
+        .args(["--net", "--mount", "--pid", "--", "sh", "-c"])
+        .arg("\"$@\" sync --quiet || exit $?; cat /proc/$$/stat")
+        .arg("sh")
+        .arg(ctl)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            syncs.fetch_add(1, Ordering::Relaxed);
+            cpu_ticks.fetch_add(children_ticks(&String::from_utf8_lossy(&o.stdout)), Ordering::Relaxed);
+        }
+        Ok(o) => eprintln!("sync failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => eprintln!("cannot run sync: {e}"),
     }
 }
 

@@ -12,8 +12,10 @@
 //!   the package without installing it, because installing libpam-abl runs
 //!   pam-auth-update and puts pam_abl into this machine's common-auth.
 //!
-//! All three get maxretry 3, findtime 10m, bantime 10m, and no ignore list.
-//! Ground truth is not asked of the defenders: a `pam_exec` line right
+//! All three get maxretry 3, findtime 10m, bantime 10m, and no ignore list;
+//! pam_unix keeps its stock 2 s fail delay, and banguard runs with its
+//! defaults and its sync started on each trigger (nftables in the
+//! namespace, [`PathUnit`]), as the .deb sets it up. Ground truth is not asked of the defenders: a `pam_exec` line right
 //! before `@include common-auth` logs every password that reached
 //! pam_unix, with its time. Ignored by `cargo test`; run it with
 //! `bench/bruteforce/run.sh` (root; sshd, fail2ban, libpam-abl installed).
@@ -21,6 +23,7 @@
 mod module_common;
 
 use banguard::{Banguard, Config, Request};
+use banguard_e2e::pathunit::PathUnit;
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, Login, Method, RunningLogin, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER,
     with_auth_lines,
@@ -448,10 +451,31 @@ struct RunResult {
     /// Seconds from the host's maxretry-th evaluated password to its block
     /// (single-host patterns only; `None` when it was never blocked).
     block_after: Option<f64>,
+    /// Connections of the attacking hosts that reached sshd.
+    reached: usize,
     sshd_cpu: f64,
+    /// fail2ban's daemon and actions, or banguard's sync runs.
     daemon_cpu: f64,
     legit_ok: bool,
     wall: f64,
+}
+
+/// The n-th of the 762 documentation addresses (192.0.2.1 ..
+/// 203.0.113.254).
+fn doc_addr(n: usize) -> String {
+    const RANGES: [&str; 3] = ["192.0.2", "198.51.100", "203.0.113"];
+    assert!(n < 3 * 254, "only {} documentation addresses", 3 * 254);
+    format!("{}.{}", RANGES[n / 254], n % 254 + 1)
+}
+
+/// Waits (up to 45 s) until sshd has reaped every connection process, so
+/// that their CPU is in the listener's figure.
+fn wait_for_reaped(listener: u32) {
+    let children = format!("/proc/{listener}/task/{listener}/children");
+    let reaped = wait_for(Duration::from_secs(45), || {
+        fs::read_to_string(&children).is_ok_and(|c| c.trim().is_empty()).then_some(())
+    });
+    assert!(reaped.is_some(), "sshd's connection processes did not end");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -469,38 +493,49 @@ fn bench_bruteforce_side_by_side() {
     ) {
         return;
     }
-    let abl_module = PathBuf::from(std::env::var("BANGUARD_BENCH_PAM_ABL").unwrap_or_default());
-    assert!(
-        abl_module.is_file(),
-        "BANGUARD_BENCH_PAM_ABL must name pam_abl.so (bench/bruteforce/run.sh extracts it from libpam-abl)"
-    );
     let runs = knob("BANGUARD_BENCH_RUNS", 3);
     let only: Option<String> = std::env::var("BANGUARD_BENCH_DEFENDERS").ok();
     let defenders: Vec<Defender> = [Defender::Banguard, Defender::Fail2ban, Defender::PamAbl]
         .into_iter()
         .filter(|d| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == d.name())))
         .collect();
+    let abl_module = PathBuf::from(std::env::var("BANGUARD_BENCH_PAM_ABL").unwrap_or_default());
+    assert!(
+        abl_module.is_file() || !defenders.contains(&Defender::PamAbl),
+        "BANGUARD_BENCH_PAM_ABL must name pam_abl.so (bench/bruteforce/run.sh extracts it from libpam-abl)"
+    );
 
+    assert!(runs * PATTERNS.len() * 33 <= 3 * 254, "at most 3 runs: the addresses would run out");
     let mut results: BTreeMap<(Defender, Pattern), Vec<RunResult>> = BTreeMap::new();
-    for (di, &defender) in defenders.iter().enumerate() {
+    for &defender in &defenders {
         let mut ns = Netns::new();
         let truth = Truth::new();
-        // Addresses: 127.<20+defender>.<run*8+pattern>.<1..32>; .200 is
-        // the legitimate host of that run.
+        // 33 documentation addresses per run and pattern on the namespace's
+        // lo (data only: every connection goes to 127.0.0.1): up to 32
+        // attackers, then the legitimate host of that run.
+        let addr_of = |run: usize, pi: usize, h: usize| doc_addr((run * PATTERNS.len() + pi) * 33 + h);
         for run in 0..runs {
-            for (pi, _) in PATTERNS.iter().enumerate() {
-                for h in (1..=32).chain([200]) {
-                    ns.add_lo_addr(&format!("127.{}.{}.{h}/8", 20 + di, run * 8 + pi));
+            for pi in 0..PATTERNS.len() {
+                for h in 0..33 {
+                    ns.add_lo_addr(&format!("{}/32", addr_of(run, pi, h)));
                 }
             }
         }
         let abl = PamAbl::new(&abl_module, MAXRETRY);
-        let mut fixture = Fixture::new(&Policy {
-            maxretry: MAXRETRY as u32,
-            bantime: "10m",
-            runtime_on_tmpfs: true,
-            ..Policy::default()
-        });
+        // banguard's defaults: the sync on the trigger, to nftables
+        // (hosts that keep knocking go to the kernel), refusal delay 2 s.
+        let banguard_fixture = || {
+            let fx = Fixture::new(&Policy {
+                maxretry: MAXRETRY as u32,
+                bantime: "10m",
+                runtime_on_tmpfs: true,
+                refusal_delay: "2s",
+                ..Policy::default()
+            });
+            fx.sync_to_nftables("");
+            fx
+        };
+        let mut fixture = banguard_fixture();
         let stack = |fx: &Fixture| -> String {
             let lines: Vec<String> = match defender {
                 Defender::Banguard => vec![fx.module_line(""), truth.line()],
@@ -510,7 +545,12 @@ fn bench_bruteforce_side_by_side() {
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
             with_auth_lines(DEBIAN_SSHD_STACK, &refs)
         };
-        let srv = SshdServer::start(&mut ns, SshdOptions::with_stack(&stack(&fixture)));
+        // pam_unix's stock fail delay (2 s) for every defender; a connection
+        // cut by a kernel rule lingers in sshd for LoginGraceTime.
+        let mut opts = SshdOptions::with_stack(&stack(&fixture));
+        opts.pam_unix_nodelay = false;
+        opts.login_grace_time = 15;
+        let srv = SshdServer::start(&mut ns, opts);
         let relay = (defender == Defender::Fail2ban)
             .then(|| SyslogRelay::start(srv.dir().join("sshd.log"), srv.dir().join("auth.log")));
         let f2b = (defender == Defender::Fail2ban)
@@ -519,36 +559,38 @@ fn bench_bruteforce_side_by_side() {
 
         for run in 0..runs {
             for (pi, &pattern) in PATTERNS.iter().enumerate() {
-                let net = format!("127.{}.{}", 20 + di, run * 8 + pi);
-                let hosts: Vec<String> = (1..=pattern.hosts()).map(|h| format!("{net}.{h}")).collect();
+                let hosts: Vec<String> = (0..pattern.hosts()).map(|h| addr_of(run, pi, h)).collect();
+                let legit_host = addr_of(run, pi, 32);
+                let mut unit = None;
                 if defender == Defender::Banguard {
-                    // A fresh store per run: its trigger file's mtime is
-                    // the moment the (one) ban was created.
-                    fixture = Fixture::new(&Policy {
-                        maxretry: MAXRETRY as u32,
-                        bantime: "10m",
-                        runtime_on_tmpfs: true,
-                        ..Policy::default()
-                    });
+                    // A fresh store per run: its first trigger is the moment
+                    // the (one) ban was created.
+                    fixture = banguard_fixture();
                     srv.set_pam_stack(&ns, &stack(&fixture));
+                    unit = Some(PathUnit::start(ns.init_pid(), &fixture.trigger(), &fixture.config));
                 }
                 let (sshd0, daemon0) = (cpu_of(listener), f2b.as_ref().map_or(0.0, Fail2ban::cpu));
                 let t0 = Instant::now();
                 pattern.run(&srv, &ns, &hosts);
                 let wall = t0.elapsed().as_secs_f64();
-                // Let fail2ban catch up with the log and sshd reap its
-                // children before reading the figures.
+                // Let fail2ban catch up with the log, and sshd reap its
+                // children (cut connections end at LoginGraceTime), before
+                // reading the figures.
                 std::thread::sleep(Duration::from_secs(2));
-                let legit = srv.try_password(&ns, &format!("{net}.200"), TEST_USER, &[TEST_PASSWORD]);
+                wait_for_reaped(listener);
+                let legit = srv.try_password(&ns, &legit_host, TEST_USER, &[TEST_PASSWORD]);
                 let evaluated: Vec<usize> = hosts.iter().map(|h| truth.times(h).len()).collect();
                 let block_after = (pattern.hosts() == 1)
                     .then(|| {
                         let h = &hosts[0];
                         let t_k = *truth.times(h).get(MAXRETRY - 1)?;
                         let t_block = match defender {
-                            Defender::Banguard => fs::metadata(fixture.trigger())
-                                .and_then(|m| m.modified())
+                            Defender::Banguard => unit
+                                .as_ref()?
+                                .triggered
+                                .lock()
                                 .ok()?
+                                .first()?
                                 .duration_since(UNIX_EPOCH)
                                 .ok()?
                                 .as_secs_f64(),
@@ -558,12 +600,20 @@ fn bench_bruteforce_side_by_side() {
                         Some(t_block - t_k)
                     })
                     .flatten();
+                let sync_cpu = unit.as_ref().map_or(0.0, |u| {
+                    u.cpu_ticks.load(std::sync::atomic::Ordering::Relaxed) as f64
+                        / banguard_e2e::pathunit::ticks_per_second()
+                });
                 let r = RunResult {
                     evaluated_max: evaluated.iter().copied().max().unwrap_or(0),
                     evaluated_total: evaluated.iter().sum(),
                     block_after,
+                    reached: hosts
+                        .iter()
+                        .map(|h| srv.log().matches(&format!("Connection from {h} port")).count())
+                        .sum(),
                     sshd_cpu: cpu_of(listener) - sshd0,
-                    daemon_cpu: f2b.as_ref().map_or(0.0, Fail2ban::cpu) - daemon0,
+                    daemon_cpu: f2b.as_ref().map_or(0.0, Fail2ban::cpu) - daemon0 + sync_cpu,
                     legit_ok: legit.success(),
                     wall,
                 };
@@ -581,16 +631,16 @@ fn bench_bruteforce_side_by_side() {
 
     println!();
     println!(
-        "# brute force, side by side: maxretry {MAXRETRY}, findtime 10m, bantime 10m; median of {runs} runs"
+        "# brute force, side by side: maxretry {MAXRETRY}, findtime 10m, bantime 10m; pam_unix's stock 2 s fail delay; banguard with its defaults and the sync on the trigger (nftables); median of {runs} runs"
     );
     println!(
         "# evaluated = passwords that reached pam_unix (ground truth from the PAM stack), for the most successful attacking host"
     );
     println!();
     println!(
-        "| attack | defender | evaluated per host | overshoot | evaluated, all hosts | block after maxretry-th | sshd CPU s | defender daemon CPU s | legit host logs in | wall s |"
+        "| attack | defender | evaluated per host | overshoot | evaluated, all hosts | block after maxretry-th | connections reaching sshd | sshd CPU s | defender CPU s | total server CPU s | legit host logs in | wall s |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &pattern in &PATTERNS {
         for &defender in &defenders {
             let Some(rs) = results.get(&(defender, pattern)) else { continue };
@@ -604,15 +654,17 @@ fn bench_bruteforce_side_by_side() {
                 format!("{:.3} s", median(blocks))
             };
             println!(
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {}/{} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {}/{} | {:.1} |",
                 pattern.label(),
                 defender.name(),
                 ev,
                 (ev - MAXRETRY as f64).max(0.0),
                 median(rs.iter().map(|r| r.evaluated_total as f64).collect()),
                 block,
+                median(rs.iter().map(|r| r.reached as f64).collect()),
                 median(rs.iter().map(|r| r.sshd_cpu).collect()),
                 median(rs.iter().map(|r| r.daemon_cpu).collect()),
+                median(rs.iter().map(|r| r.sshd_cpu + r.daemon_cpu).collect()),
                 rs.iter().filter(|r| r.legit_ok).count(),
                 rs.len(),
                 median(rs.iter().map(|r| r.wall).collect()),
@@ -712,14 +764,22 @@ fn bench_log_flood() {
 }
 
 /// Who defends in the sustained attack (BANGUARD_BENCH_SUSTAINED_DEFENDERS:
-/// a comma-separated subset of banguard, pam-only, fail2ban, nothing).
+/// a comma-separated subset of the keys below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Sustained {
     /// banguard's defaults: `[sync] scope = "repeat"`, `escalate_after = 5`,
-    /// nftables, the sync run on the trigger (the path unit's stand-in).
+    /// `refusal_delay = "2s"`, nftables, the sync run on the trigger (the
+    /// path unit's stand-in).
     Banguard,
-    /// The same with `escalate_after = 0`: the behaviour before hosts that
-    /// keep knocking went to the kernel (a first ban is PAM's only).
+    /// The same with `refusal_delay = 0`: refusals answered at once.
+    BanguardNoDelay,
+    /// The defaults, with the sync run by cron once a minute instead of the
+    /// path unit (the first run a minute after the attack starts).
+    BanguardCron,
+    /// Cron, and refusals answered at once.
+    BanguardCronNoDelay,
+    /// `escalate_after = 0`, `refusal_delay = 0`: the behaviour before
+    /// issue 12 (a first ban is PAM's only, refused at once).
     BanguardPamOnly,
     Fail2ban,
     /// The stock stack alone: pam_unix and its fail delay.
@@ -727,9 +787,22 @@ enum Sustained {
 }
 
 impl Sustained {
+    const ALL: [Sustained; 7] = [
+        Sustained::Banguard,
+        Sustained::BanguardNoDelay,
+        Sustained::BanguardCron,
+        Sustained::BanguardCronNoDelay,
+        Sustained::BanguardPamOnly,
+        Sustained::Fail2ban,
+        Sustained::Nothing,
+    ];
+
     fn key(self) -> &'static str {
         match self {
             Sustained::Banguard => "banguard",
+            Sustained::BanguardNoDelay => "no-delay",
+            Sustained::BanguardCron => "cron",
+            Sustained::BanguardCronNoDelay => "cron-no-delay",
             Sustained::BanguardPamOnly => "pam-only",
             Sustained::Fail2ban => "fail2ban",
             Sustained::Nothing => "nothing",
@@ -738,11 +811,18 @@ impl Sustained {
 
     fn name(self) -> &'static str {
         match self {
-            Sustained::Banguard => "banguard (default: knocking hosts to the kernel)",
-            Sustained::BanguardPamOnly => "banguard, escalate_after = 0 (as before)",
+            Sustained::Banguard => "banguard, defaults (path unit, refusal_delay 2 s)",
+            Sustained::BanguardNoDelay => "banguard, path unit, refusal_delay = 0",
+            Sustained::BanguardCron => "banguard, cron instead of the path unit, refusal_delay 2 s",
+            Sustained::BanguardCronNoDelay => "banguard, cron, refusal_delay = 0",
+            Sustained::BanguardPamOnly => "banguard as before (escalate_after = 0, no refusal delay)",
             Sustained::Fail2ban => "fail2ban (iptables-multiport)",
             Sustained::Nothing => "no defender",
         }
+    }
+
+    fn is_banguard(self) -> bool {
+        !matches!(self, Sustained::Fail2ban | Sustained::Nothing)
     }
 }
 
@@ -770,36 +850,41 @@ fn bench_sustained_attack() {
     let runs = knob("BANGUARD_BENCH_RUNS", 3);
     let seconds = knob("BANGUARD_BENCH_SUSTAIN", 60) as u64;
     let only = std::env::var("BANGUARD_BENCH_SUSTAINED_DEFENDERS").ok();
-    let defenders: Vec<Sustained> =
-        [Sustained::Banguard, Sustained::BanguardPamOnly, Sustained::Fail2ban, Sustained::Nothing]
-            .into_iter()
-            .filter(|d| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == d.key())))
-            .collect();
+    let defenders: Vec<Sustained> = Sustained::ALL
+        .into_iter()
+        .filter(|d| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == d.key())))
+        .collect();
     let mut rows: BTreeMap<Sustained, Vec<[f64; 6]>> = BTreeMap::new();
-    for (di, &defender) in defenders.iter().enumerate() {
+    for &defender in &defenders {
         for run in 0..runs {
             let mut ns = Netns::new();
-            let bots: Vec<String> =
-                (1..=BOTS).map(|b| format!("198.51.100.{}", di * 40 + run * 8 + b)).collect();
-            let legit = format!("203.0.113.{}", di * 10 + run + 1);
+            let bots: Vec<String> = (1..=BOTS).map(|b| format!("198.51.100.{b}")).collect();
+            // Each run has its own namespace, store and sshd.
+            let legit = "203.0.113.1".to_string();
             for a in bots.iter().chain([&legit]) {
                 ns.add_lo_addr(&format!("{a}/32"));
             }
             let truth = Truth::new();
+            let no_delay = matches!(
+                defender,
+                Sustained::BanguardNoDelay | Sustained::BanguardCronNoDelay | Sustained::BanguardPamOnly
+            );
             let fx = Fixture::new(&Policy {
                 maxretry: MAXRETRY as u32,
                 bantime: "10m",
                 runtime_on_tmpfs: true,
+                refusal_delay: if no_delay { "0" } else { "2s" },
                 ..Policy::default()
             });
-            // BANGUARD_BENCH_ESCALATE: escalate_after for the default row
+            // BANGUARD_BENCH_ESCALATE: escalate_after for the other rows
             // (its default is the config's, 5).
             let escalate =
                 if defender == Sustained::BanguardPamOnly { 0 } else { knob("BANGUARD_BENCH_ESCALATE", 5) };
             fx.sync_to_nftables(&format!("escalate_after = {escalate}\n"));
-            let lines: Vec<String> = match defender {
-                Sustained::Banguard | Sustained::BanguardPamOnly => vec![fx.module_line(""), truth.line()],
-                Sustained::Fail2ban | Sustained::Nothing => vec![truth.line()],
+            let lines: Vec<String> = if defender.is_banguard() {
+                vec![fx.module_line(""), truth.line()]
+            } else {
+                vec![truth.line()]
             };
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
             let mut opts = SshdOptions::with_stack(&with_auth_lines(DEBIAN_SSHD_STACK, &refs));
@@ -809,8 +894,15 @@ fn bench_sustained_attack() {
                 .then(|| SyslogRelay::start(srv.dir().join("sshd.log"), srv.dir().join("auth.log")));
             let f2b = (defender == Sustained::Fail2ban)
                 .then(|| Fail2ban::start(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
-            let unit = matches!(defender, Sustained::Banguard | Sustained::BanguardPamOnly)
-                .then(|| banguard_e2e::pathunit::PathUnit::start(ns.init_pid(), &fx.trigger(), &fx.config));
+            let cron = matches!(defender, Sustained::BanguardCron | Sustained::BanguardCronNoDelay);
+            let unit = defender.is_banguard().then(|| {
+                if cron {
+                    let minute = Duration::from_secs(knob("BANGUARD_BENCH_CRON", 60) as u64);
+                    PathUnit::every(ns.init_pid(), minute, &fx.config)
+                } else {
+                    PathUnit::start(ns.init_pid(), &fx.trigger(), &fx.config)
+                }
+            });
             let listener = srv.listener_pid().expect("sshd listener pid");
             let (sshd0, f2b0) = (cpu_of(listener), f2b.as_ref().map_or(0.0, Fail2ban::cpu));
             let t0 = Instant::now();
@@ -837,11 +929,7 @@ fn bench_sustained_attack() {
             let wall = t0.elapsed().as_secs_f64();
             // Connections dropped mid-way linger until LoginGraceTime: their
             // CPU counts only once sshd has reaped them.
-            let children = format!("/proc/{listener}/task/{listener}/children");
-            let reaped = wait_for(Duration::from_secs(45), || {
-                fs::read_to_string(&children).is_ok_and(|c| c.trim().is_empty()).then_some(())
-            });
-            assert!(reaped.is_some(), "{}: sshd's connection processes did not end", defender.name());
+            wait_for_reaped(listener);
             std::thread::sleep(Duration::from_secs(1));
             let log = srv.log();
             let reached: usize =
@@ -899,7 +987,7 @@ fn bench_sustained_attack() {
             col(5)
         );
     }
-    for d in [Sustained::Banguard, Sustained::BanguardPamOnly] {
+    for d in Sustained::ALL.into_iter().filter(|d| d.is_banguard()) {
         for r in rows.get(&d).into_iter().flatten() {
             assert!(r[0] as usize <= MAXRETRY, "{}: more than maxretry evaluated: {r:?}", d.name());
         }

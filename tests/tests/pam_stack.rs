@@ -209,6 +209,41 @@ fn single_line_bans_after_maxretry_even_with_the_right_password() {
 }
 
 #[test]
+fn a_refusal_asks_libpam_for_the_fail_delay_of_a_wrong_password() {
+    if !ready("a_refusal_asks_libpam_for_the_fail_delay_of_a_wrong_password") {
+        return;
+    }
+    // libpam varies the delay asked for by up to ±25 %.
+    let about = |secs: u32| (secs * 750_000)..=(secs * 1_250_000);
+    let f = Fixture::new("maxretry = 2", "[services.vsftpd]\nrefusal_delay = \"5s\"\n");
+    f.single_line("sshd", "");
+    let mut p = f.pam("sshd", Some(HOST));
+    assert_rc(p.try_password("wrong"), PAM_AUTH_ERR, "1st");
+    assert_rc(p.try_password("wrong"), PAM_AUTH_ERR, "2nd");
+    assert_rc(p.try_password("right"), PAM_PERM_DENIED, "3rd: refused");
+    let delays = p.delays();
+    // The password checker asks for none: only the refusal is delayed, by
+    // the default 2 s (pam_unix's).
+    assert_eq!(delays[..2], [(PAM_AUTH_ERR, 0), (PAM_AUTH_ERR, 0)], "{delays:?}");
+    assert_eq!(delays[2].0, PAM_PERM_DENIED);
+    assert!(about(2).contains(&delays[2].1), "{delays:?}");
+    // Per service, and 0 asks for nothing.
+    f.single_line("vsftpd", "");
+    for _ in 0..2 {
+        f.login("vsftpd", HOST, "wrong");
+    }
+    let mut p = f.pam("vsftpd", Some(HOST));
+    assert_rc(p.try_password("right"), PAM_PERM_DENIED, "vsftpd refused");
+    assert!(about(5).contains(&p.delays()[0].1), "{:?}", p.delays());
+    let none = Fixture::new("maxretry = 1\nrefusal_delay = 0", "");
+    none.single_line("sshd", "");
+    none.login("sshd", HOST, "wrong");
+    let mut p = none.pam("sshd", Some(HOST));
+    assert_rc(p.try_password("right"), PAM_PERM_DENIED, "refused");
+    assert_eq!(p.delays(), [(PAM_PERM_DENIED, 0)]);
+}
+
+#[test]
 fn several_passwords_on_one_handle_count_several_times() {
     if !ready("several_passwords_on_one_handle_count_several_times") {
         return;
@@ -846,9 +881,13 @@ fn pamtester_refuses_and_logs_the_ban() {
         assert_eq!(rc, 1, "wrong password {i}: {out}");
         assert!(out.contains("Authentication failure"), "{out}");
     }
+    let started = Instant::now();
     let (rc, out) = auth("bgtest", "192.0.2.7", "right");
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("Permission denied"), "PAM_PERM_DENIED: {out}");
+    // An application without its own delay function: libpam slept the
+    // refusal's fail delay (2 s, less at most 25 %) before answering.
+    assert!(started.elapsed() >= Duration::from_millis(1500), "refused after {:?}", started.elapsed());
     assert_eq!(
         log.lines(),
         ["<85>pam_banguard(bgtest:auth): banned 192.0.2.7 on bgtest for 10m after 2 failures in 10m"]
@@ -976,7 +1015,8 @@ fn pamtester_every_application_shape_gets_its_success_back() {
     ) {
         return;
     }
-    let f = Fixture::new("maxretry = 3", "");
+    // Seventeen refusals per shape: without their fail delay.
+    let f = Fixture::new("maxretry = 3\nrefusal_delay = 0", "");
     let so = install_module(&f);
     let mut lines = vec![format!("auth requisite {} config={}", so.display(), f.config.display())];
     lines.extend(password_lines(&f.checker));

@@ -37,6 +37,9 @@ pub struct Policy {
     /// The runtime state on tmpfs (/dev/shm, as /run is on a systemd
     /// machine) instead of next to the store in the temp dir.
     pub runtime_on_tmpfs: bool,
+    /// `refusal_delay`: "0" by default so tests stay fast (as they set
+    /// pam_unix's `nodelay`); benchmarks use the stock "2s".
+    pub refusal_delay: &'static str,
 }
 
 impl Default for Policy {
@@ -49,6 +52,7 @@ impl Default for Policy {
             recidive_bans: None,
             synchronous: None,
             runtime_on_tmpfs: false,
+            refusal_delay: "0",
         }
     }
 }
@@ -140,6 +144,7 @@ impl Fixture {
              findtime = \"{findtime}\"\n\
              bantime = \"{bantime}\"\n\
              ignoreip = [{ignoreip}]\n\
+             refusal_delay = \"{delay}\"\n\
              database = \"{db}\"\n\
              [recidive]\n{recidive}\n\
              [sync]\n\
@@ -149,6 +154,7 @@ impl Fixture {
             findtime = p.findtime,
             bantime = p.bantime,
             ignoreip = ignoreip.join(", "),
+            delay = p.refusal_delay,
             db = self.db.display(),
             trigger = self.trigger().display(),
         );
