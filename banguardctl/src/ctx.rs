@@ -9,16 +9,12 @@ use banguard::policy::{Clock, ManualClock, SystemClock};
 use banguard::store::Access;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Environment variable that fixes "now" (unix seconds) for the commands
 /// that write nothing. For tests; see `--help`.
 pub const NOW_ENV: &str = "BANGUARD_NOW";
-
-/// How often a busy store is retried (each try already waits the busy
-/// timeout inside SQLite).
-const BUSY_TRIES: u32 = 4;
 
 pub struct Ctx {
     pub config: Config,
@@ -33,6 +29,7 @@ impl Ctx {
             Some(path) => Config::load(&path)?,
             None => Config::load_default()?,
         };
+        let _ = PATIENCE.set(banguard::store::admin_patience(&config));
         Ok(Ctx { config, json })
     }
 
@@ -132,19 +129,15 @@ pub fn require_root(command: &str) -> Result<()> {
     }
 }
 
-/// Runs a store operation, retrying a few times while another process
-/// (sshd under load) holds the write lock beyond the busy timeout.
-pub fn retry<T>(mut f: impl FnMut() -> banguard::Result<T>) -> Result<T> {
-    let mut tries = 0;
-    loop {
-        match f() {
-            Err(e) if e.is_busy() && tries + 1 < BUSY_TRIES => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(100 * u64::from(tries)));
-            }
-            other => return other.map_err(Error::from),
-        }
-    }
+/// How long a command keeps retrying a busy store
+/// (`banguard::store::admin_patience`). Set once per process by [`Ctx::load`].
+static PATIENCE: OnceLock<Duration> = OnceLock::new();
+
+/// Runs a store operation, retrying while another process (sshd under
+/// load) holds the write lock beyond the busy timeout.
+pub fn retry<T>(f: impl FnMut() -> banguard::Result<T>) -> Result<T> {
+    let patience = *PATIENCE.get_or_init(|| banguard::store::admin_patience(&Config::default()));
+    banguard::store::retry_busy(patience, f).map_err(Error::from)
 }
 
 /// Checks a PAM service name given on the command line.

@@ -1,5 +1,4 @@
 //! Tables for people, local times, and the JSON shapes shared by commands.
-#![allow(unsafe_code)]
 
 use banguard::config::Config;
 use banguard::duration::format_duration;
@@ -48,85 +47,7 @@ impl Table {
     }
 }
 
-/// Text from the store shown to people: control characters (a newline
-/// or an escape sequence in a reason) become '?'.
-pub fn clean(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
-/// Broken-down local time.
-struct Local {
-    year: i64,
-    month: i64,
-    day: i64,
-    hour: i64,
-    min: i64,
-    sec: i64,
-    /// Seconds east of UTC.
-    offset: i64,
-}
-
-fn local(t: i64) -> Local {
-    // SAFETY: `tm` is plain old data, for which all-zero bytes are a valid
-    // value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let tt = t as libc::time_t;
-    // SAFETY: localtime_r reads `tt` and writes only into the `tm` we own
-    // (glibc's localtime_r reads TZ itself on first use).
-    let ok = unsafe { !libc::localtime_r(&tt, &mut tm).is_null() };
-    if ok {
-        Local {
-            year: i64::from(tm.tm_year) + 1900,
-            month: i64::from(tm.tm_mon) + 1,
-            day: i64::from(tm.tm_mday),
-            hour: i64::from(tm.tm_hour),
-            min: i64::from(tm.tm_min),
-            sec: i64::from(tm.tm_sec),
-            offset: tm.tm_gmtoff,
-        }
-    } else {
-        utc(t)
-    }
-}
-
-/// UTC without libc (fallback).
-fn utc(t: i64) -> Local {
-    let secs = t.rem_euclid(86_400);
-    let (year, month, day) = banguard::duration::civil_from_days(t.div_euclid(86_400));
-    Local {
-        year,
-        month: i64::from(month),
-        day: i64::from(day),
-        hour: secs / 3600,
-        min: secs % 3600 / 60,
-        sec: secs % 60,
-        offset: 0,
-    }
-}
-
-/// "2027-01-15 08:00:00" in local time, for tables.
-pub fn time(t: i64) -> String {
-    let l = local(t);
-    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", l.year, l.month, l.day, l.hour, l.min, l.sec)
-}
-
-/// "2027-01-15T08:00:00+00:00" in local time, for JSON and mail.
-pub fn time_iso(t: i64) -> String {
-    let l = local(t);
-    let sign = if l.offset < 0 { '-' } else { '+' };
-    let off = l.offset.abs();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
-        l.year,
-        l.month,
-        l.day,
-        l.hour,
-        l.min,
-        l.sec,
-        off / 3600,
-        off % 3600 / 60
-    )
-}
+pub use banguard::text::{clean, time, time_iso};
 
 /// "7m12s", or "0s" once past.
 pub fn until(t: i64, now: i64) -> String {
@@ -234,20 +155,5 @@ mod tests {
         t.row(vec!["xxxx".into(), "y".into(), "free text".into()]);
         t.row(vec!["x".into(), "".into(), "".into()]);
         assert_eq!(t.render(), "A     LONGER  LAST\nxxxx  y       free text\nx\n");
-    }
-
-    #[test]
-    fn utc_dates() {
-        let l = utc(1_800_000_000);
-        assert_eq!((l.year, l.month, l.day, l.hour, l.min, l.sec), (2027, 1, 15, 8, 0, 0));
-        let l = utc(951_782_400); // 2000-02-29
-        assert_eq!((l.year, l.month, l.day), (2000, 2, 29));
-        let l = utc(0);
-        assert_eq!((l.year, l.month, l.day, l.hour), (1970, 1, 1, 0));
-    }
-
-    #[test]
-    fn clean_replaces_controls() {
-        assert_eq!(clean("a\nb\x1b[31m"), "a?b?[31m");
     }
 }

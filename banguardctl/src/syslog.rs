@@ -2,76 +2,33 @@
 //! ban, unban, firewall change, expiry and mail notice. No syslog daemon
 //! (no /dev/log) is not an error: the line is then only printed.
 
-use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use std::sync::Once;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Notice,
-    Warning,
-    Err,
-}
+/// The levels banguardctl logs at (the sync job's).
+pub use banguard::sync::job::Level;
 
-/// A lazily connected logger.
+/// The process's syslog connection (libc's, opened on first use).
 #[derive(Default)]
-pub struct Syslog {
-    logger: Option<Logger<LoggerBackend, Formatter3164>>,
-    tried: bool,
-}
+pub struct Syslog;
 
 impl Syslog {
     pub fn new() -> Syslog {
-        Syslog::default()
+        Syslog
     }
 
     /// Sends one line; never fails.
     pub fn log(&mut self, level: Level, message: &str) {
-        if !self.tried {
-            self.tried = true;
-            let formatter = Formatter3164 {
-                facility: Facility::LOG_AUTHPRIV,
-                hostname: None,
-                process: "banguardctl".into(),
-                pid: std::process::id(),
-            };
-            self.logger = syslog::unix(formatter).ok();
-        }
-        let Some(logger) = self.logger.as_mut() else { return };
-        let line = one_line(message);
-        let sent = match level {
-            Level::Notice => logger.notice(&line),
-            Level::Warning => logger.warning(&line),
-            Level::Err => logger.err(&line),
+        static OPEN: Once = Once::new();
+        OPEN.call_once(|| banguard::sys::open_syslog(c"banguardctl", libc::LOG_AUTHPRIV));
+        let level = match level {
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Warning => libc::LOG_WARNING,
+            Level::Err => libc::LOG_ERR,
         };
-        if sent.is_err() {
-            // The daemon went away: stop trying for this run.
-            self.logger = None;
-        }
+        banguard::sys::syslog(libc::LOG_AUTHPRIV | level, message);
     }
 
     pub fn notice(&mut self, message: &str) {
         self.log(Level::Notice, message);
-    }
-
-    pub fn warning(&mut self, message: &str) {
-        self.log(Level::Warning, message);
-    }
-
-    pub fn err(&mut self, message: &str) {
-        self.log(Level::Err, message);
-    }
-}
-
-/// A syslog line holds no control characters (no forged second line).
-fn one_line(message: &str) -> String {
-    message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_cannot_be_forged() {
-        assert_eq!(one_line("a\nJan 1 x sshd[1]: ok\r"), "a Jan 1 x sshd[1]: ok ");
     }
 }

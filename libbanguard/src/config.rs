@@ -9,6 +9,7 @@
 
 use crate::duration::{BanTime, format_duration, parse_duration};
 use crate::error::{Error, Result};
+use crate::sync::BackendKind;
 use crate::sys;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -93,6 +94,10 @@ pub struct ServicePolicy {
     pub ipv6_prefix: u8,
     /// Whether a successful login also clears the host's earlier failures.
     pub reset_on_success: bool,
+    /// Seconds libpam waits before it answers a refused attempt (as
+    /// pam_unix's fail delay does for a wrong password); 0: at once.
+    #[serde(serialize_with = "ser_secs")]
+    pub refusal_delay: i64,
 }
 
 impl ServicePolicy {
@@ -132,7 +137,7 @@ pub struct Recidive {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SyncConfig {
     /// "nftables", "ipset", "iptables", "hosts.deny".
-    pub backends: Vec<String>,
+    pub backends: Vec<BackendKind>,
     pub scope: SyncScope,
     pub hosts_deny: PathBuf,
     pub trigger_file: PathBuf,
@@ -165,17 +170,19 @@ pub struct MailConfig {
     pub sendmail: PathBuf,
 }
 
-/// How hard SQLite pushes each write to the disk (`PRAGMA synchronous`).
+/// How hard SQLite pushes the store's writes to the disk (`PRAGMA
+/// synchronous` of `database`; the runtime state is never synced, it is
+/// rebuilt from the store after a reboot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
-    /// fsync at every checkpoint (each short-lived process checkpoints when
-    /// it closes the store): survives power loss; costs two fsyncs per
-    /// attempt.
+    /// fsync at every checkpoint (the process that writes a ban checkpoints
+    /// when it closes the store): bans survive power loss; an ordinary
+    /// attempt does not open the store, so only ban changes pay for it.
     Normal,
     /// Never fsync (pam_faillock's tally files are not fsynced either):
-    /// several times faster, survives any crash of a process, but power loss
-    /// or a kernel crash can corrupt the store.
+    /// survives any crash of a process, but power loss or a kernel crash can
+    /// lose or corrupt recent bans.
     Off,
 }
 
@@ -239,6 +246,7 @@ impl Default for Config {
                 ipv4_prefix: 32,
                 ipv6_prefix: 64,
                 reset_on_success: false,
+                refusal_delay: 2,
             },
             services: BTreeMap::new(),
             recidive: Recidive {
@@ -248,7 +256,7 @@ impl Default for Config {
                 bantime: BanTime::Seconds(7 * 86_400),
             },
             sync: SyncConfig {
-                backends: vec!["nftables".into()],
+                backends: vec![BackendKind::Nftables],
                 scope: SyncScope::Repeat,
                 hosts_deny: PathBuf::from("/etc/hosts.deny"),
                 trigger_file: PathBuf::from(DEFAULT_TRIGGER),
@@ -356,19 +364,6 @@ impl Config {
     /// The policy for a PAM service: its section, or `[default]`.
     pub fn policy(&self, service: &str) -> &ServicePolicy {
         self.services.get(service).unwrap_or(&self.default)
-    }
-
-    /// Every prefix length in use for a family (4 or 6), for ban lookups.
-    pub fn prefixes(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut v4: Vec<u8> =
-            std::iter::once(&self.default).chain(self.services.values()).map(|p| p.ipv4_prefix).collect();
-        let mut v6: Vec<u8> =
-            std::iter::once(&self.default).chain(self.services.values()).map(|p| p.ipv6_prefix).collect();
-        v4.sort_unstable();
-        v4.dedup();
-        v6.sort_unstable();
-        v6.dedup();
-        (v4, v6)
     }
 
     /// What no firewall entry may cover: every service's ignoreip and the
@@ -513,6 +508,8 @@ macro_rules! policy_section {
             #[serde(default, deserialize_with = "de_prefix6")]
             ipv6_prefix: Option<u8>,
             reset_on_success: Option<bool>,
+            #[serde(default, deserialize_with = "de_refusal_delay")]
+            refusal_delay: Option<i64>,
         }
 
         impl $name {
@@ -520,11 +517,13 @@ macro_rules! policy_section {
                 $(take!(self, o, $extra);)*
                 take!(self, o, enabled, maxretry, findtime, bantime, bantime_factor, bantime_max);
                 take!(self, o, bantime_lookback, ignoreip, failmode, ipv4_prefix, ipv6_prefix, reset_on_success);
+                take!(self, o, refusal_delay);
             }
 
             fn apply(&self, p: &mut ServicePolicy) {
                 set!(p, self, enabled, maxretry, findtime, bantime, bantime_factor, bantime_max);
                 set!(p, self, bantime_lookback, ignoreip, failmode, ipv4_prefix, ipv6_prefix, reset_on_success);
+                set!(p, self, refusal_delay);
             }
         }
     };
@@ -549,7 +548,7 @@ struct RawRecidive {
 #[serde(deny_unknown_fields)]
 struct RawSync {
     #[serde(default, deserialize_with = "de_backends")]
-    backends: Option<Vec<String>>,
+    backends: Option<Vec<BackendKind>>,
     scope: Option<SyncScope>,
     hosts_deny: Option<PathBuf>,
     trigger_file: Option<PathBuf>,
@@ -698,6 +697,24 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i6
     Ok(Some(secs))
 }
 
+/// Longest refusal delay: a refused attempt holds an application's
+/// connection slot for this long.
+pub const MAX_REFUSAL_DELAY: i64 = 30;
+
+fn de_refusal_delay<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    let secs = match DurationText::deserialize(d)
+        .map_err(|_| custom::<D::Error>("expected a duration such as \"2s\", or 0 for none".into()))?
+    {
+        DurationText::Seconds(n) => parse_duration(&n.to_string()),
+        DurationText::Text(t) => parse_duration(&t),
+    }
+    .map_err(custom::<D::Error>)?;
+    if secs > MAX_REFUSAL_DELAY {
+        return Err(custom(format!("must be from 0 to {MAX_REFUSAL_DELAY} seconds, not {secs}")));
+    }
+    Ok(Some(secs))
+}
+
 fn de_bantime<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<BanTime>, D::Error> {
     let t = match DurationText::deserialize(d)
         .map_err(|_| custom::<D::Error>("expected a duration such as \"10m\", or \"permanent\"".into()))?
@@ -761,17 +778,14 @@ fn de_prefix<'de, D: Deserializer<'de>>(
     Ok(Some(n as u8))
 }
 
-/// Back-end names the sync job knows.
-pub const BACKENDS: [&str; 4] = ["nftables", "ipset", "iptables", "hosts.deny"];
-
-fn de_backends<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<String>>, D::Error> {
+fn de_backends<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<BackendKind>>, D::Error> {
     let items = Vec::<String>::deserialize(d)?;
-    for b in &items {
-        if !BACKENDS.contains(&b.as_str()) {
-            return Err(custom(format!("unknown back-end {b:?}; expected some of {BACKENDS:?}")));
-        }
-    }
-    Ok(Some(items))
+    let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
+    items
+        .iter()
+        .map(|b| b.parse().map_err(|_| custom(format!("unknown back-end {b:?}; expected some of {names:?}"))))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// A mail address or local user: no spaces, no shell or header tricks.
@@ -871,6 +885,19 @@ enabled = false
     }
 
     #[test]
+    fn refusal_delay_defaults_to_pam_unix_s_and_is_bounded() {
+        assert_eq!(Config::default().default.refusal_delay, 2);
+        let c = Config::from_sources(&[(
+            "/a.toml".into(),
+            "[default]\nrefusal_delay = 0\n[services.vsftpd]\nrefusal_delay = \"5s\"\n".into(),
+        )])
+        .unwrap();
+        assert_eq!((c.policy("sshd").refusal_delay, c.policy("vsftpd").refusal_delay), (0, 5));
+        let e = err("[default]\n\nrefusal_delay = \"1m\"\n");
+        assert!(e.contains(":3: key `refusal_delay`: must be from 0 to 30 seconds, not 60"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let e = err("[default]\nmaxretry = 5\nfindtime = \"10 minutes\"\n");
         assert!(e.starts_with("/etc/banguard/banguard.toml:3: key `findtime`:"), "{e}");
@@ -927,11 +954,10 @@ enabled = false
     }
 
     #[test]
-    fn prefixes_and_findtime_span_services() {
+    fn findtime_spans_services() {
         let c =
             parse("[default]\nfindtime = \"5m\"\n[services.vsftpd]\nipv6_prefix = 128\nfindtime = \"2h\"\n")
                 .unwrap();
-        assert_eq!(c.prefixes(), (vec![32], vec![64, 128]));
         assert_eq!(c.max_findtime(), 7200);
     }
 

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod lock;
 pub mod policy;
 pub mod store;
+pub mod text;
 
 /// The SQLite binding the store uses, for callers that read it directly.
 pub use rusqlite;

@@ -8,7 +8,7 @@ use crate::addr::{self, HostKey, Origin};
 use crate::config::{Config, ServicePolicy, SyncScope};
 use crate::duration::{BanTime, format_duration};
 use crate::error::{Error, Result};
-use crate::store::{Access, Location, RuntimeTx, Store};
+use crate::store::{Access, Location, RuntimeTx, Store, retry_busy};
 use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{
@@ -180,6 +180,30 @@ impl Ban {
     /// ban goes (`scope = "all"`).
     pub fn goes_to_firewall(&self, sync: &crate::config::SyncConfig) -> bool {
         self.kernel_reason(sync).is_some()
+    }
+
+    /// What made the ban, in the one wording of the history, syslog and
+    /// the C ABI: "banned on sshd for 10m after 5 failures in 10m",
+    /// "repeat offender: banned on all services for 1w after 3 bans in 1d",
+    /// "banned on all services for 1h (manual: evil)". With `with_host`
+    /// the host follows "banned" (log lines; history rows have their own
+    /// host column).
+    pub fn wording(&self, config: &Config, with_host: bool) -> String {
+        let banned = if with_host { format!("banned {}", self.host) } else { "banned".to_string() };
+        let (service, length) = (self.service_label(), self.length());
+        match self.reason.as_str() {
+            "maxretry" => format!(
+                "{banned} on {service} for {length} after {} failures in {}",
+                self.failures,
+                format_duration(config.policy(&self.service).findtime)
+            ),
+            "recidive" => format!(
+                "repeat offender: {banned} on {service} for {length} after {} bans in {}",
+                self.prior_bans + 1,
+                format_duration(config.recidive.findtime)
+            ),
+            reason => format!("{banned} on {service} for {length} ({reason})"),
+        }
     }
 
     /// The log line of a ban sent to the kernel because its host kept
@@ -541,32 +565,6 @@ impl Banguard {
         Ok(gone > 0)
     }
 
-    /// Marks an attempt recorded in single-line mode as failed (for the
-    /// history; it already counted).
-    pub fn mark_failed(&mut self, attempt: AttemptId) -> Result<()> {
-        self.store
-            .runtime
-            .execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [attempt.0])
-            .map_err(|e| Error::store(self.store.runtime_path(), e))?;
-        Ok(())
-    }
-
-    /// The detail of the event that created `ban` ("banned on sshd for 10m
-    /// after 5 failures in 10m"), so that log lines reuse the one wording.
-    pub fn ban_detail(&self, ban: &Ban) -> Result<Option<String>> {
-        let path = self.store.path();
-        self.store
-            .durable()?
-            .query_row(
-                "SELECT detail FROM events WHERE host = ?1 AND service = ?2 AND at = ?3 AND kind = 'ban'
-                 ORDER BY id DESC LIMIT 1",
-                params![ban.host.db_key(), ban.service, ban.created],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| Error::store(path, e))
-    }
-
     /// A manual ban of an address, network or name, on one service or all.
     /// Manual bans go to the firewall whatever the sync scope.
     pub fn ban(
@@ -579,15 +577,15 @@ impl Banguard {
         let now = self.clock.now();
         let service = service.unwrap_or(ALL_SERVICES).to_string();
         let reason = if reason.is_empty() { "manual".to_string() } else { format!("manual: {reason}") };
-        let lookback = self.config.default.bantime_lookback;
-        let mail = self.config.mail.enabled;
-        let tx = self.begin()?;
+        let config = &self.config;
+        let lookback = config.default.bantime_lookback;
+        let mail = config.mail.enabled;
+        let tx = self.store.begin()?;
         let ban = change_bans(&tx, &self.store, |dt| {
             let prior = prior_bans(dt, target, now - lookback)?;
             let ban =
                 insert_ban(dt, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)?;
-            let detail = format!("banned on {} for {} ({reason})", ban.service_label(), length);
-            add_event(dt, now, target, &service, "ban", &detail)?;
+            add_event(dt, now, target, &service, "ban", &ban.wording(config, false))?;
             add_total(dt, &service, "banned", 1)?;
             if mail {
                 queue_notice(dt, now, ban.id)?;
@@ -1130,25 +1128,6 @@ fn bounded_user(user: &str) -> String {
     user[..end].to_string()
 }
 
-/// Runs `op` again when it failed with SQLITE_BUSY before `limit` passed.
-/// The busy handler waits out ordinary lock contention; this catches the
-/// few places where SQLite reports BUSY without calling it (a WAL being
-/// recovered or deleted by another process's close). The whole operation
-/// still ends within `limit`.
-fn retry_busy<T>(limit: Duration, mut op: impl FnMut() -> Result<T>) -> Result<T> {
-    let start = std::time::Instant::now();
-    loop {
-        match op() {
-            Err(e) if e.is_busy() && start.elapsed() < limit => {
-                std::thread::sleep(Duration::from_micros(
-                    200 + u64::from(start.elapsed().subsec_nanos() % 800),
-                ));
-            }
-            other => return other,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Attempt,
@@ -1225,7 +1204,7 @@ fn active_ban(
         let rows = stmt.query_map(params![k], ban_from_row)?;
         for b in rows {
             let b = b?;
-            if !(b.service == service || b.service == "*") || b.expires.is_some_and(|x| x <= now) {
+            if !(b.service == service || b.service == ALL_SERVICES) || b.expires.is_some_and(|x| x <= now) {
                 continue;
             }
             let longer = match (&best, b.expires) {
@@ -1249,10 +1228,12 @@ fn active_bans(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<Ban>> {
     rows.collect()
 }
 
+/// The host's bans on single services made after `since` (the ban-length
+/// factor and the repeat-offender rule both count these).
 fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rusqlite::Result<u32> {
     tx.query_row(
-        "SELECT count(*) FROM bans WHERE host = ?1 AND created > ?2 AND service != '*'",
-        params![key.db_key(), since],
+        "SELECT count(*) FROM bans WHERE host = ?1 AND created > ?2 AND service != ?3",
+        params![key.db_key(), since, ALL_SERVICES],
         |r| r.get(0),
     )
 }
@@ -1312,20 +1293,12 @@ fn create_auto_ban(
     let prior = prior_bans(tx, key, now - policy.bantime_lookback)?;
     let length = policy.ban_length(prior);
     let ban = insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
-    let detail = format!(
-        "banned on {service} for {length} after {failures} failures in {}",
-        format_duration(policy.findtime)
-    );
-    add_event(tx, now, key, service, "ban", &detail)?;
+    add_event(tx, now, key, service, "ban", &ban.wording(config, false))?;
     add_total(tx, service, "banned", 1)?;
     let mut made = vec![ban];
     let r = &config.recidive;
     if r.enabled {
-        let recent: u32 = tx.query_row(
-            "SELECT count(*) FROM bans WHERE host = ?1 AND service != '*' AND created > ?2",
-            params![key.db_key(), now - r.findtime],
-            |row| row.get(0),
-        )?;
+        let recent = prior_bans(tx, key, now - r.findtime)?;
         if recent >= r.bans {
             let all = insert_ban(
                 tx,
@@ -1338,12 +1311,7 @@ fn create_auto_ban(
                 recent - 1,
                 true,
             )?;
-            let detail = format!(
-                "repeat offender: banned on all services for {} after {recent} bans in {}",
-                r.bantime,
-                format_duration(r.findtime)
-            );
-            add_event(tx, now, key, ALL_SERVICES, "ban", &detail)?;
+            add_event(tx, now, key, ALL_SERVICES, "ban", &all.wording(config, false))?;
             add_total(tx, ALL_SERVICES, "banned", 1)?;
             made.push(all);
         }

@@ -530,6 +530,34 @@ fn migrate(conn: &mut Connection, path: &Path, kind: Kind) -> Result<()> {
     }
 }
 
+/// Runs `op` again when it failed with SQLITE_BUSY before `limit` passed.
+/// The busy handler waits out ordinary lock contention; this catches the
+/// few places where SQLite reports BUSY without calling it (a WAL being
+/// recovered or deleted by another process's close). The whole operation
+/// still ends within `limit` (plus one last try). The one busy policy:
+/// the engine uses it with `busy_timeout_ms`, banguardctl with a longer
+/// patience.
+pub fn retry_busy<T>(limit: Duration, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    let start = std::time::Instant::now();
+    loop {
+        match op() {
+            Err(e) if e.is_busy() && start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_micros(
+                    200 + u64::from(start.elapsed().subsec_nanos() % 800),
+                ));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long an admin's command (and the sync job) retries a busy store:
+/// four times the busy timeout a login waits, so that it outlasts a burst
+/// of logins.
+pub fn admin_patience(config: &Config) -> Duration {
+    4 * Duration::from_millis(u64::from(config.store.busy_timeout_ms))
+}
+
 /// The busy limit in milliseconds. Process-wide (SQLite's busy handler is
 /// a plain function), so a handle used from another thread than the one
 /// that opened it still waits as configured; every caller in one process

@@ -48,3 +48,84 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     let blocks = if effective_uid() == 0 { st.f_bfree } else { st.f_bavail };
     Some(blocks as u64 * st.f_frsize as u64)
 }
+
+/// A moment in the machine's local time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub min: u32,
+    pub sec: u32,
+    /// Seconds east of UTC.
+    pub offset: i64,
+}
+
+/// `t` (unix seconds) in the local time zone (glibc reads TZ and
+/// /etc/localtime), or `None` when libc cannot say.
+pub fn local_time(t: i64) -> Option<LocalTime> {
+    // SAFETY: `tm` is plain old data, for which all-zero bytes are a valid
+    // value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let tt = t as libc::time_t;
+    // SAFETY: localtime_r reads `tt` and writes only into the `tm` we own.
+    if unsafe { libc::localtime_r(&tt, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(LocalTime {
+        year: i64::from(tm.tm_year) + 1900,
+        month: (tm.tm_mon + 1) as u32,
+        day: tm.tm_mday as u32,
+        hour: tm.tm_hour as u32,
+        min: tm.tm_min as u32,
+        sec: tm.tm_sec as u32,
+        offset: tm.tm_gmtoff,
+    })
+}
+
+/// Names this process in its syslog lines (`ident[pid]:`) and sets their
+/// facility. Without a syslog daemon the lines are dropped, as libc does.
+pub fn open_syslog(ident: &'static std::ffi::CStr, facility: libc::c_int) {
+    // SAFETY: ident is 'static, as openlog keeps the pointer; the flags and
+    // facility are plain values.
+    unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, facility) }
+}
+
+/// Sends one line to syslog at `priority` (a level, optionally or'ed with a
+/// facility). Control characters become spaces, so no line can forge
+/// another; an interior NUL cannot cut it short.
+pub fn syslog(priority: libc::c_int, message: &str) {
+    let Ok(line) = std::ffi::CString::new(one_line(message)) else { return };
+    // SAFETY: constant "%s" format with exactly one NUL-terminated argument.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), line.as_ptr()) }
+}
+
+/// A syslog line holds no control characters (no forged second line, no
+/// NUL to cut it short).
+fn one_line(message: &str) -> String {
+    message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_lines_cannot_be_forged() {
+        assert_eq!(one_line("a\nJan 1 x sshd[1]: ok\r\0b"), "a Jan 1 x sshd[1]: ok  b");
+    }
+
+    #[test]
+    fn local_time_agrees_with_its_own_offset() {
+        // Whatever zone is in force (TZ is not changed here: other tests
+        // run in parallel), the fields are t shifted by the offset.
+        let t = 1_800_000_000;
+        let l = local_time(t).expect("localtime_r");
+        let shifted = t + l.offset;
+        let (year, month, day) = crate::duration::civil_from_days(shifted.div_euclid(86_400));
+        let secs = shifted.rem_euclid(86_400);
+        assert_eq!((l.year, l.month, l.day), (year, month, day));
+        assert_eq!(i64::from(l.hour * 3600 + l.min * 60 + l.sec), secs);
+    }
+}

@@ -19,6 +19,7 @@ pam::pam_hooks!(PamBanguard);
 unsafe extern "C" {
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
     fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
+    fn pam_fail_delay(pamh: *mut PamHandle, usec: std::ffi::c_uint) -> c_int;
 }
 
 /// Text for C: interior NULs (which cannot come from us, but may from a
@@ -38,9 +39,17 @@ pub fn syslog(pamh: &PamHandle, level: c_int, msg: &str) {
 
 /// Logs without a handle (the panic hook), as pam_syslog would.
 pub fn syslog_global(level: c_int, msg: &str) {
-    let msg = c_text(msg);
-    // SAFETY: constant "%s" format with exactly one NUL-terminated argument.
-    unsafe { libc::syslog(libc::LOG_AUTHPRIV | level, c"%s".as_ptr(), msg.as_ptr()) }
+    banguard::sys::syslog(libc::LOG_AUTHPRIV | level, msg);
+}
+
+/// Asks libpam to wait at least `seconds` before it reports a failed
+/// authentication (the longest delay any module asked for wins; nothing
+/// waits when the stack succeeds).
+pub fn fail_delay(pamh: &mut PamHandle, seconds: i64) {
+    let usec = seconds.clamp(0, i64::from(u32::MAX / 1_000_000)) as std::ffi::c_uint * 1_000_000;
+    // SAFETY: pamh is the live handle libpam passed to this hook; the call
+    // only records the delay in it.
+    unsafe { pam_fail_delay(pamh, usec) };
 }
 
 /// A variable of the PAM environment (sshd puts SSH_CONNECTION there).

@@ -6,7 +6,7 @@ use crate::options::{Mode, Options};
 use crate::runfiles;
 use banguard::config::FailMode;
 use banguard::duration::format_duration;
-use banguard::policy::{Ban, SystemClock, Untracked};
+use banguard::policy::{SystemClock, Untracked};
 use banguard::store::Access;
 use banguard::{AttemptRef, Banguard, Config, Request, Verdict, addr};
 use pam::constants::{PAM_DELETE_CRED, PAM_ESTABLISH_CRED, PamFlag, PamResultCode};
@@ -361,7 +361,13 @@ fn give_back(
 }
 
 /// Logs a verdict and turns it into the hook's code.
-fn respond(pamh: &PamHandle, ctx: &Ctx, bg: &Banguard, req: &Request<'_>, verdict: Verdict) -> PamResultCode {
+fn respond(
+    pamh: &mut PamHandle,
+    ctx: &Ctx,
+    bg: &Banguard,
+    req: &Request<'_>,
+    verdict: Verdict,
+) -> PamResultCode {
     match verdict {
         Verdict::Untracked { reason } => {
             if ctx.debug {
@@ -377,12 +383,8 @@ fn respond(pamh: &PamHandle, ctx: &Ctx, bg: &Banguard, req: &Request<'_>, verdic
         }
         Verdict::Refused { host, ban, new, escalated } => {
             if new || escalated {
-                let line = if new {
-                    let detail = bg.ban_detail(&ban).ok().flatten();
-                    ban_line(&ban, detail.as_deref())
-                } else {
-                    ban.escalation_line(&bg.config().sync)
-                };
+                let line =
+                    if new { ban.wording(bg.config(), true) } else { ban.escalation_line(&bg.config().sync) };
                 ffi::syslog(pamh, libc::LOG_NOTICE, &line);
                 // Wake the sync job (a systemd path unit) at once.
                 if let Err(e) = banguard::trigger::touch(&bg.config().sync.trigger_file) {
@@ -397,31 +399,19 @@ fn respond(pamh: &PamHandle, ctx: &Ctx, bg: &Banguard, req: &Request<'_>, verdic
                     format!("refused {host} on {}: banned on {} ({left})", req.service, ban.service_label());
                 ffi::syslog(pamh, libc::LOG_INFO, &msg);
             }
+            // As slow as a wrong password: a refusal must not let a bot
+            // reconnect faster than pam_unix's delay would.
+            ffi::fail_delay(pamh, bg.config().policy(req.service).refusal_delay);
             PamResultCode::PAM_PERM_DENIED
         }
     }
 }
 
-/// "banned 198.51.100.7 on sshd for 10m after 5 failures in 10m": the
-/// core's event wording with the host put in.
 fn untracked_why(reason: &Untracked, req: &Request<'_>) -> String {
     match reason {
         Untracked::Disabled => format!("service {} is disabled", req.service),
         Untracked::Ignored(net) => format!("ignoreip {net}"),
         Untracked::Local => "no remote host".to_string(),
-    }
-}
-
-fn ban_line(ban: &Ban, detail: Option<&str>) -> String {
-    let host = &ban.host;
-    match detail.filter(|d| d.contains("banned ")) {
-        Some(d) => d.replacen("banned ", &format!("banned {host} "), 1),
-        None => format!(
-            "banned {host} on {} for {} after {} failures",
-            ban.service_label(),
-            ban.length(),
-            ban.failures
-        ),
     }
 }
 
@@ -464,38 +454,6 @@ fn install_panic_hook() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banguard::HostKey;
-
-    fn ban(host: &str, service: &str) -> Ban {
-        Ban {
-            id: 1,
-            host: HostKey::from_db_key(host).unwrap(),
-            service: service.into(),
-            created: 0,
-            expires: Some(600),
-            lifted: None,
-            reason: "maxretry".into(),
-            failures: 5,
-            prior_bans: 0,
-            firewall: false,
-            pushed: None,
-        }
-    }
-
-    #[test]
-    fn ban_line_puts_the_host_into_the_core_wording() {
-        let b = ban("198.51.100.7/32", "sshd");
-        assert_eq!(
-            ban_line(&b, Some("banned on sshd for 10m after 5 failures in 10m")),
-            "banned 198.51.100.7 on sshd for 10m after 5 failures in 10m"
-        );
-        let all = ban("2001:db8::/64", "*");
-        assert_eq!(
-            ban_line(&all, Some("repeat offender: banned on all services for 1w after 3 bans in 1d")),
-            "repeat offender: banned 2001:db8::/64 on all services for 1w after 3 bans in 1d"
-        );
-        assert_eq!(ban_line(&b, None), "banned 198.51.100.7 on sshd for 10m after 5 failures");
-    }
 
     #[test]
     fn panic_messages_are_extracted() {

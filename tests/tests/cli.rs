@@ -730,19 +730,20 @@ fn sync_logs_expiries_and_unbans_since_the_last_run() {
 /// namespace, and runs banguardctl there.
 #[test]
 fn actions_reach_syslog_as_authpriv() {
-    if !require("actions_reach_syslog_as_authpriv", true, &["unshare", "mount", "sh"]) {
+    if !require("actions_reach_syslog_as_authpriv", true, &["unshare", "mount", "mknod", "sh"]) {
         return;
     }
     let env = Env::new("");
     let sock_path = env.path("log.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    // /dev/log if the machine has one; else /var/run/syslog (the syslog
-    // crate's second choice) on a private tmpfs over /run.
+    // libc's syslog writes to /dev/log: bound over the machine's one if it
+    // has one; else on a private tmpfs over /dev (with /dev/null).
     let script = if Path::new("/dev/log").exists() {
         "mount --bind \"$1\" /dev/log && shift && exec \"$@\"".to_string()
     } else {
-        "mount -t tmpfs tmpfs /run && : > /run/syslog && mount --bind \"$1\" /run/syslog && shift && exec \"$@\""
+        "mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && : > /dev/log && \
+         mount --bind \"$1\" /dev/log && shift && exec \"$@\""
             .to_string()
     };
     let ctl = artifacts().banguardctl.display().to_string();

@@ -61,7 +61,7 @@ pub fn run(ctx: &Ctx, args: &BanArgs) -> Result<Outcome> {
     if ctx.json {
         ctx.print_json(&json!({
             "ban": output::ban_json(&ban, &ctx.config, now),
-            "sync": report.as_ref().map(|r| r.json()),
+            "sync": report.as_ref().map(sync::json),
         }))?;
     } else {
         let mut out = format!("{text_line}\n");

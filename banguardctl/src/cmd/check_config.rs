@@ -8,6 +8,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use banguard::config::{Config, ServicePolicy};
 use banguard::duration::format_duration;
+use banguard::sync::BackendKind;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
@@ -98,6 +99,7 @@ fn policy(o: &mut String, p: &ServicePolicy) {
     o.push_str(&format!("ipv4_prefix = {}\n", p.ipv4_prefix));
     o.push_str(&format!("ipv6_prefix = {}\n", p.ipv6_prefix));
     o.push_str(&format!("reset_on_success = {}\n", p.reset_on_success));
+    o.push_str(&format!("refusal_delay = \"{}\"\n", format_duration(p.refusal_delay)));
 }
 
 fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
@@ -125,7 +127,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
             )),
         }
     }
-    if c.sync.backends.iter().any(|b| b == "hosts.deny")
+    if c.sync.backends.contains(&BackendKind::HostsDeny)
         && let Some(dir) = c.sync.hosts_deny.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.is_dir()
     {

@@ -93,7 +93,7 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
             "failures_cleared": cleared.iter().map(|f| json!({
                 "host": f.host.to_string(), "service": f.service, "count": f.count,
             })).collect::<Vec<_>>(),
-            "sync": report.as_ref().map(|r| r.json()),
+            "sync": report.as_ref().map(sync::json),
         }))?;
     } else {
         if let Some(r) = &report {

@@ -143,7 +143,10 @@ const char *banguard_last_error(const banguard_t *bg);
 /*
  * The hosts_ctl() question: may client_addr use service? Refuses a host
  * that is banned (on this service or on all services, also through a
- * network ban covering it) or has used up its tries; records nothing.
+ * network ban covering it) or has used up its tries. Records no attempt;
+ * but a host found to have used up its tries gets its ban created (as the
+ * PAM module's preauth line does), and a refusal counts towards
+ * [sync] escalate_after, so a host that keeps knocking goes to the kernel.
  * Returns BANGUARD_ALLOW, BANGUARD_DENY, or a negative error
  * (BANGUARD_EINVAL, BANGUARD_ESTORE, BANGUARD_EINSECURE, BANGUARD_EPANIC).
  */

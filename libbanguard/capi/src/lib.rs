@@ -16,10 +16,10 @@
 //! * `unsafe` only where a C pointer is read, each with a `// SAFETY:` note.
 //!
 //! pam_banguard does not depend on this crate, so none of these symbols end
-//! up in the PAM module (STYLE.md §1.6).
+//! up in the PAM module (it exports only `pam_sm_*`, a test checks).
 
-use banguard::policy::{Ban, Verdict};
-use banguard::{AttemptRef, Banguard, Config, Error, HostKey, Request};
+use banguard::policy::Verdict;
+use banguard::{AttemptRef, Banguard, Config, Error, Request};
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::net::IpAddr;
@@ -294,9 +294,10 @@ unsafe fn request<'a>(
 fn answer(engine: &Banguard, verdict: &Verdict) -> c_int {
     match verdict {
         Verdict::Untracked { .. } | Verdict::Allowed { .. } => BANGUARD_ALLOW,
-        Verdict::Refused { host, ban, new, escalated } => {
+        Verdict::Refused { ban, new, escalated, .. } => {
             if *new {
-                announce_ban(engine, host, ban);
+                // The wording pam_banguard uses.
+                announce(engine, &ban.wording(engine.config(), true));
             } else if *escalated {
                 announce(engine, &ban.escalation_line(&engine.config().sync));
             }
@@ -305,29 +306,9 @@ fn answer(engine: &Banguard, verdict: &Verdict) -> c_int {
     }
 }
 
-/// A new ban gets a syslog line (authpriv, the wording pam_banguard uses)
-/// and touches the sync trigger file, so the sync job pushes it at once.
-/// Both best-effort: the ban is in the store whatever happens here.
-fn announce_ban(engine: &Banguard, host: &HostKey, ban: &Ban) {
-    let detail = engine.ban_detail(ban).ok().flatten();
-    let line = match detail.filter(|d| d.contains("banned ")) {
-        Some(d) => d.replacen("banned ", &format!("banned {host} "), 1),
-        None => format!(
-            "banned {host} on {} for {} after {} failures",
-            ban.service_label(),
-            ban.length(),
-            ban.failures
-        ),
-    };
-    announce(engine, &line);
-}
-
 /// One authpriv notice, then the sync trigger.
 fn announce(engine: &Banguard, line: &str) {
-    if let Ok(line) = CString::new(format!("libbanguard: {line}")) {
-        // SAFETY: constant "%s" format with exactly one NUL-terminated argument.
-        unsafe { libc::syslog(libc::LOG_AUTHPRIV | libc::LOG_NOTICE, c"%s".as_ptr(), line.as_ptr()) };
-    }
+    banguard::sys::syslog(libc::LOG_AUTHPRIV | libc::LOG_NOTICE, &format!("libbanguard: {line}"));
     let _ = banguard::trigger::touch(&engine.config().sync.trigger_file);
 }
 

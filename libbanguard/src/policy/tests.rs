@@ -364,23 +364,36 @@ fn outbox_queues_notices_when_mail_is_on() {
 }
 
 #[test]
-fn ban_detail_is_the_wording_of_the_ban_event() {
+fn a_ban_has_one_wording_for_the_history_and_the_logs() {
     let (mut g, _) = engine("[default]\nmaxretry = 2\n[recidive]\nbans = 1\n");
     let r = req("sshd", "198.51.100.7");
     g.attempt(&r, None).unwrap();
     g.attempt(&r, None).unwrap();
     let v = g.attempt(&r, None).unwrap();
-    let ban = refused(&v).0;
+    let all = refused(&v).0.clone();
     // The recidive rule fired at once (bans = 1): the all-services ban wins.
     assert_eq!(
-        g.ban_detail(ban).unwrap().as_deref(),
-        Some("repeat offender: banned on all services for 1w after 1 bans in 1d")
+        all.wording(g.config(), true),
+        "repeat offender: banned 198.51.100.7 on all services for 1w after 1 bans in 1d"
     );
     let sshd = g.bans(Some("sshd"), false).unwrap().into_iter().find(|b| b.service == "sshd").unwrap();
+    assert_eq!(sshd.wording(g.config(), true), "banned 198.51.100.7 on sshd for 10m after 2 failures in 10m");
+    let net = HostKey::Net("2001:db8::/64".parse().unwrap());
+    let manual = g.ban(&net, None, BanTime::Seconds(3600), "evil").unwrap();
     assert_eq!(
-        g.ban_detail(&sshd).unwrap().as_deref(),
-        Some("banned on sshd for 10m after 2 failures in 10m")
+        manual.wording(g.config(), true),
+        "banned 2001:db8::/64 on all services for 1h (manual: evil)"
     );
+    // The history holds the same words without the host.
+    let events: Vec<String> = [&sshd.host, &net]
+        .into_iter()
+        .flat_map(|h| g.history(h).unwrap())
+        .filter(|e| e.kind == "ban")
+        .map(|e| e.detail)
+        .collect();
+    for ban in [&sshd, &all, &manual] {
+        assert!(events.contains(&ban.wording(g.config(), false)), "{events:?}");
+    }
 }
 
 #[test]

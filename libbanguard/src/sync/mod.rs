@@ -40,6 +40,7 @@ use crate::error::{Error, Result};
 pub mod hosts_deny;
 pub mod ipset;
 pub mod iptables;
+pub mod job;
 pub mod nftables;
 pub mod runner;
 
@@ -114,6 +115,12 @@ impl BackendKind {
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl Serialize for BackendKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -268,11 +275,6 @@ pub trait Backend {
     /// Makes the back-end block exactly the unexpired entries of
     /// `req.desired`, spawning every command through `runner`.
     fn sync(&self, req: &SyncRequest<'_>, runner: &dyn Runner) -> Result<SyncReport>;
-}
-
-/// Syncs one back-end (with default settings) through `runner`.
-pub fn sync(kind: BackendKind, req: &SyncRequest<'_>, runner: &dyn Runner) -> Result<SyncReport> {
-    kind.backend().sync(req, runner)
 }
 
 /// Cleans up the desired set the way every back-end needs it: host bits
