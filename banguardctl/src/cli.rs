@@ -67,9 +67,13 @@ pub enum Command {
     CheckConfig,
     /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
     Sync(SyncArgs),
-    /// Print banguardctl(8) in roff, generated from these definitions.
+    /// Print a man page in roff: banguardctl(8), generated from these
+    /// definitions, or pam_banguard(8), from doc/pam_banguard.md.
     #[command(hide = true)]
-    Man,
+    Man {
+        #[arg(default_value = "banguardctl", value_parser = ["banguardctl", "pam_banguard"])]
+        page: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod ctx;
 mod error;
 mod mail;
 mod man;
+mod mdman;
 mod output;
 mod syslog;
 mod target;

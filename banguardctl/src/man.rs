@@ -1,11 +1,25 @@
 //! banguardctl(8), rendered from the clap definitions in `cli.rs` so the
-//! page never drifts from `--help`. Printed by the hidden `man` command;
-//! `make man` / `make install` write it to doc/man/banguardctl.8.
+//! page never drifts from `--help`, and pam_banguard(8), rendered from
+//! doc/pam_banguard.md. Printed by the hidden `man` command; `make man` /
+//! `make install` write them under target/release/man.
 
 use crate::cli::{Cli, EXIT_STATUS};
 use clap::{Arg, ArgAction, CommandFactory};
 use clap_mangen::Man;
 use std::io::{self, Write};
+
+/// Writes pam_banguard(8), from its one source, to `w`.
+pub fn render_pam_page(w: &mut dyn Write) -> io::Result<()> {
+    let source = format!("banguard {}", env!("CARGO_PKG_VERSION"));
+    let page = crate::mdman::render(
+        include_str!("../../doc/pam_banguard.md"),
+        "pam_banguard",
+        "8",
+        &date(),
+        &source,
+    );
+    w.write_all(page.as_bytes())
+}
 
 /// Writes the whole page to `w`.
 pub fn render(w: &mut dyn Write) -> io::Result<()> {

@@ -25,7 +25,7 @@
 #      address per run). Ground truth: a pam_exec line right after the
 #      module counts the passwords that reached pam_unix.
 #
-# Both parts are `#[ignore]`d tests in tests/tests/auth_bench.rs; the
+# Both parts are benchmarks of the bench binary tests/benches/auth.rs; the
 # namespaces die with the test (and with it every process started in them).
 #
 # Usage (root; needs pamtester, sshd, ssh, unshare, nsenter, bash):
@@ -47,7 +47,7 @@ echo
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 if ! BANGUARD_BENCH_RUNS=$RUNS BANGUARD_BENCH_PREFILL=$PREFILL BANGUARD_BENCH_REPS=$REPS \
-    cargo test --release -p banguard-e2e --test auth_bench -- --ignored --nocapture --test-threads=1 >"$out" 2>&1; then
+    cargo bench -p banguard-e2e --bench auth >"$out" 2>&1; then
     cat "$out" >&2
     echo "run.sh: the benchmark failed (output above)" >&2
     exit 1

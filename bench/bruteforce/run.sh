@@ -45,7 +45,7 @@ echo
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 if ! BANGUARD_BENCH_RUNS=$RUNS BANGUARD_BENCH_LINES=$LINES BANGUARD_BENCH_SUSTAIN=$SUSTAIN \
-    cargo test --release -p banguard-e2e --test bruteforce_bench -- --ignored --nocapture --test-threads=1 >"$out" 2>&1; then
+    cargo bench -p banguard-e2e --bench bruteforce >"$out" 2>&1; then
     cat "$out" >&2
     echo "run.sh: the benchmark failed (output above)" >&2
     exit 1

@@ -27,20 +27,20 @@ BACKENDS=${2:-nftables,ipset,iptables}
 : "${CARGO_TARGET_DIR:=target}"
 export CARGO_TARGET_DIR
 
-BIN=$(cargo test --release -p banguard-e2e --test firewall --no-run 2>&1 |
-    sed -n 's/.*Executable tests\/firewall.rs (\(.*\))$/\1/p' | tail -n 1)
-[ -x "$BIN" ] || { echo "run.sh: could not build the firewall test binary" >&2; exit 2; }
+BIN=$(cargo test --release -p banguard-e2e --test e2e --no-run 2>&1 |
+    sed -n 's/.*Executable tests\/e2e\/main.rs (\(.*\))$/\1/p' | tail -n 1)
+[ -x "$BIN" ] || { echo "run.sh: could not build the end-to-end test binary" >&2; exit 2; }
 
 echo "# banguard sync benchmark: N=$N, $(nproc) CPUs, kernel $(uname -r)"
 echo "# $(nft --version); $(ipset --version | head -n 1); $(iptables --version)"
 echo
 echo "## nsenter pass"
 BANGUARD_BENCH_N=$N BANGUARD_BENCH_BACKENDS=$BACKENDS \
-    "$BIN" --ignored --exact bench_sync_100k --nocapture --test-threads=1 | grep '^[|<]'
+    "$BIN" --ignored --exact firewall::bench_sync_100k --nocapture --test-threads=1 | grep '^[|<]'
 echo
 echo "## direct pass (unshare --net around the test binary)"
 HOST_NETNS=$(readlink /proc/self/ns/net)
 for b in $(echo "$BACKENDS" | tr ',' ' '); do
     unshare --net -- env BANGUARD_BENCH_DIRECT=1 BANGUARD_BENCH_HOST_NETNS="$HOST_NETNS" BANGUARD_BENCH_N="$N" BANGUARD_BENCH_BACKENDS="$b" \
-        "$BIN" --ignored --exact bench_sync_100k --nocapture --test-threads=1 | grep '^[|<]'
+        "$BIN" --ignored --exact firewall::bench_sync_100k --nocapture --test-threads=1 | grep '^[|<]'
 done

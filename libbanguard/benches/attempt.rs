@@ -13,9 +13,9 @@
 //! BENCHMARKS.md.
 
 use banguard::policy::SystemClock;
-use banguard::rusqlite::params;
 use banguard::store::Access;
 use banguard::{Banguard, Config, Request};
+use rusqlite::params;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -126,9 +126,15 @@ fn main() {
 /// `escalate_after = 0` (nothing counted: the refusal as it was before),
 /// interleaved host by host so both see the same machine.
 fn refusals(config_path: &Path, hosts: usize) {
-    let uncounted = config_path.with_file_name("uncounted.toml");
     let text = std::fs::read_to_string(config_path).expect("read config");
-    std::fs::write(&uncounted, format!("{text}[sync]\nescalate_after = 0\n")).expect("write config");
+    let with_escalation = |name: &str, n: u32| {
+        let path = config_path.with_file_name(name);
+        std::fs::write(&path, format!("{text}[sync]\nescalate_after = {n}\n")).expect("write config");
+        path
+    };
+    // 5, not the default 2: four counted refusals to time, not one.
+    let counting = with_escalation("counting.toml", 5);
+    let uncounted = with_escalation("uncounted.toml", 0);
     let refuse = |config: &Path, ip: &str| -> (f64, banguard::Verdict) {
         let req = Request { service: "sshd", rhost: Some(ip), hint: None, user: Some("root") };
         let start = Instant::now();
@@ -144,7 +150,7 @@ fn refusals(config_path: &Path, hosts: usize) {
         })
         .collect();
     for (a, b) in &ips {
-        for (config, ip) in [(config_path, a), (uncounted.as_path(), b)] {
+        for (config, ip) in [(counting.as_path(), a), (uncounted.as_path(), b)] {
             for _ in 0..4 {
                 refuse(config, ip);
             }
@@ -155,7 +161,7 @@ fn refusals(config_path: &Path, hosts: usize) {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for n in 1..=6 {
         for (a, b) in &ips {
-            let (t, verdict) = refuse(config_path, a);
+            let (t, verdict) = refuse(&counting, a);
             assert!(verdict.is_refused(), "{verdict:?}");
             match n {
                 1..=4 => counted.push(t),

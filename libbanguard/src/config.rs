@@ -149,7 +149,7 @@ pub struct SyncConfig {
     pub widest_ipv6_prefix: u8,
     /// Attempts refused while banned after which a ban goes to the kernel
     /// ("kept knocking"); 0: never (such bans stay PAM-only unless scope
-    /// is "all").
+    /// is "all"). The default, 2, measured in BENCHMARKS-bruteforce.md.
     pub escalate_after: u32,
 }
 
@@ -263,7 +263,7 @@ impl Default for Config {
                 lock_file: PathBuf::from("/run/banguard/sync.lock"),
                 widest_ipv4_prefix: 16,
                 widest_ipv6_prefix: 32,
-                escalate_after: 5,
+                escalate_after: 2,
             },
             mail: MailConfig {
                 enabled: false,

@@ -62,17 +62,52 @@ impl Error {
         matches!(self, Error::Overloaded { .. }) || self.is_busy()
     }
 
-    /// Short stable name of the error kind (for logs and the C ABI).
-    pub fn kind(&self) -> &'static str {
+    /// What kind of trouble this is (the C ABI maps it to its codes; the
+    /// module rate-limits its log lines per kind).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ConfigRead { .. } | Error::Config { .. } => "config",
-            Error::Insecure { .. } => "insecure",
-            Error::InvalidInput { .. } => "invalid-input",
-            Error::Store { .. } | Error::SchemaTooNew { .. } => "store",
-            Error::Overloaded { .. } => "overload",
-            Error::Io { .. } => "io",
-            Error::Command { .. } => "command",
+            Error::ConfigRead { .. } | Error::Config { .. } => ErrorKind::Config,
+            Error::Insecure { .. } => ErrorKind::Insecure,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Store { .. } | Error::SchemaTooNew { .. } => ErrorKind::Store,
+            Error::Overloaded { .. } => ErrorKind::Overload,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Command { .. } => ErrorKind::Command,
         }
+    }
+}
+
+/// The kinds of [`Error`], for callers that act on the kind, not the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    Config,
+    Insecure,
+    InvalidInput,
+    Store,
+    Overload,
+    Io,
+    Command,
+}
+
+impl ErrorKind {
+    /// A short stable name ("config", "store", ...), for logs and stamp files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Insecure => "insecure",
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::Store => "store",
+            ErrorKind::Overload => "overload",
+            ErrorKind::Io => "io",
+            ErrorKind::Command => "command",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

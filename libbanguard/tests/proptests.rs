@@ -53,6 +53,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "ipv4_prefix",
             "ipv6_prefix",
             "reset_on_success",
+            "refusal_delay",
         ],
     ),
     (
@@ -592,6 +593,68 @@ proptest! {
         // And from any other set back to this one.
         let emptied = rewrite_block(&out, &[]).unwrap();
         prop_assert_eq!(rewrite_block(&emptied, &entries).unwrap(), out);
+    }
+}
+
+// ---------------------------------------------------------------- engine
+
+/// What a client does with one attempt of one host.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// A wrong password (a fresh handle: the attempt stays counted).
+    Wrong,
+    /// The right password: the attempt is given back.
+    Right,
+    /// Only asks (preauth, banguard_check): records nothing.
+    Check,
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(prop_oneof![Just(Step::Wrong), Just(Step::Right), Just(Step::Check)], 0..40)
+}
+
+proptest! {
+    #![proptest_config(cases(64))]
+
+    /// Whatever the interleaving of wrong passwords, right ones and checks
+    /// from one host, at most maxretry wrong passwords are let through to
+    /// the password check within findtime, and a success never brings the
+    /// host closer to a ban.
+    #[test]
+    fn engine_never_lets_more_than_maxretry_wrong_passwords_through(
+        maxretry in 1u32..6,
+        steps in steps(),
+    ) {
+        use banguard::policy::ManualClock;
+        let text = format!("[default]\nmaxretry = {maxretry}\n[recidive]\nenabled = false\n");
+        let config = Config::from_toml(Path::new("test.toml"), &text).unwrap();
+        let mut g = banguard::Banguard::in_memory(config, ManualClock::new(1_800_000_000)).unwrap();
+        let req = banguard::Request { service: "sshd", rhost: Some("198.51.100.7"), hint: None, user: Some("u") };
+        let used = |g: &mut banguard::Banguard| match g.peek(&req).unwrap() {
+            banguard::Verdict::Allowed { used, .. } => Some(used),
+            _ => None,
+        };
+        let mut wrong_through = 0;
+        for step in steps {
+            let before = used(&mut g);
+            match step {
+                Step::Check => {
+                    g.check(&req).unwrap();
+                }
+                Step::Wrong => {
+                    if let banguard::Verdict::Allowed { .. } = g.attempt(&req, None).unwrap() {
+                        wrong_through += 1;
+                    }
+                }
+                Step::Right => {
+                    if let banguard::Verdict::Allowed { attempt: Some(id), .. } = g.attempt(&req, None).unwrap() {
+                        g.record_success(&req, banguard::AttemptRef::Id(id)).unwrap();
+                        prop_assert_eq!(used(&mut g), before, "a success changed the count");
+                    }
+                }
+            }
+            prop_assert!(wrong_through <= maxretry, "{} wrong passwords through, maxretry {}", wrong_through, maxretry);
+        }
     }
 }
 

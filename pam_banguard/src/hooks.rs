@@ -61,7 +61,7 @@ impl Trouble {
             // A turn that did not come and a lock held too long are one
             // condition: one stamp, one count.
             Trouble::Core(e) if e.is_overload() => "overload",
-            Trouble::Core(e) => e.kind(),
+            Trouble::Core(e) => e.kind().name(),
             Trouble::Panic(_) => "panic",
         }
     }
@@ -184,12 +184,11 @@ fn body(
         Some(s) => s.clone(),
         None => item_text(pamh.get_item::<Service>().ok().flatten().map(|s| *s)).unwrap_or_default(),
     };
-    let rhost =
-        item_text(pamh.get_item::<RHost>().ok().flatten().map(|s| *s)).filter(|r| !r.trim().is_empty());
+    let rhost = item_text(pamh.get_item::<RHost>().ok().flatten().map(|s| *s));
     // sshd vouches for the numeric client address here even when PAM_RHOST
     // holds a name (UseDNS yes).
     let hint = ffi::getenv(pamh, c"SSH_CONNECTION").and_then(|v| addr::parse_ssh_connection(&v));
-    if rhost.is_none() && hint.is_none() {
+    if addr::origin(rhost.as_deref(), hint) == addr::Origin::Local {
         // A local login (console, su): never tracked, and never refused for
         // banguard's own trouble, so root can always log in on the console.
         debug(pamh, ctx, "no PAM_RHOST: local login, not tracked");

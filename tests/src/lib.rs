@@ -10,6 +10,7 @@
 //!   test; elsewhere the test is skipped with a loud message.
 
 pub mod dovecot;
+pub mod fixture;
 pub mod pamtest;
 pub mod pathunit;
 pub mod sshd;
@@ -57,7 +58,44 @@ pub fn require(test: &str, need_root: bool, programs: &[&str]) -> bool {
         panic!("{msg} (CI=true: a missing prerequisite is a failure; .ci/run installs them)");
     }
     eprintln!("\n!!!!!!!! SKIPPED {msg} (run as root with the packages from .ci/run) !!!!!!!!\n");
+    note_skipped(&msg);
     false
+}
+
+/// Where skipped tests are listed for `make test`'s summary (libtest can
+/// only call them "ok"): `<target>/e2e-skipped.txt`.
+pub fn skipped_list() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/<binary>
+    Some(exe.parent()?.parent()?.parent()?.join("e2e-skipped.txt"))
+}
+
+fn note_skipped(msg: &str) {
+    if let Some(path) = skipped_list() {
+        let line = format!("{msg}\n");
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
+}
+
+/// The `main` of a bench binary (`harness = false`): runs the benchmarks
+/// whose names contain one of the command line's words, all of them
+/// without one; cargo's own flags (`--bench`) are ignored.
+pub fn run_benches(benches: &[(&str, fn())]) {
+    let words: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut ran = 0;
+    for (name, bench) in benches {
+        if words.is_empty() || words.iter().any(|w| name.contains(w.as_str())) {
+            eprintln!("running {name}");
+            bench();
+            ran += 1;
+        }
+    }
+    let names: Vec<&str> = benches.iter().map(|b| b.0).collect();
+    assert!(ran > 0, "no benchmark matches {words:?}; there are {names:?}");
 }
 
 /// Finds a program on PATH, also looking in the sbin directories, which are

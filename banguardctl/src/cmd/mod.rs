@@ -15,10 +15,14 @@ use crate::ctx::Ctx;
 use crate::error::Result;
 
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
-    if let Command::Man = cli.command {
+    if let Command::Man { page } = &cli.command {
         // Needs no config: run at build time, by anyone.
         let mut out = std::io::stdout().lock();
-        crate::man::render(&mut out).map_err(crate::error::Error::from)?;
+        let written = match page.as_str() {
+            "pam_banguard" => crate::man::render_pam_page(&mut out),
+            _ => crate::man::render(&mut out),
+        };
+        written.map_err(crate::error::Error::from)?;
         return Ok(Outcome::Ok);
     }
     let ctx = Ctx::load(cli.config, cli.json)?;
@@ -31,6 +35,6 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::History(a) => history::run(&ctx, &a),
         Command::CheckConfig => check_config::run(&ctx),
         Command::Sync(a) => sync::run(&ctx, &a),
-        Command::Man => unreachable!("handled above"),
+        Command::Man { .. } => unreachable!("handled above"),
     }
 }

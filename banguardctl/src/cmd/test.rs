@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
         Verdict::Untracked { reason: Untracked::Local } => {
             ("granted", "local", "no remote host: a local login is never counted".into(), Value::Null)
         }
-        Verdict::Allowed { used, maxretry, .. } if used >= maxretry => (
+        Verdict::Allowed { used, maxretry, .. } if verdict.is_exhausted() => (
             "denied",
             "exhausted",
             format!(
@@ -69,11 +69,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
                 Some(e) => format!("until {} ({} left)", output::time(e), output::until(e, now)),
                 None => "permanently".into(),
             };
-            let on = if ban.service == banguard::policy::ALL_SERVICES {
-                "all services".to_string()
-            } else {
-                ban.service.clone()
-            };
+            let on = ban.service_label();
             let covered = if ban.host != key { format!(" (as part of {})", ban.host) } else { String::new() };
             let enforced = match output::kernel_reason(ban, &ctx.config, now) {
                 Some(why) => format!("; in the firewall: {why}"),

@@ -19,7 +19,7 @@
 //! up in the PAM module (it exports only `pam_sm_*`, a test checks).
 
 use banguard::policy::Verdict;
-use banguard::{AttemptRef, Banguard, Config, Error, Request};
+use banguard::{AttemptRef, Banguard, Config, Error, ErrorKind, Request};
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::net::IpAddr;
@@ -93,11 +93,12 @@ enum Stage {
 /// The one place where a core error becomes a C result code.
 fn code_of(e: &Error, stage: Stage) -> c_int {
     match e.kind() {
-        "config" => BANGUARD_ECONFIG,
-        "insecure" => BANGUARD_EINSECURE,
-        "invalid-input" => BANGUARD_EINVAL,
-        "store" => BANGUARD_ESTORE,
-        // "io" and anything newer: by where it happened.
+        ErrorKind::Config => BANGUARD_ECONFIG,
+        ErrorKind::Insecure => BANGUARD_EINSECURE,
+        ErrorKind::InvalidInput => BANGUARD_EINVAL,
+        // An overload is the store not answering in time.
+        ErrorKind::Store | ErrorKind::Overload => BANGUARD_ESTORE,
+        // Io, Command and anything newer: by where it happened.
         _ => match stage {
             Stage::Config => BANGUARD_ECONFIG,
             Stage::Store => BANGUARD_ESTORE,

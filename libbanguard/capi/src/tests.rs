@@ -1,7 +1,7 @@
 //! Unit tests of the C ABI through the rlib: argument checks, error
 //! mapping, panics, and that the header and pkg-config template agree with
 //! the code. The real C program against the real `.so` is in
-//! `tests/tests/capi.rs`.
+//! `tests/tests/e2e/capi.rs`.
 
 use super::*;
 use std::ffi::CStr;

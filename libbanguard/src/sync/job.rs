@@ -487,22 +487,23 @@ mod tests {
         }
     }
 
+    /// An engine whose sync writes hosts.deny (a file, no command) and
+    /// keeps its lock and state in `dir`; `extra` goes before `[sync]`.
+    fn engine(dir: &Path, extra: &str, clock: std::sync::Arc<ManualClock>) -> Banguard {
+        let d = dir.display();
+        let text = format!(
+            "{extra}[sync]\nbackends = [\"hosts.deny\"]\nhosts_deny = \"{d}/hosts.deny\"\nlock_file = \"{d}/sync.lock\"\n"
+        );
+        Banguard::in_memory(crate::Config::from_toml(Path::new("test.toml"), &text).unwrap(), clock).unwrap()
+    }
+
     /// The whole job in-process: hosts.deny (a file, no command), mail,
     /// the state file, and what it logs.
     #[test]
     fn the_job_pushes_mails_and_remembers_in_process() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let config = crate::Config::from_toml(
-            Path::new("test.toml"),
-            &format!(
-                "[mail]\nenabled = true\nto = \"root\"\n\
-                 [sync]\nbackends = [\"hosts.deny\"]\nhosts_deny = \"{d}/hosts.deny\"\nlock_file = \"{d}/sync.lock\"\n"
-            ),
-        )
-        .unwrap();
         let clock = ManualClock::new(1_800_000_000);
-        let mut g = Banguard::in_memory(config, clock.clone()).unwrap();
+        let mut g = engine(dir.path(), "[mail]\nenabled = true\nto = \"root\"\n", clock.clone());
         let target = HostKey::Net("192.0.2.0/24".parse().unwrap());
         let ban = g.ban(&target, None, BanTime::Seconds(3600), "evil").unwrap();
         let runner = SystemRunner::new();
@@ -561,13 +562,7 @@ mod tests {
     #[test]
     fn a_dry_run_changes_nothing_and_logs_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let config = crate::Config::from_toml(
-            Path::new("test.toml"),
-            &format!("[sync]\nbackends = [\"hosts.deny\"]\nhosts_deny = \"{d}/hosts.deny\"\nlock_file = \"{d}/sync.lock\"\n"),
-        )
-        .unwrap();
-        let mut g = Banguard::in_memory(config, ManualClock::new(1_800_000_000)).unwrap();
+        let mut g = engine(dir.path(), "", ManualClock::new(1_800_000_000));
         g.ban(&HostKey::Net("198.51.100.7/32".parse().unwrap()), None, BanTime::Seconds(60), "").unwrap();
         let mut logged = 0;
         let mut log = |_: Level, _: &str| logged += 1;

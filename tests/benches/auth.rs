@@ -1,8 +1,8 @@
-//! Benchmarks of the authentication path (BENCHMARKS.md §2). Ignored by
-//! default; run as root with `bench/auth/run.sh`, or directly:
+//! Benchmarks of the authentication path (BENCHMARKS.md §2). Run as root
+//! with `bench/auth/run.sh`, or directly:
 //!
 //! ```sh
-//! cargo test --release -p banguard-e2e --test auth_bench -- --ignored --nocapture --test-threads=1
+//! cargo bench -p banguard-e2e --bench auth [-- bench_overshoot]
 //! ```
 //!
 //! * `bench_auth_cost`: the wall time banguard adds to one authentication.
@@ -24,24 +24,31 @@
 //! store, default 100000; a tenth as many active bans), `BANGUARD_BENCH_REPS`
 //! (overshoot repetitions per row, default 5).
 
-mod module_common;
-
 use banguard::duration::BanTime;
 use banguard::policy::SystemClock;
 use banguard::store::Access;
 use banguard::{Banguard, Config, HostKey, Request};
+use banguard_e2e::fixture::{Fixture, Policy};
 use banguard_e2e::pamtest::{self, Confdir, PAM_ESTABLISH_CRED, Pam};
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, GroundTruth, Method, SshdOptions, SshdServer, TEST_USER, with_auth_lines,
 };
 use banguard_e2e::{Netns, require};
-use module_common::{Fixture, Policy};
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// `cargo bench -p banguard-e2e --bench auth [-- NAME...]` runs the benchmarks
+/// whose names contain a NAME (all of them without one). Root only.
+fn main() {
+    banguard_e2e::run_benches(&[
+        ("bench_auth_cost", bench_auth_cost as fn()),
+        ("bench_overshoot", bench_overshoot as fn()),
+    ]);
+}
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -89,8 +96,6 @@ struct Case {
     want_rc: i32,
 }
 
-#[test]
-#[ignore = "benchmark: run with bench/auth/run.sh"]
 fn bench_auth_cost() {
     if !require("bench_auth_cost", true, &["pamtester", "unshare", "nsenter", "bash"]) {
         return;
@@ -292,7 +297,7 @@ fn bench_auth_cost() {
     let variants = ["none", "config", "sqlite", "banguard"];
     for i in 0..runs + warmup {
         let host = format!("10.9.{}.{}", i / 256, i % 256);
-        let host_key = module_common::key(&host).db_key();
+        let host_key = banguard_e2e::fixture::key(&host).db_key();
         for k in 0..variants.len() {
             let variant = variants[(i + k) % variants.len()];
             let args: Vec<&str> = match variant {
@@ -369,8 +374,6 @@ fn print_row(label: &str, without: &[f64], with: &[f64]) {
     );
 }
 
-#[test]
-#[ignore = "benchmark: run with bench/auth/run.sh"]
 fn bench_overshoot() {
     if !require(
         "bench_overshoot",

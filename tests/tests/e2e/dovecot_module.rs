@@ -4,12 +4,10 @@
 //! `banguard` line first and the `banguard-success` line after the password
 //! modules, with the compiled ground-truth probe right after banguard.
 
-mod module_common;
-
 use banguard_e2e::dovecot::{DEBIAN_DOVECOT_STACK, DovecotServer, ImapOutcome};
+use banguard_e2e::fixture::{Fixture, Policy};
 use banguard_e2e::sshd::{GroundTruth, TEST_PASSWORD, TEST_USER, set_pam_service};
 use banguard_e2e::{Netns, artifacts, require};
-use module_common::{Fixture, Policy};
 
 const NEEDS: &[&str] = &["unshare", "nsenter", "ip", "ss", "timeout", "dovecot", "python3", "gcc"];
 

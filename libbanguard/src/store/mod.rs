@@ -28,6 +28,7 @@
 //! write: [`check_dir`] refuses any other before a file is created, and no
 //! file is opened through a symbolic link.
 
+pub(crate) mod bans;
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
 use crate::lock::{self, Turn, TurnLock};
@@ -320,7 +321,7 @@ impl Store {
             // After a reboot: the bans are copied from the store.
             let store = open_durable(&loc.database, loc.busy_timeout, loc.synchronous, access)?;
             let copy = |conn: &Connection| {
-                crate::policy::mirror_rebuild(conn, &store).map_err(|e| Error::store(&loc.database, e))
+                bans::mirror_rebuild(conn, &store).map_err(|e| Error::store(&loc.database, e))
             };
             let runtime = match access {
                 Access::ReadOnly => {

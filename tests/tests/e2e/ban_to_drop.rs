@@ -16,14 +16,12 @@
 //! the number of bans measured (default 3); BENCHMARKS.md records a run
 //! with 20.
 
-mod module_common;
-
+use banguard_e2e::fixture::{Fixture, Policy};
 use banguard_e2e::pathunit::PathUnit;
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER, with_auth_lines,
 };
 use banguard_e2e::{Netns, artifacts, require, wait_for};
-use module_common::{Fixture, Policy};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -147,7 +145,7 @@ fn a_ban_by_the_module_reaches_the_kernel_through_the_trigger() {
     );
 }
 
-/// With the default `[sync]` (scope "repeat", escalate_after 5): a host
+/// With the default `[sync]` (scope "repeat", escalate_after 2): a host
 /// that stops after its ban stays out of the kernel and still logs in with
 /// its key (sshd's publickey method never reaches the PAM auth stack); a
 /// host that keeps knocking is dropped by the kernel through the trigger

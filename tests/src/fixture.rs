@@ -1,16 +1,15 @@
-//! Shared by the module tests (`pam_stack.rs`, `sshd_module.rs`, `vsftpd_module.rs`, ...):
-//! a banguard config + store in a temp dir, the one module line that uses
-//! it, and read-only views of the store.
+//! The fixture of the module tests and benchmarks: a banguard config +
+//! store in a temp dir, the one module line that uses it, read-only views
+//! of the store, and a syslog socket to read what was logged.
 //!
 //! The store lives on the host's /tmp, which the test namespaces see too
 //! (they copy the host's mounts), so sshd/vsftpd inside a namespace and
 //! the test process outside read and write the same file.
-#![allow(dead_code)] // each test binary uses a different subset
 
+use crate::{Netns, artifacts};
 use banguard::policy::SystemClock;
 use banguard::store::Access;
 use banguard::{Ban, Banguard, Config, HostKey};
-use banguard_e2e::{Netns, artifacts};
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -232,7 +231,7 @@ pub fn key(addr: &str) -> HostKey {
 /// For what sshd does after the client already saw its answer (the
 /// monitor's setcred runs after USERAUTH_SUCCESS went out).
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    banguard_e2e::wait_for(timeout, || cond().then_some(())).is_some()
+    crate::wait_for(timeout, || cond().then_some(())).is_some()
 }
 
 /// A datagram socket standing in for `/dev/log` inside a namespace

@@ -6,14 +6,12 @@
 //! vsftpd opens a fresh PAM handle for every USER/PASS and ends it at once
 //! on failure (doc/sshd-pam-calls.md), so each FTP login is one attempt.
 
-mod module_common;
-
+use banguard_e2e::fixture::{Fixture, Policy, eventually};
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, GroundTruth, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER, with_auth_lines,
 };
 use banguard_e2e::vsftpd::{DEBIAN_VSFTPD_STACK, FtpOutcome, VsftpdServer};
 use banguard_e2e::{Netns, require};
-use module_common::{Fixture, Policy, eventually};
 use std::time::Duration;
 
 const FTP: &[&str] = &["unshare", "nsenter", "ip", "ss", "timeout", "vsftpd", "curl", "gcc"];

@@ -8,7 +8,7 @@
 //! always use the system clock; their tests check content, not times.
 //!
 //! Golden files live in `tests/fixtures/cli/`; regenerate them with
-//! `BANGUARD_BLESS=1 cargo test -p banguard-e2e --test cli` and review the
+//! `BANGUARD_BLESS=1 cargo test -p banguard-e2e --test e2e cli::` and review the
 //! diff.
 
 use banguard::duration::BanTime;

@@ -1,7 +1,7 @@
 //! Multi-process exactness of the central operation on a real SQLite file:
 //! many OS processes (as sshd forks one per connection) at once.
 
-use banguard::rusqlite::types::Value;
+use rusqlite::types::Value;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -5,8 +5,9 @@ use banguard_e2e::{artifacts, require, workspace_root};
 use std::path::Path;
 use std::process::Command;
 
-fn generated_banguardctl_page() -> String {
-    let out = Command::new(&artifacts().banguardctl).arg("man").output().expect("run banguardctl man");
+fn generated_page(page: &str) -> String {
+    let out =
+        Command::new(&artifacts().banguardctl).args(["man", page]).output().expect("run banguardctl man");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("roff is UTF-8")
 }
@@ -19,7 +20,8 @@ fn mandoc_lint(page: &Path) {
 }
 
 fn groff_warnings(page: &Path) {
-    let out = Command::new("groff").args(["-ww", "-man", "-z"]).arg(page).output().expect("run groff");
+    // -t: tbl, as man(1) runs it for a page that starts with '\" t.
+    let out = Command::new("groff").args(["-t", "-ww", "-man", "-z"]).arg(page).output().expect("run groff");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.trim().is_empty(), "{}:\n{text}", page.display());
 }
@@ -30,10 +32,12 @@ fn man_pages_lint_clean() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let generated = dir.path().join("banguardctl.8");
-    std::fs::write(&generated, generated_banguardctl_page()).unwrap();
+    let ctl = dir.path().join("banguardctl.8");
+    std::fs::write(&ctl, generated_page("banguardctl")).unwrap();
+    let pam = dir.path().join("pam_banguard.8");
+    std::fs::write(&pam, generated_page("pam_banguard")).unwrap();
     let root = workspace_root();
-    for page in [root.join("doc/man/pam_banguard.8"), root.join("doc/man/banguard.toml.5"), generated] {
+    for page in [pam, root.join("doc/man/banguard.toml.5"), ctl] {
         mandoc_lint(&page);
         groff_warnings(&page);
     }
@@ -41,7 +45,7 @@ fn man_pages_lint_clean() {
 
 #[test]
 fn banguardctl_page_names_every_subcommand() {
-    let page = generated_banguardctl_page();
+    let page = generated_page("banguardctl");
     let help = Command::new(&artifacts().banguardctl).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).to_string();
     // The subcommands --help lists (minus clap's own `help`).

@@ -20,16 +20,14 @@
 //! pam_unix, with its time. Ignored by `cargo test`; run it with
 //! `bench/bruteforce/run.sh` (root; sshd, fail2ban, libpam-abl installed).
 
-mod module_common;
-
 use banguard::{Banguard, Config, Request};
+use banguard_e2e::fixture::{Fixture, Policy};
 use banguard_e2e::pathunit::PathUnit;
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, Login, Method, RunningLogin, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER,
     with_auth_lines,
 };
 use banguard_e2e::{Netns, require, wait_for};
-use module_common::{Fixture, Policy};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -37,6 +35,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// `cargo bench -p banguard-e2e --bench bruteforce [-- NAME...]` runs the benchmarks
+/// whose names contain a NAME (all of them without one). Root only.
+fn main() {
+    banguard_e2e::run_benches(&[
+        ("bench_bruteforce_side_by_side", bench_bruteforce_side_by_side as fn()),
+        ("bench_log_flood", bench_log_flood as fn()),
+        ("bench_sustained_attack", bench_sustained_attack as fn()),
+    ]);
+}
 
 const MAXRETRY: usize = 3;
 
@@ -483,8 +491,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
-#[test]
-#[ignore = "benchmark: run with bench/bruteforce/run.sh"]
 fn bench_bruteforce_side_by_side() {
     if !require(
         "bench_bruteforce_side_by_side",
@@ -685,8 +691,6 @@ fn bench_bruteforce_side_by_side() {
 /// fail2ban reading LINES log lines of failed passwords from distinct
 /// addresses, beside banguard recording the same number of failures the way
 /// sshd's processes would (load config, open store, record, close).
-#[test]
-#[ignore = "benchmark: run with bench/bruteforce/run.sh"]
 fn bench_log_flood() {
     if !require("bench_log_flood", true, &["unshare", "nsenter", "fail2ban-server", "fail2ban-client"]) {
         return;
@@ -767,7 +771,7 @@ fn bench_log_flood() {
 /// a comma-separated subset of the keys below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Sustained {
-    /// banguard's defaults: `[sync] scope = "repeat"`, `escalate_after = 5`,
+    /// banguard's defaults: `[sync] scope = "repeat"`, `escalate_after = 2`,
     /// `refusal_delay = "2s"`, nftables, the sync run on the trigger (the
     /// path unit's stand-in).
     Banguard,
@@ -836,8 +840,6 @@ impl Sustained {
 /// (fail2ban's daemon; banguard's sync runs), wall time; median of
 /// BANGUARD_BENCH_RUNS (default 3). Bots come from 198.51.100.0/24 on the
 /// namespace's lo (data only: every connection goes to 127.0.0.1).
-#[test]
-#[ignore = "benchmark: run with bench/bruteforce/run.sh"]
 fn bench_sustained_attack() {
     if !require(
         "bench_sustained_attack",
@@ -877,9 +879,9 @@ fn bench_sustained_attack() {
                 ..Policy::default()
             });
             // BANGUARD_BENCH_ESCALATE: escalate_after for the other rows
-            // (its default is the config's, 5).
+            // (its default is the config's, 2).
             let escalate =
-                if defender == Sustained::BanguardPamOnly { 0 } else { knob("BANGUARD_BENCH_ESCALATE", 5) };
+                if defender == Sustained::BanguardPamOnly { 0 } else { knob("BANGUARD_BENCH_ESCALATE", 2) };
             fx.sync_to_nftables(&format!("escalate_after = {escalate}\n"));
             let lines: Vec<String> = if defender.is_banguard() {
                 vec![fx.module_line(""), truth.line()]
@@ -967,7 +969,7 @@ fn bench_sustained_attack() {
     println!();
     println!(
         "# sustained attack: {BOTS} bots x 2 workers, 3 wrong passwords per connection, {seconds} s; maxretry {MAXRETRY}; banguard's escalate_after {}; median of {runs} runs",
-        knob("BANGUARD_BENCH_ESCALATE", 5)
+        knob("BANGUARD_BENCH_ESCALATE", 2)
     );
     println!();
     println!(

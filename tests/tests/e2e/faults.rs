@@ -19,7 +19,7 @@
 
 use banguard::policy::{ManualClock, SystemClock};
 use banguard::store::Access;
-use banguard::{Banguard, Config, HostKey, Request, Verdict, rusqlite};
+use banguard::{Banguard, Config, HostKey, Request, Verdict};
 use banguard_e2e::pamtest::*;
 use banguard_e2e::{Netns, artifacts, require};
 use std::ffi::c_int;
@@ -210,8 +210,12 @@ fn login(confdir: &Path, mode: &str) -> (c_int, Duration) {
 /// Runs `fault_child` of this binary (inside `ns`) with `vars`.
 fn child(ns: &Netns, vars: &[(&str, &str)]) -> String {
     let exe = std::env::current_exe().unwrap();
-    let mut cmd =
-        ns.command([exe.as_os_str(), "--exact".as_ref(), "fault_child".as_ref(), "--nocapture".as_ref()]);
+    let mut cmd = ns.command([
+        exe.as_os_str(),
+        "--exact".as_ref(),
+        "faults::fault_child".as_ref(),
+        "--nocapture".as_ref(),
+    ]);
     cmd.env(CHILD_ENV, "1");
     for (k, v) in vars {
         cmd.env(format!("{CHILD_ENV}_{}", k.to_uppercase()), v);
@@ -648,7 +652,7 @@ fn kill_writers(f: &Fixture, rounds: u32, prefix: &'static str) -> Vec<i64> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for round in 0..rounds {
         let mut writer = Command::new(&exe)
-            .args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "faults::fault_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "1")
             .env(format!("{CHILD_ENV}_WRITER"), &f.config)
             .env(format!("{CHILD_ENV}_WORKER"), round.to_string())
@@ -760,7 +764,7 @@ fn clock_stepped_forward_less_than_bantime_keeps_the_ban() {
 /// every case byte for byte as it went in.
 fn victim(dir: &Path) -> (PathBuf, Vec<u8>) {
     let path = dir.join("victim.db");
-    let conn = banguard::rusqlite::Connection::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("CREATE TABLE secrets (v TEXT); INSERT INTO secrets VALUES ('keep');").unwrap();
     drop(conn);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();

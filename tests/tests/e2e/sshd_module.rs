@@ -11,14 +11,12 @@
 //! config sets `ignoreip` so that they are not covered by the default
 //! 127.0.0.0/8 entry. pam_unix runs with `nodelay` (harness default).
 
-mod module_common;
-
+use banguard_e2e::fixture::{Fixture, Policy, eventually};
 use banguard_e2e::sshd::{
     DEBIAN_SSHD_STACK, GroundTruth, Method, SshOutcome, SshdOptions, SshdServer, TEST_PASSWORD, TEST_USER,
     with_auth_lines,
 };
 use banguard_e2e::{Netns, require};
-use module_common::{Fixture, Policy, eventually};
 use std::time::{Duration, Instant};
 
 const SSH: &[&str] = &["unshare", "nsenter", "ip", "ss", "timeout", "sshd", "ssh", "ssh-keygen"];

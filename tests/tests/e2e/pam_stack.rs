@@ -6,8 +6,6 @@
 //! that accepts only "right" and appends a line per evaluated password to
 //! a file: the ground truth of how many passwords were looked at.
 
-mod module_common;
-
 use banguard::policy::SystemClock;
 use banguard::store::Access;
 use banguard::{Banguard, Config, Request, Verdict};
@@ -376,7 +374,7 @@ fn child_process_entry() {
 /// A re-executed test binary running `child_process_entry` with `args`.
 fn child(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+    c.args(["pam_stack::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env("BANGUARD_PAMTEST_CHILD", args.join("\t"));
     c
 }
@@ -384,7 +382,7 @@ fn child(args: &[&str]) -> Command {
 /// The rc a `login` child printed.
 fn child_rc(out: &std::process::Output) -> c_int {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // libtest prints "test child_process_entry ... " on the same line.
+    // libtest prints "test pam_stack::child_process_entry ... " on the same line.
     let rc = stdout.lines().find_map(|l| l.split_once("PAMTEST_RC=").map(|(_, rc)| rc));
     match rc {
         Some(rc) if out.status.success() => rc.trim().parse().unwrap(),
@@ -847,7 +845,8 @@ fn pamtester_refuses_and_logs_the_ban() {
     if !require("pamtester_refuses_and_logs_the_ban", true, &["pamtester", "unshare", "nsenter", "mknod"]) {
         return;
     }
-    let f = Fixture::new("maxretry = 2", "");
+    // Refusals stay refusals here (no escalation after the second).
+    let f = Fixture::new("maxretry = 2", "escalate_after = 0");
     let so = install_module(&f);
     let line = |args: &str| format!("auth requisite {} config={} {args}", so.display(), f.config.display());
     let stack = |name: &str, first: String| {
@@ -869,7 +868,7 @@ fn pamtester_refuses_and_logs_the_ban() {
     fs::write(f.root.join("file"), b"").unwrap();
     stack("bgbroken", format!("auth requisite {} config={}", so.display(), broken.display()));
     f.service("other", vec!["auth required pam_deny.so".into(), "account required pam_deny.so".into()]);
-    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
+    let log = banguard_e2e::fixture::Syslog::bind(&f.root.join("log.sock"));
     let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
     let auth = |service: &str, rhost: &str, pw: &str| {
         let rhost = format!("rhost={rhost}");
@@ -979,7 +978,7 @@ fn pamtester_run_by_a_user_only_reads_the_store() {
     let reader =
         Banguard::open_with(Config::load(&f.config).unwrap(), Access::ReadOnly, Arc::new(SystemClock));
     let _reader = reader.expect("open the store");
-    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
+    let log = banguard_e2e::fixture::Syslog::bind(&f.root.join("log.sock"));
     let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
     let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
     let auth = |rhost: &str, pw: &str| {
@@ -1024,7 +1023,7 @@ fn pamtester_every_application_shape_gets_its_success_back() {
     lines.push("account required pam_permit.so".into());
     f.service("bgshapes", lines);
     f.service("other", vec!["auth required pam_deny.so".into(), "account required pam_deny.so".into()]);
-    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
+    let log = banguard_e2e::fixture::Syslog::bind(&f.root.join("log.sock"));
     let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
     // The capture is drained after every call: a full socket queue would
     // block the next program that logs.
@@ -1073,7 +1072,7 @@ fn flood_200(f: &Fixture, net: u8) -> (BTreeMap<String, usize>, Vec<(String, usi
     f.service("other", vec!["auth required pam_deny.so".into()]);
     // The store exists before the flood, as on a running server.
     assert_rc(f.login("bgflood", "198.51.100.250", "right"), PAM_SUCCESS, "first login");
-    let log = module_common::Syslog::bind(&f.root.join("log.sock"));
+    let log = banguard_e2e::fixture::Syslog::bind(&f.root.join("log.sock"));
     let ns = pam_namespace(&f.root, &f.root.join("log.sock"));
     let go = f.root.join("go");
     assert!(Command::new("mkfifo").arg(&go).status().unwrap().success());

@@ -1,0 +1,216 @@
+//! A ban and the rules that read it: whether it is active, how long it
+//! is, how it is worded, whether and why it goes into the kernel, and what
+//! the firewall blocks for a set of bans. Pure: no store, no clock.
+
+use crate::addr::{self, HostKey};
+use crate::config::{Config, SyncConfig, SyncScope};
+use crate::duration::{BanTime, format_duration};
+use serde::Serialize;
+
+/// Service name of bans that cover every service.
+pub const ALL_SERVICES: &str = "*";
+
+/// A ban, active or past.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ban {
+    pub id: i64,
+    pub host: HostKey,
+    /// PAM service, or `*` for all.
+    pub service: String,
+    pub created: i64,
+    /// `None`: permanent.
+    pub expires: Option<i64>,
+    /// When it was lifted by an unban, if it was.
+    pub lifted: Option<i64>,
+    pub reason: String,
+    /// Failures that led to it.
+    pub failures: u32,
+    /// Earlier bans of the host within the lookback window.
+    pub prior_bans: u32,
+    /// Marked for the kernel firewall (repeat offender or manual ban).
+    pub firewall: bool,
+    /// When the sync job last pushed it, if it did.
+    pub pushed: Option<i64>,
+}
+
+impl Ban {
+    /// Whether the ban refuses attempts at time `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.lifted.is_none() && self.expires.is_none_or(|e| e > now)
+    }
+
+    /// The ban's full length.
+    pub fn length(&self) -> BanTime {
+        match self.expires {
+            Some(e) => BanTime::Seconds(e - self.created),
+            None => BanTime::Permanent,
+        }
+    }
+
+    /// "sshd" or "all services".
+    pub fn service_label(&self) -> &str {
+        if self.service == ALL_SERVICES { "all services" } else { &self.service }
+    }
+
+    /// Whether the sync job pushes this ban into the firewall while it is
+    /// active: an address key that may be blocked at all (its class, the
+    /// `[sync]` floor), and a repeat offender or manual ban unless every
+    /// ban goes (`scope = "all"`).
+    pub fn goes_to_firewall(&self, sync: &SyncConfig) -> bool {
+        self.kernel_reason(sync).is_some()
+    }
+
+    /// What made the ban, in the one wording of the history, syslog and
+    /// the C ABI: "banned on sshd for 10m after 5 failures in 10m",
+    /// "repeat offender: banned on all services for 1w after 3 bans in 1d",
+    /// "banned on all services for 1h (manual: evil)". With `with_host`
+    /// the host follows "banned" (log lines; history rows have their own
+    /// host column).
+    pub fn wording(&self, config: &Config, with_host: bool) -> String {
+        let banned = if with_host { format!("banned {}", self.host) } else { "banned".to_string() };
+        let (service, length) = (self.service_label(), self.length());
+        match self.reason.as_str() {
+            "maxretry" => format!(
+                "{banned} on {service} for {length} after {} failures in {}",
+                self.failures,
+                format_duration(config.policy(&self.service).findtime)
+            ),
+            "recidive" => format!(
+                "repeat offender: {banned} on {service} for {length} after {} bans in {}",
+                self.prior_bans + 1,
+                format_duration(config.recidive.findtime)
+            ),
+            reason => format!("{banned} on {service} for {length} ({reason})"),
+        }
+    }
+
+    /// The log line of a ban sent to the kernel because its host kept
+    /// knocking (the module and the C ABI say the same).
+    pub fn escalation_line(&self, sync: &SyncConfig) -> String {
+        format!(
+            "sending {} to the firewall: it kept knocking while banned on {} ({} attempts refused)",
+            self.host,
+            self.service_label(),
+            sync.escalate_after
+        )
+    }
+
+    /// Why the sync job puts this ban into the kernel, if it does: a
+    /// repeat offender, a manual ban, a host that kept knocking while
+    /// banned ([sync] escalate_after), or `scope = "all"`. `None` for a ban
+    /// PAM alone enforces (a host that stopped after its ban, whose
+    /// public-key logins keep working) or that may never be blocked.
+    pub fn kernel_reason(&self, sync: &SyncConfig) -> Option<&'static str> {
+        if self.host.net().is_none_or(|n| sync.block_refusal(&n).is_some()) {
+            return None;
+        }
+        if self.firewall {
+            Some(if self.reason == "recidive" {
+                "repeat offender"
+            } else if self.reason.starts_with("manual") {
+                "manual"
+            } else {
+                "kept knocking"
+            })
+        } else if sync.scope == SyncScope::All {
+            Some("scope all")
+        } else {
+            None
+        }
+    }
+}
+
+/// What the firewall blocks for `bans` (from [`Banguard::bans_to_push`]):
+/// each ban's network with every network that must never be blocked
+/// (ignoreip of any service, loopback) carved out, so that the kernel and
+/// hosts.deny never refuse a host that PAM lets through.
+pub fn firewall_entries(config: &Config, bans: &[Ban]) -> Vec<crate::sync::FirewallEntry> {
+    let keep = config.never_blocked();
+    bans.iter()
+        .filter_map(|b| b.host.net().map(|net| (net, b.expires)))
+        .flat_map(|(net, expires_at)| {
+            addr::carve(net, &keep).into_iter().map(move |net| crate::sync::FirewallEntry { net, expires_at })
+        })
+        .collect()
+}
+
+/// Whether two keys denote overlapping sets of hosts.
+pub fn overlaps(a: &HostKey, b: &HostKey) -> bool {
+    match (a, b) {
+        (HostKey::Net(x), HostKey::Net(y)) => x.contains(&y.network()) || y.contains(&x.network()),
+        (HostKey::Name(x), HostKey::Name(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(host: &str, service: &str, reason: &str, firewall: bool) -> Ban {
+        Ban {
+            id: 7,
+            host: HostKey::from_db_key(host).unwrap(),
+            service: service.into(),
+            created: 1_000,
+            expires: Some(1_600),
+            lifted: None,
+            reason: reason.into(),
+            failures: 5,
+            prior_bans: 2,
+            firewall,
+            pushed: None,
+        }
+    }
+
+    #[test]
+    fn the_wording_needs_no_store() {
+        let c = Config::default();
+        let b = ban("198.51.100.7/32", "sshd", "maxretry", false);
+        assert_eq!(b.wording(&c, true), "banned 198.51.100.7 on sshd for 10m after 5 failures in 10m");
+        assert_eq!(b.wording(&c, false), "banned on sshd for 10m after 5 failures in 10m");
+        let r = ban("2001:db8::/64", ALL_SERVICES, "recidive", true);
+        assert_eq!(
+            r.wording(&c, true),
+            "repeat offender: banned 2001:db8::/64 on all services for 10m after 3 bans in 1d"
+        );
+        let m = ban("192.0.2.0/24", "vsftpd", "manual: evil", true);
+        assert_eq!(m.wording(&c, true), "banned 192.0.2.0/24 on vsftpd for 10m (manual: evil)");
+    }
+
+    #[test]
+    fn why_a_ban_is_in_the_kernel() {
+        let mut c = Config::default();
+        let reason = |b: &Ban, c: &Config| b.kernel_reason(&c.sync);
+        assert_eq!(reason(&ban("198.51.100.7/32", "sshd", "maxretry", false), &c), None);
+        assert_eq!(reason(&ban("198.51.100.7/32", "sshd", "maxretry", true), &c), Some("kept knocking"));
+        assert_eq!(reason(&ban("198.51.100.7/32", "*", "recidive", true), &c), Some("repeat offender"));
+        assert_eq!(reason(&ban("198.51.100.7/32", "*", "manual", true), &c), Some("manual"));
+        // Never for what may not be blocked: a name, loopback, wider than the floor.
+        assert_eq!(reason(&ban("name:host.example", "sshd", "manual", true), &c), None);
+        assert_eq!(reason(&ban("127.0.0.2/32", "sshd", "manual", true), &c), None);
+        assert_eq!(reason(&ban("10.0.0.0/8", "sshd", "manual", true), &c), None);
+        c.sync.scope = SyncScope::All;
+        assert_eq!(reason(&ban("198.51.100.7/32", "sshd", "maxretry", false), &c), Some("scope all"));
+    }
+
+    #[test]
+    fn the_firewall_never_gets_an_ignored_network() {
+        let mut c = Config::default();
+        c.default.ignoreip.push("192.0.2.128/25".parse().unwrap());
+        let entries = firewall_entries(&c, &[ban("192.0.2.0/24", "*", "manual", true)]);
+        let nets: Vec<String> = entries.iter().map(|e| e.net.to_string()).collect();
+        assert_eq!(nets, ["192.0.2.0/25"]);
+        assert!(entries.iter().all(|e| e.expires_at == Some(1_600)));
+    }
+
+    #[test]
+    fn keys_overlap_by_containment_and_names_by_equality() {
+        let k = |s: &str| HostKey::from_db_key(s).unwrap();
+        assert!(overlaps(&k("192.0.2.0/24"), &k("192.0.2.7/32")));
+        assert!(overlaps(&k("192.0.2.7/32"), &k("192.0.2.0/24")));
+        assert!(!overlaps(&k("192.0.2.0/24"), &k("198.51.100.0/24")));
+        assert!(overlaps(&k("name:a.example"), &k("name:a.example")));
+        assert!(!overlaps(&k("name:a.example"), &k("192.0.2.0/24")));
+    }
+}

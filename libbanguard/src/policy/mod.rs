@@ -1,0 +1,741 @@
+//! The engine: counting attempts in a window, bans with increasing length,
+//! ignore lists, the repeat-offender rule and hosts that keep knocking, each
+//! operation one `BEGIN IMMEDIATE` transaction so that many processes (one
+//! per sshd connection) can call it at once and no attempt beyond
+//! `maxretry` is ever let through. What a ban means is `crate::ban`; the
+//! rows and the mirror are the store's (`store::bans`); what the engine
+//! reports (`reports`), the mail outbox (`outbox`) and housekeeping
+//! (`maintain`) live beside it.
+
+mod clock;
+mod maintain;
+mod outbox;
+mod reports;
+
+pub use crate::ban::{ALL_SERVICES, Ban, firewall_entries, overlaps};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use maintain::MaintainReport;
+pub use reports::{Event, Failing, ServiceStatus};
+
+use crate::addr::{self, HostKey, Origin};
+use crate::config::{Config, ServicePolicy, SyncScope};
+use crate::duration::BanTime;
+use crate::error::{Error, Result};
+use crate::store::bans::{BAN_COLUMNS, BanDelta, ban_from_row, change_bans, family_prefix};
+use crate::store::{Access, Location, RuntimeTx, Store, retry_busy};
+use ipnet::IpNet;
+use maintain::{PRUNE_BATCH, PRUNE_EVERY, prune_attempts};
+use outbox::queue_notice;
+use rusqlite::{OptionalExtension, ToSql, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One authentication attempt as the caller sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// PAM service (sshd, vsftpd, ...).
+    pub service: &'a str,
+    /// PAM_RHOST as given by the application.
+    pub rhost: Option<&'a str>,
+    /// A numeric client address the application vouches for (sshd's
+    /// SSH_CONNECTION); wins over a name in `rhost`.
+    pub hint: Option<IpAddr>,
+    /// PAM_USER, recorded for the history; never part of the decision.
+    pub user: Option<&'a str>,
+}
+
+/// A recorded attempt, to be given back if the login succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AttemptId(pub i64);
+
+/// Which attempt a success gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptRef {
+    /// The attempt recorded on this handle.
+    Id(AttemptId),
+    /// The newest pending attempt of this host, service and user recorded by
+    /// process `pid` or a child of it (sshd's keyboard-interactive method
+    /// runs pam_authenticate in a forked child whose memory we never see).
+    Origin { pid: u32 },
+    /// Nothing recorded (explicit `authsucc` after `preauth`).
+    None,
+}
+
+/// Why a request is none of banguard's business.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "why", content = "by")]
+pub enum Untracked {
+    /// The service is disabled in the config.
+    Disabled,
+    /// The host is covered by this ignoreip entry.
+    Ignored(IpNet),
+    /// No remote host: a local login.
+    Local,
+}
+
+/// The answer to an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict")]
+pub enum Verdict {
+    /// Not counted, not refused.
+    Untracked { reason: Untracked },
+    /// Let through to the password check. `used` attempts of `maxretry`
+    /// are now counted in the window (including this one, if recorded).
+    Allowed { host: HostKey, attempt: Option<AttemptId>, used: u32, maxretry: u32 },
+    /// Refused before the password is looked at. `new` is true when this
+    /// call created the ban; `escalated` when this refusal sent the ban to
+    /// the kernel (the host kept knocking: [`Ban::kernel_reason`]).
+    Refused { host: HostKey, ban: Ban, new: bool, escalated: bool },
+}
+
+impl Verdict {
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Verdict::Refused { .. })
+    }
+
+    /// Let through, but with no tries left: the next attempt is refused
+    /// and makes the ban (what `peek` says of such a host).
+    pub fn is_exhausted(&self) -> bool {
+        matches!(self, Verdict::Allowed { used, maxretry, .. } if used_up(*used, *maxretry))
+    }
+}
+
+/// The one rule for "has the host used up its tries?".
+fn used_up(used: u32, maxretry: u32) -> bool {
+    used >= maxretry
+}
+
+/// The banguard engine: a config, a store and a clock.
+pub struct Banguard {
+    config: Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl Banguard {
+    /// Opens the store named by the config (creating it if needed).
+    pub fn open(config: Config) -> Result<Banguard> {
+        Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock))
+    }
+
+    /// Opens with an explicit access mode and clock.
+    pub fn open_with(config: Config, access: Access, clock: Arc<dyn Clock>) -> Result<Banguard> {
+        let loc = Location::of(&config);
+        let store = retry_busy(loc.busy_timeout, || Store::open(&loc, access))?;
+        Ok(Banguard { config, store, clock })
+    }
+
+    /// An engine over an in-memory store (tests).
+    pub fn in_memory(config: Config, clock: Arc<dyn Clock>) -> Result<Banguard> {
+        Ok(Banguard { config, store: Store::open_in_memory()?, clock })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Why `req` is not tracked at all (service disabled, ignoreip, a local
+    /// login), if it is not: a caller can answer without opening the store.
+    pub fn untracked(config: &Config, req: &Request<'_>) -> Option<Untracked> {
+        Banguard::resolve(config, req).err()
+    }
+
+    /// Resolves a request to the host key and policy, or says why it is
+    /// not tracked. `addr` is the address the key was made from.
+    fn resolve<'c>(
+        config: &'c Config,
+        req: &Request<'_>,
+    ) -> std::result::Result<(HostKey, Option<IpAddr>, &'c ServicePolicy), Untracked> {
+        let policy = config.policy(req.service);
+        if !policy.enabled {
+            return Err(Untracked::Disabled);
+        }
+        match addr::origin(req.rhost, req.hint) {
+            Origin::Local => Err(Untracked::Local),
+            Origin::Name(n) => Ok((HostKey::Name(n), None, policy)),
+            Origin::Addr(a) => {
+                if let Some(net) = policy.ignored_by(a) {
+                    return Err(Untracked::Ignored(net));
+                }
+                Ok((HostKey::for_addr(a, policy.ipv4_prefix, policy.ipv6_prefix), Some(a), policy))
+            }
+        }
+    }
+
+    /// Takes the runtime state's write lock: the first lock of every
+    /// read-modify-write (lock order: runtime state, then store).
+    fn begin(&self) -> Result<RuntimeTx<'_>> {
+        self.store.begin()
+    }
+
+    /// The single-line mode: "attempt from host H on service S: is H
+    /// banned? if not, count it; if that makes maxretry within findtime,
+    /// ban H". The attempt is counted *before* the password is checked, so
+    /// parallel connections can never get more than `maxretry` passwords
+    /// evaluated; a success gives it back with [`Banguard::record_success`].
+    ///
+    /// `previous` is the attempt recorded earlier on the same PAM handle:
+    /// another call on that handle means it failed.
+    pub fn attempt(&mut self, req: &Request<'_>, previous: Option<AttemptId>) -> Result<Verdict> {
+        self.decide(req, previous, Mode::Attempt)
+    }
+
+    /// `preauth`: refuses a banned (or exhausted) host, records nothing.
+    pub fn check(&mut self, req: &Request<'_>) -> Result<Verdict> {
+        self.decide(req, None, Mode::Check)
+    }
+
+    /// `authfail`: records one failed attempt; bans at once when that
+    /// makes `maxretry` within `findtime`.
+    pub fn record_failure(&mut self, req: &Request<'_>) -> Result<Verdict> {
+        self.decide(req, None, Mode::Failure)
+    }
+
+    /// Reports what would happen to an attempt now, writing nothing
+    /// (`banguardctl test`). An exhausted host shows as `Allowed` with
+    /// `used >= maxretry`: its next attempt creates the ban.
+    pub fn peek(&mut self, req: &Request<'_>) -> Result<Verdict> {
+        self.decide(req, None, Mode::Peek)
+    }
+
+    fn decide(&mut self, req: &Request<'_>, previous: Option<AttemptId>, mode: Mode) -> Result<Verdict> {
+        let limit = Duration::from_millis(u64::from(self.config.store.busy_timeout_ms));
+        retry_busy(limit, || self.decide_once(req, previous, mode))
+    }
+
+    fn decide_once(&mut self, req: &Request<'_>, previous: Option<AttemptId>, mode: Mode) -> Result<Verdict> {
+        let user = req.user.map(bounded_user);
+        let req = &Request { user: user.as_deref(), ..*req };
+        // Split borrows: the transaction holds the connection while the
+        // config is read (no clone on the authentication path).
+        let Banguard { config, store, clock } = self;
+        let (key, addr, policy) = match Banguard::resolve(config, req) {
+            Ok(v) => v,
+            Err(reason) => return Ok(Verdict::Untracked { reason }),
+        };
+        let now = clock.now();
+        let path = store.runtime_path();
+        let e = |err| Error::store(path, err);
+        let tx = store.begin()?;
+        if let Some(AttemptId(id)) = previous.filter(|_| mode != Mode::Peek) {
+            tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
+        }
+        let service = req.service;
+        if let Some(ban) = active_ban(&tx, &key, addr, service, now).map_err(e)? {
+            // Only a ban that would otherwise stay PAM-only is counted.
+            let knocking = matches!(mode, Mode::Attempt | Mode::Check)
+                && config.sync.escalate_after > 0
+                && config.sync.scope != SyncScope::All
+                && !ban.firewall
+                && ban.host.net().is_some_and(|n| config.sync.block_refusal(&n).is_none());
+            if !knocking {
+                tx.commit().map_err(e)?;
+                return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
+            }
+            // Counted only until the ban goes to the kernel: a flood of
+            // refusals writes at most `escalate_after` small updates.
+            let refused: u32 = tx
+                .query_row(
+                    "UPDATE bans SET refused = refused + 1 WHERE id = ?1 RETURNING refused",
+                    [ban.id],
+                    |r| r.get(0),
+                )
+                .map_err(e)?;
+            if refused < config.sync.escalate_after {
+                tx.commit().map_err(e)?;
+                return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
+            }
+            let ban = change_bans(&tx, store, |dt| escalate(dt, ban, refused, now))?;
+            tx.commit().map_err(e)?;
+            return Ok(Verdict::Refused { host: key, ban, new: false, escalated: true });
+        }
+        let db_key = key.db_key();
+        let since = now - policy.findtime;
+        let mut used: u32 =
+            tx.query_row(COUNTED, params![db_key, service, since], |r| r.get(0)).map_err(e)?;
+        let record_state = match mode {
+            Mode::Attempt => Some(0),
+            Mode::Failure => Some(1),
+            Mode::Check | Mode::Peek => None,
+        };
+        // A recorded failure counts before the threshold test; a pending
+        // attempt only if there is room for it.
+        let mut attempt = None;
+        if mode == Mode::Failure || (mode == Mode::Attempt && !used_up(used, policy.maxretry)) {
+            let state = record_state.expect("recording modes");
+            tx.execute(
+                "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![db_key, service, req.user, now, state, std::process::id(), std::os::unix::process::parent_id()],
+            )
+            .map_err(e)?;
+            let id = tx.last_insert_rowid();
+            attempt = Some(AttemptId(id));
+            used += 1;
+            if id % PRUNE_EVERY == 0 {
+                prune_attempts(&tx, config, now, PRUNE_BATCH).map_err(e)?;
+            }
+        }
+        let exhausted = match mode {
+            Mode::Failure => used_up(used, policy.maxretry),
+            Mode::Attempt | Mode::Check => attempt.is_none() && used_up(used, policy.maxretry),
+            Mode::Peek => false,
+        };
+        if !exhausted {
+            tx.commit().map_err(e)?;
+            return Ok(Verdict::Allowed { host: key, attempt, used, maxretry: policy.maxretry });
+        }
+        let ban = change_bans(&tx, store, |dt| {
+            let made = create_auto_ban(dt, config, policy, &key, service, used, now)?;
+            let last = made.last().expect("one ban at least").clone();
+            Ok((last, BanDelta::added(made)))
+        })?;
+        // The ban consumes the failures that made it (the ban row keeps their
+        // number): once it expires the host starts afresh, as with fail2ban.
+        delete_attempts(&tx, "host = ?1 AND service = ?2", params![key.db_key(), service]).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(Verdict::Refused { host: key, ban, new: true, escalated: false })
+    }
+
+    /// Gives back a successful attempt (and with `reset_on_success`, the
+    /// host's whole count on this service). Only the attempt named is
+    /// given back: a valid account is no way to keep guessing.
+    pub fn record_success(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
+        let limit = Duration::from_millis(u64::from(self.config.store.busy_timeout_ms));
+        retry_busy(limit, || self.record_success_once(req, attempt))
+    }
+
+    fn record_success_once(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
+        let user = req.user.map(bounded_user);
+        let req = &Request { user: user.as_deref(), ..*req };
+        let (key, _, policy) = match Banguard::resolve(&self.config, req) {
+            Ok(v) => v,
+            Err(_) => return Ok(false),
+        };
+        let (findtime, reset) = (policy.findtime, policy.reset_on_success);
+        let now = self.clock.now();
+        let path = self.store.runtime_path();
+        let e = |err| Error::store(path, err);
+        let db_key = key.db_key();
+        let service = req.service;
+        let tx = self.begin()?;
+        // A success is marked (state 2), not deleted: the newest attempt of
+        // an origin then stays "spoken for", so a second give-back by origin
+        // (account and setcred hooks both firing) cannot hand back an older
+        // failed attempt.
+        let gone = match attempt {
+            AttemptRef::Id(AttemptId(id)) => tx
+                .execute(
+                    "UPDATE attempts SET state = 2 WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
+                    params![id, db_key, service],
+                )
+                .map_err(e)?,
+            AttemptRef::Origin { pid } => tx
+                .execute(
+                    "UPDATE attempts SET state = 2 WHERE state = 0 AND id = (SELECT id FROM attempts
+                       WHERE host = ?1 AND service = ?2 AND at > ?3
+                         AND (pid = ?4 OR ppid = ?4) AND user IS ?5
+                       ORDER BY id DESC LIMIT 1)",
+                    params![db_key, service, now - findtime, pid, req.user],
+                )
+                .map_err(e)?,
+            AttemptRef::None => 0,
+        };
+        if reset {
+            delete_attempts(&tx, "host = ?1 AND service = ?2", params![db_key, service]).map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(gone > 0)
+    }
+
+    /// A manual ban of an address, network or name, on one service or all.
+    /// Manual bans go to the firewall whatever the sync scope.
+    pub fn ban(
+        &mut self,
+        target: &HostKey,
+        service: Option<&str>,
+        length: BanTime,
+        reason: &str,
+    ) -> Result<Ban> {
+        let now = self.clock.now();
+        let service = service.unwrap_or(ALL_SERVICES).to_string();
+        let reason = if reason.is_empty() { "manual".to_string() } else { format!("manual: {reason}") };
+        let config = &self.config;
+        let lookback = config.default.bantime_lookback;
+        let mail = config.mail.enabled;
+        let tx = self.store.begin()?;
+        let ban = change_bans(&tx, &self.store, |dt| {
+            let prior = prior_bans(dt, target, now - lookback)?;
+            let ban =
+                insert_ban(dt, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)?;
+            add_event(dt, now, target, &service, "ban", &ban.wording(config, false))?;
+            add_total(dt, &service, "banned", 1)?;
+            if mail {
+                queue_notice(dt, now, ban.id)?;
+            }
+            Ok((ban.clone(), BanDelta::added(vec![ban])))
+        })?;
+        tx.commit().map_err(|e| Error::store(self.store.runtime_path(), e))?;
+        Ok(ban)
+    }
+
+    /// Lifts the active bans that cover or lie inside `target` (on
+    /// `service`, or on any service when `None`) and clears the failure
+    /// counts of those hosts. Returns the bans lifted.
+    pub fn unban(&mut self, target: &HostKey, service: Option<&str>) -> Result<Vec<Ban>> {
+        self.lift(Some(target), service)
+    }
+
+    /// Lifts every active ban (on one service, or all) and clears all
+    /// failure counts there.
+    pub fn unban_all(&mut self, service: Option<&str>) -> Result<Vec<Ban>> {
+        self.lift(None, service)
+    }
+
+    fn lift(&mut self, target: Option<&HostKey>, service: Option<&str>) -> Result<Vec<Ban>> {
+        let now = self.clock.now();
+        let path = self.store.runtime_path();
+        let e = |err| Error::store(path, err);
+        let tx = self.begin()?;
+        let lifted = change_bans(&tx, &self.store, |dt| {
+            let lifted: Vec<Ban> = active_bans(dt, now)?
+                .into_iter()
+                .filter(|b| service.is_none_or(|s| b.service == s))
+                .filter(|b| target.is_none_or(|t| overlaps(t, &b.host)))
+                .collect();
+            for b in &lifted {
+                dt.execute("UPDATE bans SET lifted = ?1 WHERE id = ?2", params![now, b.id])?;
+                add_event(
+                    dt,
+                    now,
+                    &b.host,
+                    &b.service,
+                    "unban",
+                    &format!("unbanned on {}", b.service_label()),
+                )?;
+            }
+            let gone = lifted.iter().map(|b| b.id).collect();
+            Ok((lifted, BanDelta { removed: gone, ..BanDelta::default() }))
+        })?;
+        // Clear the counts so the host starts afresh.
+        let hosts: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT DISTINCT host FROM attempts").map_err(e)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(e)?
+        };
+        for h in hosts {
+            let Some(key) = HostKey::from_db_key(&h) else { continue };
+            let hit = match target {
+                Some(t) => overlaps(t, &key),
+                None => true,
+            };
+            if hit {
+                match service {
+                    Some(s) => delete_attempts(&tx, "host = ?1 AND service = ?2", params![h, s]),
+                    None => delete_attempts(&tx, "host = ?1", params![h]),
+                }
+                .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(lifted
+            .into_iter()
+            .map(|mut b| {
+                b.lifted = Some(now);
+                b
+            })
+            .collect())
+    }
+
+    /// Active bans the sync job pushes to the kernel for `scope`: only
+    /// address keys (a name never reaches a firewall).
+    pub fn bans_to_push(&self, scope: SyncScope) -> Result<Vec<Ban>> {
+        let sync = crate::config::SyncConfig { scope, ..self.config.sync.clone() };
+        Ok(self.bans(None, false)?.into_iter().filter(|b| b.goes_to_firewall(&sync)).collect())
+    }
+
+    /// Records that the sync job pushed these bans.
+    pub fn mark_pushed(&mut self, ids: &[i64]) -> Result<()> {
+        let now = self.clock.now();
+        let path = self.store.path();
+        let e = |err| Error::store(path, err);
+        // Not a change to who is refused: the store alone.
+        let tx =
+            Transaction::new_unchecked(self.store.durable()?, TransactionBehavior::Immediate).map_err(e)?;
+        {
+            let mut stmt = tx.prepare("UPDATE bans SET pushed = ?1 WHERE id = ?2").map_err(e)?;
+            for id in ids {
+                stmt.execute(params![now, id]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+}
+
+/// The attempts of one host on one service that count now: failed ones and
+/// pending ones (being checked), not given back. `state IN (0, 1)` lets
+/// SQLite answer from the index alone.
+const COUNTED: &str =
+    "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND state IN (0, 1) AND at > ?3";
+
+/// Longest user name stored: what a client sends as a login name is not
+/// ours to store in full (the same cap for PAM and the C ABI).
+const MAX_USER: usize = 256;
+
+fn bounded_user(user: &str) -> String {
+    let mut end = user.len().min(MAX_USER);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Attempt,
+    Check,
+    Failure,
+    Peek,
+}
+
+/// Sends a ban to the kernel because its host kept knocking: the ban is
+/// marked for the firewall, and the history says why.
+fn escalate(dt: &Transaction<'_>, mut ban: Ban, refused: u32, now: i64) -> rusqlite::Result<(Ban, BanDelta)> {
+    dt.execute("UPDATE bans SET firewall = 1 WHERE id = ?1", [ban.id])?;
+    ban.firewall = true;
+    let detail = format!(
+        "kept knocking: {refused} attempts refused while banned on {}; pushed to the firewall",
+        ban.service_label()
+    );
+    add_event(dt, now, &ban.host, &ban.service, "escalate", &detail)?;
+    Ok((ban.clone(), BanDelta::added(vec![ban])))
+}
+
+/// The active ban on `key` (or any network containing `addr`) for
+/// `service` or all services; the longest one if several.
+fn active_ban(
+    tx: &Transaction<'_>,
+    key: &HostKey,
+    addr: Option<IpAddr>,
+    service: &str,
+    now: i64,
+) -> rusqlite::Result<Option<Ban>> {
+    let mut keys = vec![key.db_key()];
+    if let Some(a) = addr {
+        let family = if a.is_ipv4() { 4 } else { 6 };
+        let mut stmt = tx.prepare_cached("SELECT prefix FROM ban_prefixes WHERE family = ?1")?;
+        let prefixes = stmt.query_map([family], |r| r.get::<_, u8>(0))?;
+        for p in prefixes {
+            let p = p?;
+            let k = HostKey::Net(addr::mask(a, p, p)).db_key();
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    // A plain lookup by host, filtered and ranked here: a host has a handful
+    // of rows, and in a fresh sshd process the IN / ORDER BY form of this
+    // query cost 0.17 ms of cold SQLite code (BENCHMARKS.md §2).
+    let sql = format!("SELECT {BAN_COLUMNS} FROM bans WHERE host = ?1 AND lifted IS NULL");
+    let mut best: Option<Ban> = None;
+    let mut stmt = tx.prepare_cached(&sql)?;
+    for k in keys {
+        let rows = stmt.query_map(params![k], ban_from_row)?;
+        for b in rows {
+            let b = b?;
+            if !(b.service == service || b.service == ALL_SERVICES) || b.expires.is_some_and(|x| x <= now) {
+                continue;
+            }
+            let longer = match (&best, b.expires) {
+                (None, _) => true,
+                (Some(cur), None) => cur.expires.is_some(),
+                (Some(cur), Some(x)) => cur.expires.is_some_and(|c| x > c),
+            };
+            if longer {
+                best = Some(b);
+            }
+        }
+    }
+    Ok(best)
+}
+
+fn active_bans(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<Ban>> {
+    let sql =
+        format!("SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND (expires IS NULL OR expires > ?1)");
+    let mut stmt = tx.prepare(&sql)?;
+    let rows = stmt.query_map([now], ban_from_row)?;
+    rows.collect()
+}
+
+/// The host's bans on single services made after `since` (the ban-length
+/// factor and the repeat-offender rule both count these).
+fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rusqlite::Result<u32> {
+    tx.query_row(
+        "SELECT count(*) FROM bans WHERE host = ?1 AND created > ?2 AND service != ?3",
+        params![key.db_key(), since, ALL_SERVICES],
+        |r| r.get(0),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_ban(
+    tx: &Transaction<'_>,
+    key: &HostKey,
+    service: &str,
+    now: i64,
+    expires: Option<i64>,
+    reason: &str,
+    failures: u32,
+    prior: u32,
+    firewall: bool,
+) -> rusqlite::Result<Ban> {
+    let (family, prefix) = family_prefix(key);
+    tx.execute(
+        "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans, firewall)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![key.db_key(), family, prefix, service, now, expires, reason, failures, prior, firewall],
+    )?;
+    let id = tx.last_insert_rowid();
+    if family != 0 {
+        tx.execute(
+            "INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)",
+            params![family, prefix],
+        )?;
+    }
+    Ok(Ban {
+        id,
+        host: key.clone(),
+        service: service.to_string(),
+        created: now,
+        expires,
+        lifted: None,
+        reason: reason.to_string(),
+        failures,
+        prior_bans: prior,
+        firewall,
+        pushed: None,
+    })
+}
+
+/// Bans `key` on `service` after `failures`, then applies the
+/// repeat-offender rule. Returns the bans made, the one that matters most
+/// (the all-services one if the rule fired) last.
+fn create_auto_ban(
+    tx: &Transaction<'_>,
+    config: &Config,
+    policy: &ServicePolicy,
+    key: &HostKey,
+    service: &str,
+    failures: u32,
+    now: i64,
+) -> rusqlite::Result<Vec<Ban>> {
+    let prior = prior_bans(tx, key, now - policy.bantime_lookback)?;
+    let length = policy.ban_length(prior);
+    let ban = insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
+    add_event(tx, now, key, service, "ban", &ban.wording(config, false))?;
+    add_total(tx, service, "banned", 1)?;
+    let mut made = vec![ban];
+    let r = &config.recidive;
+    if r.enabled {
+        let recent = prior_bans(tx, key, now - r.findtime)?;
+        if recent >= r.bans {
+            let all = insert_ban(
+                tx,
+                key,
+                ALL_SERVICES,
+                now,
+                r.bantime.expiry_from(now),
+                "recidive",
+                failures,
+                recent - 1,
+                true,
+            )?;
+            add_event(tx, now, key, ALL_SERVICES, "ban", &all.wording(config, false))?;
+            add_total(tx, ALL_SERVICES, "banned", 1)?;
+            made.push(all);
+        }
+    }
+    if config.mail.enabled {
+        let last = made.last().expect("one ban at least");
+        queue_notice(tx, now, last.id)?;
+    }
+    Ok(made)
+}
+
+fn add_event(
+    tx: &Transaction<'_>,
+    now: i64,
+    key: &HostKey,
+    service: &str,
+    kind: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO events (at, host, service, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now, key.db_key(), service, kind, detail],
+    )?;
+    Ok(())
+}
+
+fn add_total(tx: &Transaction<'_>, service: &str, column: &str, delta: i64) -> rusqlite::Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    // `column` is one of two literals from this file, never user input.
+    debug_assert!(column == "failed" || column == "banned");
+    let sql = format!(
+        "INSERT INTO totals (service, {column}) VALUES (?1, max(?2, 0))
+         ON CONFLICT(service) DO UPDATE SET {column} = max({column} + ?2, 0)"
+    );
+    tx.prepare_cached(&sql)?.execute(params![service, delta])?;
+    Ok(())
+}
+
+/// Deletes the attempts that match `condition` (SQL over `attempts`),
+/// adding the failures among them (pending or failed, not given back) to
+/// the per-service totals. `totals.failed` counts the failures that have
+/// left the table since the runtime state was created, and `status` adds
+/// those still in it: so recording an attempt writes no total, one
+/// statement fewer on the authentication path, whose every statement runs
+/// in cold code in a fresh sshd process (BENCHMARKS.md §2).
+fn delete_attempts(tx: &Transaction<'_>, condition: &str, params: &[&dyn ToSql]) -> rusqlite::Result<usize> {
+    let mut deleted = 0;
+    let mut failed: Vec<(String, i64)> = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition} RETURNING service, state"))?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            deleted += 1;
+            if !matches!(row.get::<_, i64>(1)?, 0 | 1) {
+                continue; // given back: never a failure
+            }
+            let service: String = row.get(0)?;
+            match failed.iter_mut().find(|(s, _)| *s == service) {
+                Some((_, n)) => *n += 1,
+                None => failed.push((service, 1)),
+            }
+        }
+    }
+    for (service, n) in failed {
+        tx.prepare_cached(
+            "INSERT INTO totals (service, failed) VALUES (?1, ?2)
+             ON CONFLICT(service) DO UPDATE SET failed = failed + ?2",
+        )?
+        .execute(params![service, n])?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests;
