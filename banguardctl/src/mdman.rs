@@ -168,8 +168,9 @@ fn table(rows: &[&str]) -> String {
         row.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect()
     };
     let header = cells(rows[0]);
-    let body: Vec<Vec<String>> =
-        rows.iter().skip(1).filter(|r| !r.contains("---")).map(|r| cells(r)).collect();
+    // The rule under the header is `|---|:--:|`; a cell may hold dashes.
+    let is_rule = |r: &str| r.chars().all(|c| "|-: ".contains(c));
+    let body: Vec<Vec<String>> = rows.iter().skip(1).filter(|r| !is_rule(r)).map(|r| cells(r)).collect();
     let mut out = String::from(".TS\nallbox tab(@);\n");
     out.push_str(&vec!["lb"; header.len()].join(" "));
     out.push('\n');
@@ -202,7 +203,7 @@ mod tests {
     #[test]
     fn every_construct_renders() {
         let md = "# x(8)\n\n## NAME\n\nx - does `a-b` **well**\n\n```\n.dot line\n```\n\n\
-                  `opt`\n: what it does,\n  on two lines\n\n* item\n  more\n\n| a | b |\n|---|---|\n| `c` | d |\n";
+                  `opt`\n: what it does,\n  on two lines\n\n* item\n  more\n\n| a | b |\n|---|---|\n| `c` | d --- e |\n";
         let page = render(md, "x", "8", "2026-01-01", "banguard 1");
         assert!(page.starts_with("'\\\" t\n.TH X 8 2026-01-01 \"banguard 1\""), "{page}");
         assert!(page.contains(".SH \"NAME\"\nx \\- does \\fBa\\-b\\fR \\fBwell\\fR\n"), "{page}");
@@ -213,7 +214,7 @@ mod tests {
         assert!(wrapped.contains("say \\fBtwo\nlines\\fR here\n"), "{wrapped}");
         assert!(
             page.contains(
-                ".TS\nallbox tab(@);\nlb lb\nl lx.\nT{\na\nT}@T{\nb\nT}\nT{\n\\fBc\\fR\nT}@T{\nd\nT}\n.TE"
+                ".TS\nallbox tab(@);\nlb lb\nl lx.\nT{\na\nT}@T{\nb\nT}\nT{\n\\fBc\\fR\nT}@T{\nd \\-\\-\\- e\nT}\n.TE"
             ),
             "{page}"
         );
