@@ -151,7 +151,7 @@ impl Pam {
     }
 
     /// The fail delays libpam computed so far, one per `pam_authenticate`
-    /// (status, µs; libpam varies the longest delay asked for by ±25 %).
+    /// (status, µs; libpam varies the longest delay asked for by ±50 %).
     pub fn delays(&self) -> Vec<(c_int, u32)> {
         self.state.delays.lock().expect("lock").clone()
     }

@@ -367,6 +367,7 @@ impl Store {
     /// Starts a read-modify-write of the runtime state: waits for this
     /// process's turn (at most `busy_timeout_ms`), then `BEGIN IMMEDIATE`.
     pub fn begin(&self) -> Result<RuntimeTx<'_>> {
+        BUSY_LIMIT.with(|l| l.set(Some(self.busy_timeout)));
         let turn = match &self.turn {
             Some(t) => Some(t.acquire(self.busy_timeout)?),
             None => None,
@@ -559,15 +560,19 @@ pub fn admin_patience(config: &Config) -> Duration {
     4 * Duration::from_millis(u64::from(config.store.busy_timeout_ms))
 }
 
-/// The busy limit in milliseconds. Process-wide (SQLite's busy handler is
-/// a plain function), so a handle used from another thread than the one
-/// that opened it still waits as configured; every caller in one process
-/// reads the same config.
+/// The busy limit in milliseconds, process-wide (SQLite's busy handler is a
+/// plain function): the fallback for a thread that has not opened or begun
+/// on a store itself ([`BUSY_LIMIT`] wins).
 static BUSY_LIMIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2000);
 
 thread_local! {
     /// When the current wait of this thread began.
     static BUSY_START: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    /// The limit of the store this thread is working on, set by
+    /// [`Store::begin`]: a process with stores of different configs (an
+    /// application loading the module for two stacks, the test suite) waits
+    /// as each one says. Without it, the process-wide limit.
+    static BUSY_LIMIT: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
 }
 
 /// Waits for a lock held by another process in short, jittered sleeps (50 to
@@ -576,6 +581,7 @@ thread_local! {
 /// late and can starve past the timeout.
 fn set_busy_handler(conn: &mut Connection, timeout: Duration) -> rusqlite::Result<()> {
     BUSY_LIMIT_MS.store(timeout.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    BUSY_LIMIT.with(|l| l.set(Some(timeout)));
     fn handler(count: i32) -> bool {
         let start = BUSY_START.with(|s| match (count, s.get()) {
             (0, _) | (_, None) => {
@@ -585,7 +591,9 @@ fn set_busy_handler(conn: &mut Connection, timeout: Duration) -> rusqlite::Resul
             }
             (_, Some(start)) => start,
         });
-        let limit = Duration::from_millis(BUSY_LIMIT_MS.load(std::sync::atomic::Ordering::Relaxed));
+        let limit = BUSY_LIMIT.with(|l| l.get()).unwrap_or_else(|| {
+            Duration::from_millis(BUSY_LIMIT_MS.load(std::sync::atomic::Ordering::Relaxed))
+        });
         if start.elapsed() >= limit {
             return false;
         }
