@@ -84,6 +84,16 @@ impl Ban {
         }
     }
 
+    /// Whether a refusal under this ban counts towards `[sync]
+    /// escalate_after`: only a ban that would otherwise stay PAM-only and
+    /// that may be blocked at all (an ordinary network within the floor).
+    pub fn counts_refusals(&self, sync: &SyncConfig) -> bool {
+        sync.escalate_after > 0
+            && sync.scope != SyncScope::All
+            && !self.firewall
+            && self.host.net().is_some_and(|n| sync.block_refusal(&n).is_none())
+    }
+
     /// The log line of a ban sent to the kernel because its host kept
     /// knocking (the module and the C ABI say the same).
     pub fn escalation_line(&self, sync: &SyncConfig) -> String {
@@ -192,6 +202,23 @@ mod tests {
         assert_eq!(reason(&ban("10.0.0.0/8", "sshd", "manual", true), &c), None);
         c.sync.scope = SyncScope::All;
         assert_eq!(reason(&ban("198.51.100.7/32", "sshd", "maxretry", false), &c), Some("scope all"));
+    }
+
+    #[test]
+    fn only_a_pam_only_blockable_ban_counts_refusals() {
+        let mut c = Config::default();
+        let counts = |b: &Ban, c: &Config| b.counts_refusals(&c.sync);
+        assert!(counts(&ban("198.51.100.7/32", "sshd", "maxretry", false), &c));
+        // Already in the kernel, never blockable, or escalation off.
+        assert!(!counts(&ban("198.51.100.7/32", "sshd", "maxretry", true), &c));
+        assert!(!counts(&ban("name:host.example", "sshd", "maxretry", false), &c));
+        assert!(!counts(&ban("127.0.0.2/32", "sshd", "maxretry", false), &c));
+        assert!(!counts(&ban("10.0.0.0/8", "sshd", "maxretry", false), &c));
+        c.sync.escalate_after = 0;
+        assert!(!counts(&ban("198.51.100.7/32", "sshd", "maxretry", false), &c));
+        c.sync.escalate_after = 2;
+        c.sync.scope = SyncScope::All;
+        assert!(!counts(&ban("198.51.100.7/32", "sshd", "maxretry", false), &c));
     }
 
     #[test]

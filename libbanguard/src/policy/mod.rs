@@ -233,12 +233,7 @@ impl Banguard {
         }
         let service = req.service;
         if let Some(ban) = active_ban(&tx, &key, addr, service, now).map_err(e)? {
-            // Only a ban that would otherwise stay PAM-only is counted.
-            let knocking = matches!(mode, Mode::Attempt | Mode::Check)
-                && config.sync.escalate_after > 0
-                && config.sync.scope != SyncScope::All
-                && !ban.firewall
-                && ban.host.net().is_some_and(|n| config.sync.block_refusal(&n).is_none());
+            let knocking = matches!(mode, Mode::Attempt | Mode::Check) && ban.counts_refusals(&config.sync);
             if !knocking {
                 tx.commit().map_err(e)?;
                 return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
