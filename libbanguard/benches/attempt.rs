@@ -208,7 +208,7 @@ fn report(what: &str, mut samples: Vec<f64>) {
 fn populate(config_path: &Path, runtime: &Path, now: i64) -> std::time::Duration {
     let config = Config::load(config_path).expect("config");
     let g = Banguard::open(config.clone()).expect("open");
-    let durable = g.store().durable().expect("store");
+    let durable = rusqlite::Connection::open(g.store().path()).expect("store");
     durable.execute_batch("BEGIN").expect("begin");
     {
         let mut ban = durable
@@ -231,7 +231,7 @@ fn populate(config_path: &Path, runtime: &Path, now: i64) -> std::time::Duration
     let t = Instant::now();
     let g = Banguard::open(config).expect("open");
     let rebuild = t.elapsed();
-    let conn = g.store().runtime_connection();
+    let conn = rusqlite::Connection::open(g.store().runtime_path()).expect("runtime state");
     conn.execute_batch("BEGIN").expect("begin");
     {
         let mut ins = conn

@@ -5,6 +5,7 @@
 use crate::addr::{self, HostKey};
 use crate::config::{Config, SyncConfig, SyncScope};
 use crate::duration::{BanTime, format_duration};
+use ipnet::IpNet;
 use serde::Serialize;
 
 /// Service name of bans that cover every service.
@@ -144,6 +145,29 @@ pub fn firewall_entries(config: &Config, bans: &[Ban]) -> Vec<crate::sync::Firew
         .collect()
 }
 
+/// Whether `host` may be banned as asked (by hand, or brought in from
+/// elsewhere): not every address, not a network wider than a firewall may
+/// hold, not one wholly inside ignoreip or loopback. If it may, the
+/// never-blocked networks inside it (the firewall leaves them out); if
+/// not, why, in words for the admin.
+pub fn check_target(config: &Config, host: &HostKey) -> Result<Vec<IpNet>, String> {
+    let Some(net) = host.net() else { return Ok(Vec::new()) };
+    if net.prefix_len() == 0 {
+        return Err("that is every address".to_string());
+    }
+    if let Some(why) = config.sync.block_refusal(&net) {
+        return Err(why);
+    }
+    let keep = config.never_blocked();
+    if addr::carve(net, &keep).is_empty() {
+        let hit = keep.iter().find(|k| k.contains(&net.network())).map_or(net, |k| *k);
+        return Err(format!(
+            "it lies inside {hit} (ignoreip or loopback), which banguard never blocks; remove it from ignoreip first"
+        ));
+    }
+    Ok(keep.into_iter().filter(|k| net.contains(&k.network())).collect())
+}
+
 /// Whether two keys denote overlapping sets of hosts.
 pub fn overlaps(a: &HostKey, b: &HostKey) -> bool {
     match (a, b) {
@@ -171,6 +195,23 @@ mod tests {
             firewall,
             pushed: None,
         }
+    }
+
+    #[test]
+    fn a_target_is_checked_against_what_is_never_blocked() {
+        let mut c = Config::default();
+        c.default.ignoreip = vec!["192.0.2.7/32".parse().unwrap(), "198.51.100.0/24".parse().unwrap()];
+        let key = |s: &str| HostKey::from_db_key(s).unwrap();
+        assert_eq!(check_target(&c, &key("203.0.113.9/32")), Ok(vec![]));
+        // Inside a network: the ignored host is carved out, the ban holds.
+        assert_eq!(check_target(&c, &key("192.0.2.0/24")), Ok(vec!["192.0.2.7/32".parse().unwrap()]));
+        let inside = check_target(&c, &key("198.51.100.0/25")).unwrap_err();
+        assert!(inside.contains("inside 198.51.100.0/24"), "{inside}");
+        let loopback = check_target(&c, &key("127.0.0.0/16")).unwrap_err();
+        assert!(loopback.contains("loopback"), "{loopback}");
+        assert!(check_target(&c, &key("0.0.0.0/0")).unwrap_err().contains("every address"));
+        assert!(check_target(&c, &key("10.0.0.0/4")).is_err(), "wider than the firewall holds");
+        assert_eq!(check_target(&c, &HostKey::Name("bot.example".into())), Ok(vec![]));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub enum Error {
     /// A value given by a user (command line, C caller) is invalid.
     InvalidInput { what: &'static str, value: String, message: String },
     /// The store could not be opened or used.
-    Store { path: PathBuf, message: String, source: Option<rusqlite::Error> },
+    Store { path: PathBuf, message: String, source: Option<SqlError> },
     /// The store was written by a newer banguard.
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
     /// A file operation failed.
@@ -37,13 +37,13 @@ pub enum Error {
 impl Error {
     /// Wraps a SQLite error on the store at `path`, adding advice where the
     /// cause is one an operator can fix.
-    pub fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Error {
+    pub(crate) fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Error {
         let path = path.into();
         let message = match no_space(&path, &source) {
             Some(m) => m,
             None => store_advice(&source),
         };
-        Error::Store { path, message, source: Some(source) }
+        Error::Store { path, message, source: Some(SqlError(source)) }
     }
 
     /// Whether this is a store error caused by the store being busy (locked
@@ -51,7 +51,7 @@ impl Error {
     pub fn is_busy(&self) -> bool {
         matches!(
             self,
-            Error::Store { source: Some(rusqlite::Error::SqliteFailure(e, _)), .. }
+            Error::Store { source: Some(SqlError(rusqlite::Error::SqliteFailure(e, _))), .. }
                 if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         )
     }
@@ -110,6 +110,19 @@ impl fmt::Display for ErrorKind {
         f.write_str(self.name())
     }
 }
+
+/// The SQLite error under a store error: its text and `source()` only;
+/// SQLite's own types are not part of the library's API.
+#[derive(Debug)]
+pub struct SqlError(rusqlite::Error);
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SqlError {}
 
 /// SQLite reports a write that found the disk full as "disk I/O error"
 /// as often as "database or disk is full"; the file system says which.

@@ -658,6 +658,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// A ban never gets shorter with more earlier bans, never shorter than
+    /// `bantime`, never longer than `bantime_max` (unless bantime itself
+    /// is longer), and a factor of 1 never changes it.
+    #[test]
+    fn ban_length_grows_with_prior_bans_within_its_bounds(
+        base in 1i64..=10_000_000,
+        max in 1i64..=100_000_000,
+        factor in 1.0f64..8.0,
+        prior in 0u32..100,
+    ) {
+        let text = format!("[default]\nbantime = {base}\nbantime_max = {max}\nbantime_factor = {factor}\n");
+        let config = Config::from_toml(std::path::Path::new("test.toml"), &text).unwrap();
+        let secs = |p| match config.default.ban_length(p) {
+            BanTime::Seconds(s) => s,
+            BanTime::Permanent => i64::MAX,
+        };
+        let (now, next) = (secs(prior), secs(prior + 1));
+        prop_assert!(now <= next, "prior {}: {} then {}", prior, now, next);
+        prop_assert!(now >= base, "{} shorter than bantime {}", now, base);
+        prop_assert!(now <= max.max(base), "{} beyond bantime_max {}", now, max);
+        let flat = format!("[default]\nbantime = {base}\nbantime_factor = 1.0\n");
+        let flat = Config::from_toml(std::path::Path::new("test.toml"), &flat).unwrap();
+        prop_assert_eq!(flat.default.ban_length(prior), BanTime::Seconds(base));
+    }
+}
+
 // ----------------------------------------------- regressions found above
 
 /// Two entries that differ only in host bits rendered the same line twice

@@ -124,10 +124,7 @@ fn bench_auth_cost() {
     let t = Instant::now();
     prefill(full, hosts);
     let fill_time = t.elapsed();
-    let full_rows: i64 = full
-        .engine()
-        .store()
-        .runtime_connection()
+    let full_rows: i64 = banguard_e2e::fixture::sql(full.engine().store().runtime_path())
         .query_row("SELECT (SELECT count(*) FROM attempts) + (SELECT count(*) FROM bans)", [], |r| r.get(0))
         .unwrap();
     let full_size = fs::metadata(&full.db).map(|m| m.len()).unwrap_or(0)

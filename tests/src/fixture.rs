@@ -56,6 +56,80 @@ impl Default for Policy {
     }
 }
 
+/// The one way the tests write a banguard.toml: the store and the sync
+/// trigger inside a test's directory, then the test's own TOML, merged
+/// section by section (a snippet may name `[sync]` or `[store]` again).
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    sections: Vec<(String, Vec<String>)>,
+}
+
+impl ConfigFile {
+    /// The store at `root/db/banguard.db`, the trigger at
+    /// `root/run/ban.trigger`.
+    pub fn under(root: &Path) -> ConfigFile {
+        ConfigFile { sections: Vec::new() }
+            .key("default", "database", &root.join("db/banguard.db").display().to_string())
+            .key("sync", "trigger_file", &root.join("run/ban.trigger").display().to_string())
+    }
+
+    /// The store at `path` instead.
+    pub fn database(mut self, path: &Path) -> ConfigFile {
+        self.section("default").retain(|l| !l.starts_with("database ="));
+        self.key("default", "database", &path.display().to_string())
+    }
+
+    /// Sets a string key.
+    pub fn key(mut self, section: &str, key: &str, value: &str) -> ConfigFile {
+        self.section(section).push(format!("{key} = {value:?}"));
+        self
+    }
+
+    /// Adds TOML lines: before any `[header]` they go to `[default]`.
+    pub fn with(mut self, toml: &str) -> ConfigFile {
+        let mut section = "default".to_string();
+        for line in toml.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                Some(name) if !line.contains('=') && !line.contains('"') => section = name.trim().to_string(),
+                _ => self.section(&section).push(line.to_string()),
+            }
+        }
+        self
+    }
+
+    fn section(&mut self, name: &str) -> &mut Vec<String> {
+        let i = match self.sections.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.sections.push((name.to_string(), Vec::new()));
+                self.sections.len() - 1
+            }
+        };
+        &mut self.sections[i].1
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (name, lines) in &self.sections {
+            out.push_str(&format!("[{name}]\n"));
+            for l in lines {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Writes it to `path` through a rename (a reader never sees half a
+    /// file), mode 0644 as the core demands of a config.
+    pub fn write(&self, path: &Path) {
+        let tmp = path.with_extension("toml.new");
+        fs::write(&tmp, self.text()).expect("write config");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod config");
+        fs::rename(&tmp, path).expect("rename config");
+    }
+}
+
 /// A config file and its store in a fresh temp dir.
 pub struct Fixture {
     tmp: TempDir,
@@ -130,37 +204,22 @@ impl Fixture {
             Some(n) => format!("enabled = true\nbans = {n}\nfindtime = \"1d\"\nbantime = \"1h\""),
             None => "enabled = false".to_string(),
         };
-        let mut store = String::from("[store]\n");
+        let mut conf = ConfigFile::under(self.dir()).database(&self.db).with(&format!(
+            "maxretry = {}\nfindtime = \"{}\"\nbantime = \"{}\"\nignoreip = [{}]\nrefusal_delay = \"{}\"\n\
+             [recidive]\n{recidive}",
+            p.maxretry,
+            p.findtime,
+            p.bantime,
+            ignoreip.join(", "),
+            p.refusal_delay,
+        ));
         if let Some(v) = p.synchronous {
-            store.push_str(&format!("synchronous = \"{v}\"\n"));
+            conf = conf.key("store", "synchronous", v);
         }
         if let Some(shm) = &self.shm {
-            store.push_str(&format!("runtime = \"{}\"\n", shm.path().join("runtime.db").display()));
+            conf = conf.key("store", "runtime", &shm.path().join("runtime.db").display().to_string());
         }
-        let text = format!(
-            "[default]\n\
-             maxretry = {maxretry}\n\
-             findtime = \"{findtime}\"\n\
-             bantime = \"{bantime}\"\n\
-             ignoreip = [{ignoreip}]\n\
-             refusal_delay = \"{delay}\"\n\
-             database = \"{db}\"\n\
-             [recidive]\n{recidive}\n\
-             [sync]\n\
-             trigger_file = \"{trigger}\"\n\
-             {store}",
-            maxretry = p.maxretry,
-            findtime = p.findtime,
-            bantime = p.bantime,
-            ignoreip = ignoreip.join(", "),
-            delay = p.refusal_delay,
-            db = self.db.display(),
-            trigger = self.trigger().display(),
-        );
-        let tmp = self.config.with_extension("toml.new");
-        fs::write(&tmp, text).expect("write config");
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod config");
-        fs::rename(&tmp, &self.config).expect("rename config");
+        conf.write(&self.config);
     }
 
     /// The ONE line a user adds: `auth requisite <abs module> config=<file> [extra]`.
@@ -198,11 +257,9 @@ impl Fixture {
 
     /// Attempt rows of `addr` on `service` matching the extra SQL condition.
     fn count_attempts(&self, service: &str, addr: &str, condition: &str) -> u32 {
-        let sql = format!("SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 {condition}");
-        self.engine()
-            .store()
-            .runtime_connection()
-            .query_row(&sql, [key(addr).db_key(), service.to_string()], |r| r.get(0))
+        let query = format!("SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 {condition}");
+        sql(self.engine().store().runtime_path())
+            .query_row(&query, [key(addr).db_key(), service.to_string()], |r| r.get(0))
             .expect("count attempts")
     }
 
@@ -222,6 +279,15 @@ impl Fixture {
 
 /// The host key banguard counts `addr` under with the default prefixes
 /// (/32 for IPv4, /64 for IPv6).
+/// A connection of the test's own to one of the store's two files: tests
+/// read rows and hold locks as another process would (the library keeps
+/// its SQL to itself).
+pub fn sql(file: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(file).expect("open a store file");
+    conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    conn
+}
+
 pub fn key(addr: &str) -> HostKey {
     let a: IpAddr = addr.parse().expect("an IP address");
     HostKey::for_addr(a, 32, 64)

@@ -14,9 +14,7 @@ use crate::error::{Error, Result};
 use crate::output::{self, clean};
 use crate::syslog::Syslog;
 use crate::target::{self, Accept};
-use banguard::HostKey;
 use banguard::duration::BanTime;
-use banguard::sync::IpNet;
 use serde_json::json;
 
 /// Longest `--reason` kept.
@@ -26,7 +24,8 @@ pub fn run(ctx: &Ctx, args: &BanArgs) -> Result<Outcome> {
     let host = target::parse(&args.target, Accept::Net)?;
     let service = args.service.as_deref().map(service_name).transpose()?;
     let reason = reason(args.reason.as_deref())?;
-    let spared = check_blockable(ctx, &host)?;
+    let spared = banguard::ban::check_target(&ctx.config, &host)
+        .map_err(|why| Error::msg(format!("refusing to ban {host}: {why}")))?;
     let length = if args.permanent {
         BanTime::Permanent
     } else if let Some(secs) = args.length {
@@ -90,26 +89,4 @@ fn reason(text: Option<&str>) -> Result<String> {
         )));
     }
     Ok(t.to_string())
-}
-
-/// Refuses a ban that could never be enforced as asked: every address, a
-/// network wholly inside ignoreip or loopback, or one no firewall may hold.
-/// Returns the never-blocked networks inside the target (left out).
-fn check_blockable(ctx: &Ctx, host: &HostKey) -> Result<Vec<IpNet>> {
-    let Some(net) = host.net() else { return Ok(Vec::new()) };
-    if net.prefix_len() == 0 {
-        return Err(Error::msg(format!("refusing to ban {net}: that is every address")));
-    }
-    if let Some(why) = ctx.config.sync.block_refusal(&net) {
-        return Err(Error::msg(format!("refusing to ban {host}: {why}")));
-    }
-    let keep = ctx.config.never_blocked();
-    if banguard::addr::carve(net, &keep).is_empty() {
-        let hit = keep.iter().find(|k| k.contains(&net.network())).map_or(net, |k| *k);
-        return Err(Error::msg(format!(
-            "refusing to ban {host}: it lies inside {hit} (ignoreip or loopback), which banguard never blocks; \
-             remove it from ignoreip first"
-        )));
-    }
-    Ok(keep.into_iter().filter(|k| net.contains(&k.network())).collect())
 }

@@ -2,6 +2,7 @@
 //! future repaired; and the bounded pruning on the attempt path.
 
 use super::*;
+use crate::store::attempts;
 
 /// On the authentication path, every `PRUNE_EVERY`-th recorded attempt
 /// looks at the `PRUNE_BATCH` oldest rows and deletes those that can no
@@ -98,7 +99,7 @@ pub(super) fn prune_attempts(
     let cutoff = now - config.max_findtime();
     let newest: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM attempts", [], |r| r.get(0))?;
     let beyond = newest - config.store.max_failures as i64;
-    let n = delete_attempts(
+    let n = attempts::delete(
         tx,
         "id IN (SELECT id FROM attempts ORDER BY id LIMIT ?3) AND (at <= ?1 OR id <= ?2)",
         params![cutoff, beyond, limit],

@@ -21,12 +21,13 @@ use crate::addr::{self, HostKey, Origin};
 use crate::config::{Config, ServicePolicy, SyncScope};
 use crate::duration::BanTime;
 use crate::error::{Error, Result};
-use crate::store::bans::{BAN_COLUMNS, BanDelta, ban_from_row, change_bans, family_prefix};
+use crate::store::bans::{self, BanDelta, change_bans};
 use crate::store::{Access, Location, RuntimeTx, Store, retry_busy};
+use crate::store::{attempts, history};
 use ipnet::IpNet;
 use maintain::{PRUNE_BATCH, PRUNE_EVERY, prune_attempts};
 use outbox::queue_notice;
-use rusqlite::{OptionalExtension, ToSql, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -229,10 +230,10 @@ impl Banguard {
         let e = |err| Error::store(path, err);
         let tx = store.begin()?;
         if let Some(AttemptId(id)) = previous.filter(|_| mode != Mode::Peek) {
-            tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id]).map_err(e)?;
+            attempts::mark_failed(&tx, id).map_err(e)?;
         }
         let service = req.service;
-        if let Some(ban) = active_ban(&tx, &key, addr, service, now).map_err(e)? {
+        if let Some(ban) = bans::active_ban(&tx, &key, addr, service, now).map_err(e)? {
             let knocking = matches!(mode, Mode::Attempt | Mode::Check) && ban.counts_refusals(&config.sync);
             if !knocking {
                 tx.commit().map_err(e)?;
@@ -240,13 +241,7 @@ impl Banguard {
             }
             // Counted only until the ban goes to the kernel: a flood of
             // refusals writes at most `escalate_after` small updates.
-            let refused: u32 = tx
-                .query_row(
-                    "UPDATE bans SET refused = refused + 1 WHERE id = ?1 RETURNING refused",
-                    [ban.id],
-                    |r| r.get(0),
-                )
-                .map_err(e)?;
+            let refused = bans::count_refusal(&tx, ban.id).map_err(e)?;
             if refused < config.sync.escalate_after {
                 tx.commit().map_err(e)?;
                 return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
@@ -257,24 +252,13 @@ impl Banguard {
         }
         let db_key = key.db_key();
         let since = now - policy.findtime;
-        let mut used: u32 =
-            tx.query_row(COUNTED, params![db_key, service, since], |r| r.get(0)).map_err(e)?;
-        let record_state = match mode {
-            Mode::Attempt => Some(0),
-            Mode::Failure => Some(1),
-            Mode::Check | Mode::Peek => None,
-        };
+        let mut used = attempts::counted(&tx, &db_key, service, since).map_err(e)?;
         // A recorded failure counts before the threshold test; a pending
         // attempt only if there is room for it.
         let mut attempt = None;
         if mode == Mode::Failure || (mode == Mode::Attempt && !used_up(used, policy.maxretry)) {
-            let state = record_state.expect("recording modes");
-            tx.execute(
-                "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![db_key, service, req.user, now, state, std::process::id(), std::os::unix::process::parent_id()],
-            )
-            .map_err(e)?;
-            let id = tx.last_insert_rowid();
+            let failed = mode == Mode::Failure;
+            let id = attempts::insert(&tx, &db_key, service, req.user, now, failed).map_err(e)?;
             attempt = Some(AttemptId(id));
             used += 1;
             if id % PRUNE_EVERY == 0 {
@@ -297,7 +281,7 @@ impl Banguard {
         })?;
         // The ban consumes the failures that made it (the ban row keeps their
         // number): once it expires the host starts afresh, as with fail2ban.
-        delete_attempts(&tx, "host = ?1 AND service = ?2", params![key.db_key(), service]).map_err(e)?;
+        attempts::delete_of(&tx, &db_key, Some(service)).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Verdict::Refused { host: key, ban, new: true, escalated: false })
     }
@@ -329,32 +313,23 @@ impl Banguard {
         // (account and setcred hooks both firing) cannot hand back an older
         // failed attempt.
         let gone = match attempt {
-            AttemptRef::Id(AttemptId(id)) => tx
-                .execute(
-                    "UPDATE attempts SET state = 2 WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
-                    params![id, db_key, service],
-                )
-                .map_err(e)?,
-            AttemptRef::Origin { pid } => tx
-                .execute(
-                    "UPDATE attempts SET state = 2 WHERE state = 0 AND id = (SELECT id FROM attempts
-                       WHERE host = ?1 AND service = ?2 AND at > ?3
-                         AND (pid = ?4 OR ppid = ?4) AND user IS ?5
-                       ORDER BY id DESC LIMIT 1)",
-                    params![db_key, service, now - findtime, pid, req.user],
-                )
-                .map_err(e)?,
-            AttemptRef::None => 0,
-        };
+            AttemptRef::Id(AttemptId(id)) => attempts::give_back(&tx, id, &db_key, service),
+            AttemptRef::Origin { pid } => {
+                attempts::give_back_by_origin(&tx, &db_key, service, req.user, now - findtime, pid)
+            }
+            AttemptRef::None => Ok(false),
+        }
+        .map_err(e)?;
         if reset {
-            delete_attempts(&tx, "host = ?1 AND service = ?2", params![db_key, service]).map_err(e)?;
+            attempts::delete_of(&tx, &db_key, Some(service)).map_err(e)?;
         }
         tx.commit().map_err(e)?;
-        Ok(gone > 0)
+        Ok(gone)
     }
 
-    /// A manual ban of an address, network or name, on one service or all.
-    /// Manual bans go to the firewall whatever the sync scope.
+    /// A manual ban of an address, network or name, on one service or all,
+    /// if `ban::check_target` allows it. Manual bans go to the firewall
+    /// whatever the sync scope.
     pub fn ban(
         &mut self,
         target: &HostKey,
@@ -362,6 +337,11 @@ impl Banguard {
         length: BanTime,
         reason: &str,
     ) -> Result<Ban> {
+        crate::ban::check_target(&self.config, target).map_err(|message| Error::InvalidInput {
+            what: "ban target",
+            value: target.to_string(),
+            message,
+        })?;
         let now = self.clock.now();
         let service = service.unwrap_or(ALL_SERVICES).to_string();
         let reason = if reason.is_empty() { "manual".to_string() } else { format!("manual: {reason}") };
@@ -370,11 +350,20 @@ impl Banguard {
         let mail = config.mail.enabled;
         let tx = self.store.begin()?;
         let ban = change_bans(&tx, &self.store, |dt| {
-            let prior = prior_bans(dt, target, now - lookback)?;
-            let ban =
-                insert_ban(dt, target, &service, now, length.expiry_from(now), &reason, 0, prior, true)?;
-            add_event(dt, now, target, &service, "ban", &ban.wording(config, false))?;
-            add_total(dt, &service, "banned", 1)?;
+            let prior = bans::prior_bans(dt, target, now - lookback)?;
+            let ban = bans::insert_ban(
+                dt,
+                target,
+                &service,
+                now,
+                length.expiry_from(now),
+                &reason,
+                0,
+                prior,
+                true,
+            )?;
+            history::add_event(dt, now, target, &service, "ban", &ban.wording(config, false))?;
+            history::add_total(dt, &service, "banned", 1)?;
             if mail {
                 queue_notice(dt, now, ban.id)?;
             }
@@ -403,14 +392,14 @@ impl Banguard {
         let e = |err| Error::store(path, err);
         let tx = self.begin()?;
         let lifted = change_bans(&tx, &self.store, |dt| {
-            let lifted: Vec<Ban> = active_bans(dt, now)?
+            let lifted: Vec<Ban> = bans::active_bans(dt, now)?
                 .into_iter()
                 .filter(|b| service.is_none_or(|s| b.service == s))
                 .filter(|b| target.is_none_or(|t| overlaps(t, &b.host)))
                 .collect();
             for b in &lifted {
-                dt.execute("UPDATE bans SET lifted = ?1 WHERE id = ?2", params![now, b.id])?;
-                add_event(
+                bans::lift(dt, b.id, now)?;
+                history::add_event(
                     dt,
                     now,
                     &b.host,
@@ -423,23 +412,14 @@ impl Banguard {
             Ok((lifted, BanDelta { removed: gone, ..BanDelta::default() }))
         })?;
         // Clear the counts so the host starts afresh.
-        let hosts: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT DISTINCT host FROM attempts").map_err(e)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(e)?
-        };
-        for h in hosts {
+        for h in attempts::hosts(&tx).map_err(e)? {
             let Some(key) = HostKey::from_db_key(&h) else { continue };
             let hit = match target {
                 Some(t) => overlaps(t, &key),
                 None => true,
             };
             if hit {
-                match service {
-                    Some(s) => delete_attempts(&tx, "host = ?1 AND service = ?2", params![h, s]),
-                    None => delete_attempts(&tx, "host = ?1", params![h]),
-                }
-                .map_err(e)?;
+                attempts::delete_of(&tx, &h, service).map_err(e)?;
             }
         }
         tx.commit().map_err(e)?;
@@ -461,27 +441,9 @@ impl Banguard {
 
     /// Records that the sync job pushed these bans.
     pub fn mark_pushed(&mut self, ids: &[i64]) -> Result<()> {
-        let now = self.clock.now();
-        let path = self.store.path();
-        let e = |err| Error::store(path, err);
-        // Not a change to who is refused: the store alone.
-        let tx =
-            Transaction::new_unchecked(self.store.durable()?, TransactionBehavior::Immediate).map_err(e)?;
-        {
-            let mut stmt = tx.prepare("UPDATE bans SET pushed = ?1 WHERE id = ?2").map_err(e)?;
-            for id in ids {
-                stmt.execute(params![now, id]).map_err(e)?;
-            }
-        }
-        tx.commit().map_err(e)
+        bans::mark_pushed(&self.store, ids, self.clock.now())
     }
 }
-
-/// The attempts of one host on one service that count now: failed ones and
-/// pending ones (being checked), not given back. `state IN (0, 1)` lets
-/// SQLite answer from the index alone.
-const COUNTED: &str =
-    "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND state IN (0, 1) AND at > ?3";
 
 /// Longest user name stored: what a client sends as a login name is not
 /// ours to store in full (the same cap for PAM and the C ABI).
@@ -506,120 +468,14 @@ enum Mode {
 /// Sends a ban to the kernel because its host kept knocking: the ban is
 /// marked for the firewall, and the history says why.
 fn escalate(dt: &Transaction<'_>, mut ban: Ban, refused: u32, now: i64) -> rusqlite::Result<(Ban, BanDelta)> {
-    dt.execute("UPDATE bans SET firewall = 1 WHERE id = ?1", [ban.id])?;
+    bans::send_to_firewall(dt, ban.id)?;
     ban.firewall = true;
     let detail = format!(
         "kept knocking: {refused} attempts refused while banned on {}; pushed to the firewall",
         ban.service_label()
     );
-    add_event(dt, now, &ban.host, &ban.service, "escalate", &detail)?;
+    history::add_event(dt, now, &ban.host, &ban.service, "escalate", &detail)?;
     Ok((ban.clone(), BanDelta::added(vec![ban])))
-}
-
-/// The active ban on `key` (or any network containing `addr`) for
-/// `service` or all services; the longest one if several.
-fn active_ban(
-    tx: &Transaction<'_>,
-    key: &HostKey,
-    addr: Option<IpAddr>,
-    service: &str,
-    now: i64,
-) -> rusqlite::Result<Option<Ban>> {
-    let mut keys = vec![key.db_key()];
-    if let Some(a) = addr {
-        let family = if a.is_ipv4() { 4 } else { 6 };
-        let mut stmt = tx.prepare_cached("SELECT prefix FROM ban_prefixes WHERE family = ?1")?;
-        let prefixes = stmt.query_map([family], |r| r.get::<_, u8>(0))?;
-        for p in prefixes {
-            let p = p?;
-            let k = HostKey::Net(addr::mask(a, p, p)).db_key();
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
-    }
-    // A plain lookup by host, filtered and ranked here: a host has a handful
-    // of rows, and in a fresh sshd process the IN / ORDER BY form of this
-    // query cost 0.17 ms of cold SQLite code (BENCHMARKS.md §2).
-    let sql = format!("SELECT {BAN_COLUMNS} FROM bans WHERE host = ?1 AND lifted IS NULL");
-    let mut best: Option<Ban> = None;
-    let mut stmt = tx.prepare_cached(&sql)?;
-    for k in keys {
-        let rows = stmt.query_map(params![k], ban_from_row)?;
-        for b in rows {
-            let b = b?;
-            if !(b.service == service || b.service == ALL_SERVICES) || b.expires.is_some_and(|x| x <= now) {
-                continue;
-            }
-            let longer = match (&best, b.expires) {
-                (None, _) => true,
-                (Some(cur), None) => cur.expires.is_some(),
-                (Some(cur), Some(x)) => cur.expires.is_some_and(|c| x > c),
-            };
-            if longer {
-                best = Some(b);
-            }
-        }
-    }
-    Ok(best)
-}
-
-fn active_bans(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<Ban>> {
-    let sql =
-        format!("SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND (expires IS NULL OR expires > ?1)");
-    let mut stmt = tx.prepare(&sql)?;
-    let rows = stmt.query_map([now], ban_from_row)?;
-    rows.collect()
-}
-
-/// The host's bans on single services made after `since` (the ban-length
-/// factor and the repeat-offender rule both count these).
-fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rusqlite::Result<u32> {
-    tx.query_row(
-        "SELECT count(*) FROM bans WHERE host = ?1 AND created > ?2 AND service != ?3",
-        params![key.db_key(), since, ALL_SERVICES],
-        |r| r.get(0),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn insert_ban(
-    tx: &Transaction<'_>,
-    key: &HostKey,
-    service: &str,
-    now: i64,
-    expires: Option<i64>,
-    reason: &str,
-    failures: u32,
-    prior: u32,
-    firewall: bool,
-) -> rusqlite::Result<Ban> {
-    let (family, prefix) = family_prefix(key);
-    tx.execute(
-        "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans, firewall)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![key.db_key(), family, prefix, service, now, expires, reason, failures, prior, firewall],
-    )?;
-    let id = tx.last_insert_rowid();
-    if family != 0 {
-        tx.execute(
-            "INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)",
-            params![family, prefix],
-        )?;
-    }
-    Ok(Ban {
-        id,
-        host: key.clone(),
-        service: service.to_string(),
-        created: now,
-        expires,
-        lifted: None,
-        reason: reason.to_string(),
-        failures,
-        prior_bans: prior,
-        firewall,
-        pushed: None,
-    })
 }
 
 /// Bans `key` on `service` after `failures`, then applies the
@@ -634,17 +490,18 @@ fn create_auto_ban(
     failures: u32,
     now: i64,
 ) -> rusqlite::Result<Vec<Ban>> {
-    let prior = prior_bans(tx, key, now - policy.bantime_lookback)?;
+    let prior = bans::prior_bans(tx, key, now - policy.bantime_lookback)?;
     let length = policy.ban_length(prior);
-    let ban = insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
-    add_event(tx, now, key, service, "ban", &ban.wording(config, false))?;
-    add_total(tx, service, "banned", 1)?;
+    let ban =
+        bans::insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
+    history::add_event(tx, now, key, service, "ban", &ban.wording(config, false))?;
+    history::add_total(tx, service, "banned", 1)?;
     let mut made = vec![ban];
     let r = &config.recidive;
     if r.enabled {
-        let recent = prior_bans(tx, key, now - r.findtime)?;
+        let recent = bans::prior_bans(tx, key, now - r.findtime)?;
         if recent >= r.bans {
-            let all = insert_ban(
+            let all = bans::insert_ban(
                 tx,
                 key,
                 ALL_SERVICES,
@@ -655,8 +512,8 @@ fn create_auto_ban(
                 recent - 1,
                 true,
             )?;
-            add_event(tx, now, key, ALL_SERVICES, "ban", &all.wording(config, false))?;
-            add_total(tx, ALL_SERVICES, "banned", 1)?;
+            history::add_event(tx, now, key, ALL_SERVICES, "ban", &all.wording(config, false))?;
+            history::add_total(tx, ALL_SERVICES, "banned", 1)?;
             made.push(all);
         }
     }
@@ -665,71 +522,6 @@ fn create_auto_ban(
         queue_notice(tx, now, last.id)?;
     }
     Ok(made)
-}
-
-fn add_event(
-    tx: &Transaction<'_>,
-    now: i64,
-    key: &HostKey,
-    service: &str,
-    kind: &str,
-    detail: &str,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO events (at, host, service, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now, key.db_key(), service, kind, detail],
-    )?;
-    Ok(())
-}
-
-fn add_total(tx: &Transaction<'_>, service: &str, column: &str, delta: i64) -> rusqlite::Result<()> {
-    if delta == 0 {
-        return Ok(());
-    }
-    // `column` is one of two literals from this file, never user input.
-    debug_assert!(column == "failed" || column == "banned");
-    let sql = format!(
-        "INSERT INTO totals (service, {column}) VALUES (?1, max(?2, 0))
-         ON CONFLICT(service) DO UPDATE SET {column} = max({column} + ?2, 0)"
-    );
-    tx.prepare_cached(&sql)?.execute(params![service, delta])?;
-    Ok(())
-}
-
-/// Deletes the attempts that match `condition` (SQL over `attempts`),
-/// adding the failures among them (pending or failed, not given back) to
-/// the per-service totals. `totals.failed` counts the failures that have
-/// left the table since the runtime state was created, and `status` adds
-/// those still in it: so recording an attempt writes no total, one
-/// statement fewer on the authentication path, whose every statement runs
-/// in cold code in a fresh sshd process (BENCHMARKS.md §2).
-fn delete_attempts(tx: &Transaction<'_>, condition: &str, params: &[&dyn ToSql]) -> rusqlite::Result<usize> {
-    let mut deleted = 0;
-    let mut failed: Vec<(String, i64)> = Vec::new();
-    {
-        let mut stmt =
-            tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition} RETURNING service, state"))?;
-        let mut rows = stmt.query(params)?;
-        while let Some(row) = rows.next()? {
-            deleted += 1;
-            if !matches!(row.get::<_, i64>(1)?, 0 | 1) {
-                continue; // given back: never a failure
-            }
-            let service: String = row.get(0)?;
-            match failed.iter_mut().find(|(s, _)| *s == service) {
-                Some((_, n)) => *n += 1,
-                None => failed.push((service, 1)),
-            }
-        }
-    }
-    for (service, n) in failed {
-        tx.prepare_cached(
-            "INSERT INTO totals (service, failed) VALUES (?1, ?2)
-             ON CONFLICT(service) DO UPDATE SET failed = failed + ?2",
-        )?
-        .execute(params![service, n])?;
-    }
-    Ok(deleted)
 }
 
 #[cfg(test)]

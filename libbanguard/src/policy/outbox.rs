@@ -2,7 +2,7 @@
 //! the sync job, kept until sent.
 
 use super::*;
-use crate::store::bans::ban_at;
+use crate::store::bans::{BAN_COLUMNS, ban_at};
 
 impl Banguard {
     /// Notices waiting to be mailed: (notice id, tries so far, ban).

@@ -2,6 +2,8 @@
 //! per-service figures, bans that ended. Reads only.
 
 use super::*;
+use crate::store::attempts;
+use crate::store::bans::{BAN_COLUMNS, ban_from_row};
 
 /// A host with failures counted but not (yet) banned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,11 +96,8 @@ impl Banguard {
             let Some(key) = HostKey::from_db_key(&host) else { continue };
             let policy = self.config.policy(&svc);
             if first <= now - policy.findtime {
-                count = self
-                    .store
-                    .runtime
-                    .query_row(COUNTED, params![host, svc, now - policy.findtime], |r| r.get(0))
-                    .map_err(e)?;
+                count =
+                    attempts::counted(&self.store.runtime, &host, &svc, now - policy.findtime).map_err(e)?;
             }
             let banned = active
                 .iter()

@@ -28,7 +28,9 @@
 //! write: [`check_dir`] refuses any other before a file is created, and no
 //! file is opened through a symbolic link.
 
+pub(crate) mod attempts;
 pub(crate) mod bans;
+pub(crate) mod history;
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
 use crate::lock::{self, Turn, TurnLock};
@@ -240,7 +242,7 @@ pub struct Store {
 
 /// A transaction on the runtime state, taken in this process's turn. The
 /// transaction ends (commit or rollback) before the turn is given up.
-pub struct RuntimeTx<'a> {
+pub(crate) struct RuntimeTx<'a> {
     tx: Transaction<'a>,
     _turn: Option<Turn<'a>>,
 }
@@ -253,7 +255,7 @@ impl<'a> std::ops::Deref for RuntimeTx<'a> {
 }
 
 impl RuntimeTx<'_> {
-    pub fn commit(self) -> rusqlite::Result<()> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
         let RuntimeTx { tx, _turn } = self;
         tx.commit()
     }
@@ -366,7 +368,7 @@ impl Store {
 
     /// Starts a read-modify-write of the runtime state: waits for this
     /// process's turn (at most `busy_timeout_ms`), then `BEGIN IMMEDIATE`.
-    pub fn begin(&self) -> Result<RuntimeTx<'_>> {
+    pub(crate) fn begin(&self) -> Result<RuntimeTx<'_>> {
         BUSY_LIMIT.with(|l| l.set(Some(self.busy_timeout)));
         let turn = match &self.turn {
             Some(t) => Some(t.acquire(self.busy_timeout)?),
@@ -407,14 +409,14 @@ impl Store {
         &self.runtime_path
     }
 
-    /// The runtime state connection (attempts, ban mirror), for reporting
-    /// queries and tests.
-    pub fn runtime_connection(&self) -> &Connection {
+    /// The runtime state connection (attempts, ban mirror).
+    #[cfg(test)]
+    pub(crate) fn runtime_connection(&self) -> &Connection {
         &self.runtime
     }
 
     /// The store proper (bans, events, notices), opened on first use.
-    pub fn durable(&self) -> Result<&Connection> {
+    pub(crate) fn durable(&self) -> Result<&Connection> {
         if let Some(c) = self.durable.get() {
             return Ok(c);
         }

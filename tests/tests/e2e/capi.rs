@@ -4,9 +4,10 @@
 //! exports and SONAME.
 
 use banguard::{Banguard, Config, Request};
+use banguard_e2e::fixture::ConfigFile;
 use banguard_e2e::{artifacts, require};
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -40,20 +41,9 @@ impl Env {
         for name in ["libbanguard.so", "libbanguard.so.0"] {
             symlink(&artifacts().capi_lib, env.lib_dir().join(name)).unwrap();
         }
-        let config = format!(
-            "[default]\n\
-             database = {:?}\n\
-             maxretry = 3\n\
-             findtime = \"10m\"\n\
-             ignoreip = [\"127.0.0.1/8\", \"203.0.113.0/24\"]\n\
-             \n\
-             [sync]\n\
-             trigger_file = {:?}\n",
-            env.path("db/banguard.db").to_str().unwrap(),
-            env.path("ban.trigger").to_str().unwrap(),
-        );
-        fs::write(env.config(), config).unwrap();
-        fs::set_permissions(env.config(), fs::Permissions::from_mode(0o644)).unwrap();
+        ConfigFile::under(env.dir.path())
+            .with("maxretry = 3\nfindtime = \"10m\"\nignoreip = [\"127.0.0.1/8\", \"203.0.113.0/24\"]")
+            .write(&env.config());
         env
     }
 
@@ -153,7 +143,7 @@ fn c_program_gets_real_answers() {
         let req = Request { service: "myftpd", rhost: Some(addr), ..Request::default() };
         assert_eq!(engine.peek(&req).unwrap().is_refused(), banned, "{addr}");
     }
-    assert!(env.path("ban.trigger").exists(), "a ban touches the sync trigger file");
+    assert!(env.path("run/ban.trigger").exists(), "a ban touches the sync trigger file");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use banguard::duration::BanTime;
 use banguard::policy::{Clock, ManualClock, Request, SystemClock};
 use banguard::store::Access;
 use banguard::{Banguard, Config, HostKey};
+use banguard_e2e::fixture::ConfigFile;
 use banguard_e2e::{artifacts, find_program, is_root, require, workspace_root};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -43,14 +44,14 @@ impl Env {
         // Readable by `nobody` for the non-root tests; the store dir is 0700.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.path().display().to_string();
-        let text = format!(
-            "[default]\ndatabase = \"{d}/db/banguard.db\"\n{extra}\n\
-             [sync]\nbackends = [\"hosts.deny\"]\nhosts_deny = \"{d}/hosts.deny\"\n\
-             lock_file = \"{d}/run/sync.lock\"\ntrigger_file = \"{d}/run/ban.trigger\"\n\
-             [mail]\nenabled = true\nsendmail = \"{d}/sendmail\"\n"
-        );
         let config = dir.path().join("banguard.toml");
-        fs::write(&config, text).unwrap();
+        ConfigFile::under(dir.path())
+            .with(extra)
+            .with(&format!(
+                "[sync]\nbackends = [\"hosts.deny\"]\nhosts_deny = \"{d}/hosts.deny\"\nlock_file = \"{d}/run/sync.lock\"\n\
+                 [mail]\nenabled = true\nsendmail = \"{d}/sendmail\"\n"
+            ))
+            .write(&config);
         let env = Env { dir, config };
         env.set_sendmail(0);
         env
@@ -793,8 +794,10 @@ fn busy_store_is_retried_then_reported() {
     }
     let env = Env::new("[store]\nbusy_timeout_ms = 100\n");
     let g = env.open(Arc::new(SystemClock));
+    let runtime = banguard_e2e::fixture::sql(g.store().runtime_path());
+    let durable = banguard_e2e::fixture::sql(g.store().path());
     // A ban change takes the runtime state's lock first, then the store's.
-    g.store().runtime_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+    runtime.execute_batch("BEGIN IMMEDIATE").unwrap();
     let out = env.run(&["ban", "192.0.2.5", "--no-sync"]);
     bad(&out, "locked");
     // Released while the CLI retries: it succeeds.
@@ -805,15 +808,15 @@ fn busy_store_is_retried_then_reported() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(250));
-    g.store().runtime_connection().execute_batch("COMMIT").unwrap();
+    runtime.execute_batch("COMMIT").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // Reads are never blocked by a writer holding both files.
-    g.store().runtime_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
-    g.store().durable().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
+    runtime.execute_batch("BEGIN IMMEDIATE").unwrap();
+    durable.execute_batch("BEGIN IMMEDIATE").unwrap();
     assert!(env.ok(&["list"], 0).contains("192.0.2.5"));
-    g.store().durable().unwrap().execute_batch("COMMIT").unwrap();
-    g.store().runtime_connection().execute_batch("COMMIT").unwrap();
+    durable.execute_batch("COMMIT").unwrap();
+    runtime.execute_batch("COMMIT").unwrap();
 }
 
 // ------------------------------------------------------------------ conf/

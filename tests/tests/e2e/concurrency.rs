@@ -1,6 +1,7 @@
 //! Multi-process exactness of the central operation on a real SQLite file:
 //! many OS processes (as sshd forks one per connection) at once.
 
+use banguard_e2e::fixture::ConfigFile;
 use rusqlite::types::Value;
 use std::fs;
 use std::path::Path;
@@ -14,15 +15,9 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn write_config(dir: &Path, maxretry: u32) -> std::path::PathBuf {
     let config = dir.join("banguard.toml");
-    let db = dir.join("db/banguard.db");
-    fs::write(
-        &config,
-        format!(
-            "[default]\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\ndatabase = \"{}\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
+    ConfigFile::under(dir)
+        .with(&format!("maxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\""))
+        .write(&config);
     config
 }
 
@@ -104,10 +99,10 @@ fn count(config: &Path, file: File, sql: &str) -> i64 {
     let config = banguard::Config::load(config).unwrap();
     let loc = banguard::store::Location::of(&config);
     let store = banguard::store::Store::open(&loc, banguard::store::Access::ReadOnly).unwrap();
-    let conn = match file {
-        File::Store => store.durable().unwrap(),
-        File::Runtime => store.runtime_connection(),
-    };
+    let conn = banguard_e2e::fixture::sql(match file {
+        File::Store => store.path(),
+        File::Runtime => store.runtime_path(),
+    });
     let v: Value = conn.query_row(sql, [], |r| r.get(0)).unwrap();
     match v {
         Value::Integer(n) => n,

@@ -20,6 +20,7 @@
 use banguard::policy::{ManualClock, SystemClock};
 use banguard::store::Access;
 use banguard::{Banguard, Config, HostKey, Request, Verdict};
+use banguard_e2e::fixture::ConfigFile;
 use banguard_e2e::pamtest::*;
 use banguard_e2e::{Netns, artifacts, require};
 use std::ffi::c_int;
@@ -63,17 +64,10 @@ impl Fixture {
             root,
             _tmp: tmp,
         };
-        fs::write(
-            &f.config,
-            format!(
-                "[default]\ndatabase = \"{}\"\nmaxretry = 5\nfindtime = \"1w\"\nbantime = \"1d\"\n\
-                 [recidive]\nenabled = false\n[sync]\ntrigger_file = \"{}\"\n[store]\nbusy_timeout_ms = 200\n",
-                f.db.display(),
-                f.root.join("run/ban.trigger").display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&f.config, fs::Permissions::from_mode(0o644)).unwrap();
+        ConfigFile::under(&f.root)
+            .database(&f.db)
+            .with("maxretry = 5\nfindtime = \"1w\"\nbantime = \"1d\"\n[recidive]\nenabled = false\n[store]\nbusy_timeout_ms = 200")
+            .write(&f.config);
         let module = artifacts().pam_module.display().to_string();
         let cfg = f.config.display().to_string();
         let conf = Confdir::new(&f.confdir);
@@ -113,7 +107,8 @@ impl Fixture {
         assert_eq!(f.count, 3, "{failing:?}");
         let bans = bg.bans(Some("sshd"), false).unwrap();
         assert!(bans.iter().any(|b| b.host == host(BANNED)), "ban kept: {bans:?}");
-        for conn in [bg.store().runtime_connection(), bg.store().durable().unwrap()] {
+        for file in [bg.store().runtime_path(), bg.store().path()] {
+            let conn = banguard_e2e::fixture::sql(file);
             let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
             assert_eq!(ok, "ok");
         }
@@ -123,9 +118,7 @@ impl Fixture {
     /// keeps bans, not failure counts.
     fn assert_seeded_bans(&self) {
         let bg = Banguard::open_with(self.config(), Access::ReadOnly, Arc::new(SystemClock)).unwrap();
-        let mirrored: i64 = bg
-            .store()
-            .runtime_connection()
+        let mirrored: i64 = banguard_e2e::fixture::sql(bg.store().runtime_path())
             .query_row("SELECT count(*) FROM bans WHERE host = ?1", [host(BANNED).db_key()], |r| r.get(0))
             .unwrap();
         assert_eq!(mirrored, 1, "the ban was copied into the runtime state once");
@@ -566,14 +559,10 @@ fn sigkill_of_writers_loses_no_committed_failure() {
     }
     let f = Fixture::new("db/banguard.db");
     // Maxretry high and findtime long: nothing is ever consumed or pruned.
-    fs::write(
-        &f.config,
-        format!(
-            "[default]\ndatabase = \"{}\"\nmaxretry = 1000000\nfindtime = \"1w\"\n[recidive]\nenabled = false\n",
-            f.db.display()
-        ),
-    )
-    .unwrap();
+    ConfigFile::under(&f.root)
+        .database(&f.db)
+        .with("maxretry = 1000000\nfindtime = \"1w\"\n[recidive]\nenabled = false")
+        .write(&f.config);
     Banguard::open(f.config()).unwrap();
     let committed = kill_writers(&f, 100, "ID ");
     eprintln!("{} failures committed by 100 writers killed with SIGKILL", committed.len());
@@ -605,14 +594,10 @@ fn sigkill_of_ban_writers_leaves_the_ban_copy_exact_or_marked_stale() {
         return;
     }
     let f = Fixture::new("db/banguard.db");
-    fs::write(
-        &f.config,
-        format!(
-            "[default]\ndatabase = \"{}\"\nmaxretry = 1\nfindtime = \"1w\"\nbantime = \"1d\"\n[recidive]\nenabled = false\n",
-            f.db.display()
-        ),
-    )
-    .unwrap();
+    ConfigFile::under(&f.root)
+        .database(&f.db)
+        .with("maxretry = 1\nfindtime = \"1w\"\nbantime = \"1d\"\n[recidive]\nenabled = false")
+        .write(&f.config);
     Banguard::open(f.config()).unwrap();
     let committed = kill_writers(&f, 40, "BAN ");
     eprintln!("{} bans committed by 40 writers killed with SIGKILL", committed.len());

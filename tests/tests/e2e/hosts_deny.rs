@@ -4,6 +4,7 @@
 //! outside the block kept byte-for-byte, and a crash before the rename
 //! leaving the old file intact.
 
+use banguard_e2e::fixture::ConfigFile;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -261,17 +262,13 @@ fn tcpdmatch_grants_ignored_hosts_inside_a_ban() {
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("banguard.toml");
-    fs::write(
-        &config_path,
-        format!(
-            "[default]\ndatabase = \"{}\"\nmaxretry = 1\nipv4_prefix = 24\n\
+    ConfigFile::under(dir.path())
+        .with(
+            "maxretry = 1\nipv4_prefix = 24\n\
              ignoreip = [\"127.0.0.0/8\", \"::1\", \"192.0.2.10\", \"2001:db8:1:2::10\"]\n\
-             [recidive]\nenabled = false\n[sync]\nscope = \"all\"\ntrigger_file = \"{}\"\n",
-            dir.path().join("db/banguard.db").display(),
-            dir.path().join("run/ban.trigger").display()
-        ),
-    )
-    .unwrap();
+             [recidive]\nenabled = false\n[sync]\nscope = \"all\"",
+        )
+        .write(&config_path);
     let config = Config::load(&config_path).unwrap();
     let mut g =
         Banguard::open_with(config.clone(), Access::ReadWrite, std::sync::Arc::new(SystemClock)).unwrap();

@@ -9,6 +9,7 @@
 use banguard::policy::SystemClock;
 use banguard::store::Access;
 use banguard::{Banguard, Config, Request, Verdict};
+use banguard_e2e::fixture::ConfigFile;
 use banguard_e2e::pamtest::*;
 use banguard_e2e::{Netns, artifacts, count_lines, require};
 use std::collections::BTreeMap;
@@ -50,12 +51,11 @@ impl Fixture {
             _tmp: tmp,
         };
         fs::create_dir(&f.confdir).unwrap();
-        f.write_config(&format!(
-            "[default]\ndatabase = \"{}\"\n{default}\n\
-             [recidive]\nenabled = false\n[sync]\ntrigger_file = \"{}\"\n{rest}\n",
-            f.db().display(),
-            f.trigger.display()
-        ));
+        ConfigFile::under(&f.root)
+            .with(default)
+            .with("[recidive]\nenabled = false")
+            .with(rest)
+            .write(&f.config);
         write_password_checker(&f.checker, &f.evaluated, "right");
         f
     }
@@ -363,7 +363,8 @@ fn child_process_entry() {
             let config = Config::load(Path::new(config)).unwrap();
             let holder = Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock)).unwrap();
             // The module's attempt takes the runtime state's lock first.
-            holder.store().runtime_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+            let conn = banguard_e2e::fixture::sql(holder.store().runtime_path());
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             println!("PAMTEST_LOCKED");
             let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
         }
@@ -846,7 +847,7 @@ fn pamtester_refuses_and_logs_the_ban() {
         return;
     }
     // Refusals stay refusals here (no escalation after the second).
-    let f = Fixture::new("maxretry = 2", "escalate_after = 0");
+    let f = Fixture::new("maxretry = 2", "[sync]\nescalate_after = 0");
     let so = install_module(&f);
     let line = |args: &str| format!("auth requisite {} config={} {args}", so.display(), f.config.display());
     let stack = |name: &str, first: String| {

@@ -1,0 +1,121 @@
+//! Attempt rows in the runtime state: recorded before a password is
+//! checked (state 0 pending), marked failed (1) or given back (2), and
+//! deleted with their failures added to the totals.
+
+use super::history;
+use rusqlite::{Connection, ToSql, Transaction, params};
+
+/// The attempts of one host on one service that count now: failed ones and
+/// pending ones (being checked), not given back. `state IN (0, 1)` lets
+/// SQLite answer from the index alone.
+pub(crate) fn counted(conn: &Connection, host: &str, service: &str, since: i64) -> rusqlite::Result<u32> {
+    conn.query_row(
+        "SELECT count(*) FROM attempts WHERE host = ?1 AND service = ?2 AND state IN (0, 1) AND at > ?3",
+        params![host, service, since],
+        |r| r.get(0),
+    )
+}
+
+/// A new attempt row (pending or already failed) of this process; its id.
+pub(crate) fn insert(
+    tx: &Transaction<'_>,
+    host: &str,
+    service: &str,
+    user: Option<&str>,
+    at: i64,
+    failed: bool,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![host, service, user, at, i64::from(failed), std::process::id(), std::os::unix::process::parent_id()],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Marks a pending attempt failed (the next attempt on the same handle).
+pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
+    tx.execute("UPDATE attempts SET state = 1 WHERE id = ?1 AND state = 0", [id])?;
+    Ok(())
+}
+
+/// Gives back the pending attempt `id` if it is this host's on this
+/// service; whether it was.
+pub(crate) fn give_back(tx: &Transaction<'_>, id: i64, host: &str, service: &str) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "UPDATE attempts SET state = 2 WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
+        params![id, host, service],
+    )?;
+    Ok(n > 0)
+}
+
+/// Gives back the newest pending attempt of this host, service and user
+/// recorded since `since` by process `pid` or a child of it; whether
+/// there was one.
+pub(crate) fn give_back_by_origin(
+    tx: &Transaction<'_>,
+    host: &str,
+    service: &str,
+    user: Option<&str>,
+    since: i64,
+    pid: u32,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "UPDATE attempts SET state = 2 WHERE state = 0 AND id = (SELECT id FROM attempts
+           WHERE host = ?1 AND service = ?2 AND at > ?3
+             AND (pid = ?4 OR ppid = ?4) AND user IS ?5
+           ORDER BY id DESC LIMIT 1)",
+        params![host, service, since, pid, user],
+    )?;
+    Ok(n > 0)
+}
+
+/// The hosts (store keys) that have attempt rows.
+pub(crate) fn hosts(tx: &Transaction<'_>) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = tx.prepare("SELECT DISTINCT host FROM attempts")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// Deletes a host's attempts on one service, or on all when `None`.
+pub(crate) fn delete_of(tx: &Transaction<'_>, host: &str, service: Option<&str>) -> rusqlite::Result<usize> {
+    match service {
+        Some(s) => delete(tx, "host = ?1 AND service = ?2", params![host, s]),
+        None => delete(tx, "host = ?1", params![host]),
+    }
+}
+
+/// Deletes the attempts that match `condition` (SQL over `attempts`),
+/// adding the failures among them (pending or failed, not given back) to
+/// the per-service totals. `totals.failed` counts the failures that have
+/// left the table since the runtime state was created, and `status` adds
+/// those still in it: so recording an attempt writes no total, one
+/// statement fewer on the authentication path, whose every statement runs
+/// in cold code in a fresh sshd process (BENCHMARKS.md §2).
+pub(crate) fn delete(
+    tx: &Transaction<'_>,
+    condition: &str,
+    params: &[&dyn ToSql],
+) -> rusqlite::Result<usize> {
+    let mut deleted = 0;
+    let mut failed: Vec<(String, i64)> = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition} RETURNING service, state"))?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            deleted += 1;
+            if !matches!(row.get::<_, i64>(1)?, 0 | 1) {
+                continue; // given back: never a failure
+            }
+            let service: String = row.get(0)?;
+            match failed.iter_mut().find(|(s, _)| *s == service) {
+                Some((_, n)) => *n += 1,
+                None => failed.push((service, 1)),
+            }
+        }
+    }
+    for (service, n) in failed {
+        history::add_total(tx, &service, "failed", n)?;
+    }
+    Ok(deleted)
+}
