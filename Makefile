@@ -8,7 +8,7 @@
 #   make deb           build dist/banguard_<version>_<arch>.deb with dpkg-deb
 #   make man           generate banguardctl(8) from the clap definitions
 #   make bench         the benchmarks recorded in BENCHMARKS.md
-#   make bench-deps    install fail2ban and pam_abl for bench/bruteforce/run.sh
+#   make bench-deps    install pyinotify and pam_abl for bench/bruteforce/run.sh
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -43,7 +43,7 @@ DEB_FILE ?= dist/banguard_$(VERSION)_$(DEB_ARCH).deb
 TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
-	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3
+	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3 fail2ban
 
 .PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man
 
@@ -52,14 +52,18 @@ all: build
 build:
 	$(CARGO) build --release --workspace
 
-# Keeps package scripts from starting sshd/vsftpd on this machine while
-# installing; the tests start their own, inside network namespaces.
+# Keeps package scripts from starting sshd/vsftpd/fail2ban on this machine
+# while installing, and fail2ban from starting at boot (it would change
+# this machine's firewall); the tests start their own, inside network
+# namespaces.
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it uses apt-get)"; exit 2; fi
 	@created=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created=1; fi; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES); rc=$$?; \
-	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc
+	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban 2>/dev/null || true; \
+	else systemctl disable fail2ban 2>/dev/null || true; fi; exit $$rc
 
 # Every test: unit, integration, and end-to-end against real programs
 # (end-to-end tests need root; outside CI they skip loudly without it).
@@ -77,16 +81,14 @@ demo:
 bench:
 	$(CARGO) bench -p banguard --bench attempt
 
-# What bench/bruteforce/run.sh compares banguard with. fail2ban's own
-# service is kept from starting (policy-rc.d) and disabled: the benchmark
-# runs its own fail2ban inside a namespace. libpam-abl is NOT installed
+# What bench/bruteforce/run.sh compares banguard with (fail2ban itself
+# comes with `deps`: the import tests run it too). libpam-abl is NOT installed
 # (its package runs pam-auth-update, which adds pam_abl to this machine's
 # common-auth): run.sh extracts pam_abl.so from the downloaded package.
 bench-deps: deps
 	@created=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created=1; fi; \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fail2ban python3-pyinotify libdb5.3; rc=$$?; \
-	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban 2>/dev/null || true; fi; exit $$rc
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pyinotify libdb5.3; rc=$$?; \
+	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc
 
 clean:
 	$(CARGO) clean

@@ -67,6 +67,8 @@ pub enum Command {
     CheckConfig,
     /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
     Sync(SyncArgs),
+    /// Bring another tool's set-up over: `import fail2ban`.
+    Import(ImportArgs),
     /// Print a man page in roff: banguardctl(8), generated from these
     /// definitions, or pam_banguard(8), from doc/pam_banguard.md.
     #[command(hide = true)]
@@ -74,6 +76,56 @@ pub enum Command {
         #[arg(default_value = "banguardctl", value_parser = ["banguardctl", "pam_banguard"])]
         page: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Turn a fail2ban set-up into one banguard drop-in and carry over its
+    /// bans in force.
+    ///
+    /// Reads fail2ban's configuration the way fail2ban does (jail.conf,
+    /// jail.d/*.conf, jail.local, jail.d/*.local, [INCLUDES], [DEFAULT],
+    /// %(name)s), maps every setting that has a meaning for banguard into one
+    /// drop-in whose keys each name the fail2ban file, line and setting they
+    /// came from, and carries the bans still in force from fail2ban's
+    /// database (read-only) into the store, with origin "fail2ban". Jails
+    /// that watch logs of daemons that do not authenticate through PAM are
+    /// listed as not covered. Everything is read and checked before anything
+    /// is written; bad input is one line naming the file and line, exit 2.
+    #[command(name = "fail2ban")]
+    Fail2ban(Fail2banArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Fail2banArgs {
+    /// fail2ban's configuration directory.
+    #[arg(long, value_name = "DIR", default_value = "/etc/fail2ban")]
+    pub from: PathBuf,
+    /// fail2ban's database. Default: fail2ban.conf's dbfile, else
+    /// /var/lib/fail2ban/fail2ban.sqlite3 (no bans carried over if it
+    /// does not exist).
+    #[arg(long, value_name = "FILE")]
+    pub database: Option<PathBuf>,
+    /// The drop-in to write. Default: 50-fail2ban.toml in the config's
+    /// drop-in directory (/etc/banguard/banguard.d/).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print the drop-in and the report; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace an existing drop-in.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what each fail2ban setting becomes (the reference table) and
+    /// exit; reads nothing.
+    #[arg(long, exclusive = true)]
+    pub show_mapping: bool,
 }
 
 #[derive(Debug, Args)]

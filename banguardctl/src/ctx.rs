@@ -18,6 +18,8 @@ pub const NOW_ENV: &str = "BANGUARD_NOW";
 
 pub struct Ctx {
     pub config: Config,
+    /// The config file asked for (its drop-ins sit beside it).
+    pub config_path: PathBuf,
     pub json: bool,
 }
 
@@ -25,24 +27,29 @@ impl Ctx {
     /// Loads the config: an explicit `--config` must exist; the default
     /// file may be missing (built-in defaults then).
     pub fn load(config: Option<PathBuf>, json: bool) -> Result<Ctx> {
-        let config = match config {
-            Some(path) => Config::load(&path)?,
-            None => Config::load_default()?,
+        let (config, config_path) = match config {
+            Some(path) => (Config::load(&path)?, path),
+            None => (Config::load_default()?, PathBuf::from(banguard::config::DEFAULT_CONFIG)),
         };
         let _ = PATIENCE.set(banguard::store::admin_patience(&config));
-        Ok(Ctx { config, json })
+        Ok(Ctx { config, config_path, json })
     }
 
     /// Opens the store for a command that only reads. Never creates,
     /// migrates or writes anything; a store that does not exist yet reads
     /// as empty.
     pub fn open_read(&self) -> Result<Banguard> {
+        self.open_read_with(self.config.clone())
+    }
+
+    /// [`Ctx::open_read`] with another config (one not yet written).
+    pub fn open_read_with(&self, config: Config) -> Result<Banguard> {
         let clock = read_clock()?;
-        let path = &self.config.database;
+        let path = &config.database;
         match std::fs::metadata(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Banguard::in_memory(self.config.clone(), clock)?);
+                return Ok(Banguard::in_memory(config, clock)?);
             }
             Err(e) => {
                 let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && !is_root() {
@@ -53,16 +60,21 @@ impl Ctx {
                 return Err(Error::msg(format!("database {}: {e}{hint}", path.display())));
             }
         }
-        retry(|| Banguard::open_with(self.config.clone(), Access::ReadOnly, clock.clone()))
+        retry(|| Banguard::open_with(config.clone(), Access::ReadOnly, clock.clone()))
     }
 
     /// Opens the store for a command that writes: root only.
     pub fn open_write(&self, command: &str) -> Result<Banguard> {
+        self.open_write_with(command, self.config.clone())
+    }
+
+    /// [`Ctx::open_write`] with another config (one about to be written).
+    pub fn open_write_with(&self, command: &str, config: Config) -> Result<Banguard> {
         require_root(command)?;
         if std::env::var_os(NOW_ENV).is_some() {
             crate::say(&format!("warning: {NOW_ENV} is ignored by `{command}`, which writes"));
         }
-        retry(|| Banguard::open_with(self.config.clone(), Access::ReadWrite, Arc::new(SystemClock)))
+        retry(|| Banguard::open_with(config.clone(), Access::ReadWrite, Arc::new(SystemClock)))
     }
 
     /// Prints to stdout; a closed pipe becomes [`Error::BrokenPipe`].

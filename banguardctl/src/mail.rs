@@ -170,6 +170,8 @@ mod tests {
             prior_bans: 1,
             firewall: false,
             pushed: None,
+            origin: Default::default(),
+            carried: 0,
         }
     }
 

@@ -11,6 +11,7 @@ mod cli;
 mod cmd;
 mod ctx;
 mod error;
+mod fail2ban;
 mod mail;
 mod man;
 mod mdman;

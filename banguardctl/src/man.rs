@@ -44,13 +44,25 @@ pub fn render(w: &mut dyn Write) -> io::Result<()> {
     }
 
     writeln!(w, ".SH COMMANDS")?;
+    // A command with commands of its own (`import fail2ban`) is shown as
+    // each of them.
+    let mut commands: Vec<(String, &clap::Command)> = Vec::new();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let mut synopsis = format!("\\fBbanguardctl {}\\fR", esc(sub.get_name()));
+        let nested: Vec<_> =
+            sub.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help").collect();
+        if nested.is_empty() {
+            commands.push((sub.get_name().to_string(), sub));
+        } else {
+            commands.extend(nested.into_iter().map(|n| (format!("{} {}", sub.get_name(), n.get_name()), n)));
+        }
+    }
+    for (name, sub) in commands {
+        let mut synopsis = format!("\\fBbanguardctl {}\\fR", esc(&name));
         for arg in visible_args(sub) {
             synopsis.push(' ');
             synopsis.push_str(&usage_of(arg));
         }
-        writeln!(w, ".SS \"{}\"", sub.get_name())?;
+        writeln!(w, ".SS \"{name}\"")?;
         writeln!(w, "{synopsis}")?;
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
             writeln!(w, ".PP")?;

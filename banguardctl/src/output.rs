@@ -129,6 +129,8 @@ pub fn ban_json(ban: &Ban, config: &Config, now: i64) -> Value {
         "failures": ban.failures,
         "prior_bans": ban.prior_bans,
         "reason": ban.reason,
+        "origin": ban.origin,
+        "carried_bans": ban.carried,
         "firewall": firewall(ban, config, now),
         "kernel_reason": kernel_reason(ban, config, now),
         "pushed": ban.pushed,

@@ -32,9 +32,70 @@ pub struct Ban {
     pub firewall: bool,
     /// When the sync job last pushed it, if it did.
     pub pushed: Option<i64>,
+    /// Who made it: banguard, or the tool it was brought in from.
+    pub origin: BanOrigin,
+    /// Earlier bans of the host that the tool it came from had counted
+    /// (they lengthen its next bans here as banguard's own do).
+    pub carried: u32,
+}
+
+/// Who made a ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BanOrigin {
+    /// banguard itself: counted failures, the repeat-offender rule, a
+    /// manual ban.
+    #[default]
+    Banguard,
+    /// Carried over from fail2ban's database (`banguardctl import fail2ban`).
+    Fail2ban,
+}
+
+impl BanOrigin {
+    /// The name in the store, the lists and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            BanOrigin::Banguard => "banguard",
+            BanOrigin::Fail2ban => "fail2ban",
+        }
+    }
+
+    /// The origin a stored name stands for (a name this build does not
+    /// know reads as banguard's own).
+    pub fn from_name(name: &str) -> BanOrigin {
+        match name {
+            "fail2ban" => BanOrigin::Fail2ban,
+            _ => BanOrigin::Banguard,
+        }
+    }
+}
+
+impl std::fmt::Display for BanOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Ban {
+    /// A new ban of banguard's own, not yet stored (id 0), PAM-only.
+    pub fn new(host: HostKey, service: &str, created: i64, expires: Option<i64>, reason: &str) -> Ban {
+        Ban {
+            id: 0,
+            host,
+            service: service.to_string(),
+            created,
+            expires,
+            lifted: None,
+            reason: reason.to_string(),
+            failures: 0,
+            prior_bans: 0,
+            firewall: false,
+            pushed: None,
+            origin: BanOrigin::Banguard,
+            carried: 0,
+        }
+    }
+
     /// Whether the ban refuses attempts at time `now`.
     pub fn is_active(&self, now: i64) -> bool {
         self.lifted.is_none() && self.expires.is_none_or(|e| e > now)
@@ -70,6 +131,9 @@ impl Ban {
     pub fn wording(&self, config: &Config, with_host: bool) -> String {
         let banned = if with_host { format!("banned {}", self.host) } else { "banned".to_string() };
         let (service, length) = (self.service_label(), self.length());
+        if self.origin != BanOrigin::Banguard {
+            return format!("{banned} on {service} for {length} (from {}: {})", self.origin, self.reason);
+        }
         match self.reason.as_str() {
             "maxretry" => format!(
                 "{banned} on {service} for {length} after {} failures in {}",
@@ -116,7 +180,9 @@ impl Ban {
             return None;
         }
         if self.firewall {
-            Some(if self.reason == "recidive" {
+            Some(if self.origin == BanOrigin::Fail2ban {
+                "fail2ban ban"
+            } else if self.reason == "recidive" {
                 "repeat offender"
             } else if self.reason.starts_with("manual") {
                 "manual"
@@ -194,6 +260,8 @@ mod tests {
             prior_bans: 2,
             firewall,
             pushed: None,
+            origin: BanOrigin::Banguard,
+            carried: 0,
         }
     }
 

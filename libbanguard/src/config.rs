@@ -297,6 +297,12 @@ impl Config {
 
     /// Reads `path` (required or optional) and its drop-ins.
     pub fn load_from(path: &Path, required: bool) -> Result<Config> {
+        Config::from_sources(&Config::sources(path, required)?)
+    }
+
+    /// The texts of `path` (required or optional) and its drop-ins, in the
+    /// order they apply, each checked as trusted.
+    pub fn sources(path: &Path, required: bool) -> Result<Vec<(PathBuf, String)>> {
         let mut sources = Vec::new();
         match fs::read_to_string(path) {
             Ok(text) => {
@@ -328,7 +334,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::ConfigRead { path: dropin_dir, source: e }),
         }
-        Config::from_sources(&sources)
+        Ok(sources)
     }
 
     /// Builds the config from file texts, in order (no file access).

@@ -21,6 +21,7 @@
 //! `bench/bruteforce/run.sh` (root; sshd, fail2ban, libpam-abl installed).
 
 use banguard::{Banguard, Config, Request};
+use banguard_e2e::fail2ban::{Fail2ban, syslog_prefix};
 use banguard_e2e::fixture::{Fixture, Policy};
 use banguard_e2e::pathunit::PathUnit;
 use banguard_e2e::sshd::{
@@ -33,7 +34,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// `cargo bench -p banguard-e2e --bench bruteforce [-- NAME...]` runs the benchmarks
@@ -203,22 +203,6 @@ impl Truth {
     }
 }
 
-/// The prefix rsyslog puts on an sshd line in /var/log/auth.log (its
-/// RFC 3339 format): `2026-11-27T05:39:50.123456+00:00 bench sshd[1]: `.
-fn syslog_prefix() -> String {
-    let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (y, m, d) = banguard::duration::civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+00:00 bench sshd[1]: ",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        now.subsec_micros()
-    )
-}
-
 /// Copies sshd's `-e` output (bare messages) to a file in the shape
 /// fail2ban's stock filter expects, a syslog line with a prefix, as
 /// rsyslog would write /var/log/auth.log. Polls every 5 ms; stops on drop.
@@ -247,7 +231,7 @@ impl SyslogRelay {
                     }
                 }
                 if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
-                    let prefix = syslog_prefix();
+                    let prefix = syslog_prefix("sshd", 1);
                     let mut chunk = String::new();
                     for line in String::from_utf8_lossy(&pending[..end]).lines() {
                         chunk.push_str(&prefix);
@@ -306,92 +290,34 @@ fn pids_mentioning(needle: &str) -> Vec<u32> {
     out
 }
 
-/// A fail2ban-server in the namespace, with everything in its own dir.
-struct Fail2ban {
-    dir: tempfile::TempDir,
+/// fail2ban as the benchmark runs it.
+trait Bench {
+    fn start_bench(ns: &mut Netns, logpath: &Path, port: u16, maxretry: usize) -> Fail2ban;
+    fn ban_time(&self, host: &str) -> Option<f64>;
+    fn cpu(&self) -> f64;
+    fn total_failed(&self, ns: &Netns) -> Option<u64>;
 }
 
-impl Fail2ban {
-    /// Starts fail2ban with one jail, `sshd` (the stock filter), on
-    /// `logpath`, `maxretry` failures in 10m → 10m ban through
-    /// iptables-multiport on `port`, and a stamp action that logs when
-    /// each ban is in place.
-    fn start(ns: &mut Netns, logpath: &Path, port: u16, maxretry: usize) -> Fail2ban {
-        let dir = tempfile::Builder::new().prefix("bg-bf-f2b.").tempdir().expect("tempdir");
-        let d = dir.path();
-        let conf = d.join("conf");
-        let out = Command::new("cp").arg("-a").arg("/etc/fail2ban").arg(&conf).output().expect("cp");
-        assert!(out.status.success(), "copy /etc/fail2ban: {}", String::from_utf8_lossy(&out.stderr));
-        // Debian's jail.d enables the sshd jail with the systemd back-end.
-        for e in fs::read_dir(conf.join("jail.d")).expect("jail.d").flatten() {
-            fs::remove_file(e.path()).expect("clear jail.d");
-        }
-        fs::write(
-            conf.join("fail2ban.local"),
-            format!(
-                "[Definition]\nloglevel = INFO\nlogtarget = {d}/fail2ban.log\nsocket = {d}/f2b.sock\n\
-                 pidfile = {d}/f2b.pid\ndbfile = {d}/f2b.sqlite3\n",
-                d = d.display()
-            ),
-        )
-        .expect("write fail2ban.local");
-        fs::write(
-            conf.join("action.d/bg-stamp.conf"),
-            format!(
-                "[Definition]\nactionban = echo \"<ip> $(date +%%s.%%N)\" >> {}/bans.log\nactionunban =\n",
-                d.display()
-            ),
-        )
-        .expect("write stamp action");
-        fs::write(
-            conf.join("jail.local"),
-            format!(
-                "[DEFAULT]\nignoreself = false\nignoreip =\nbantime = 600\nfindtime = 600\nmaxretry = {maxretry}\n\
-                 backend = pyinotify\n\n\
-                 [sshd]\nenabled = true\nfilter = sshd\nport = {port}\nlogpath = {log}\n\
-                 action = iptables-multiport[name=sshd, port=\"{port}\", protocol=tcp]\n         bg-stamp\n",
-                log = logpath.display()
-            ),
-        )
-        .expect("write jail.local");
-        let f = Fail2ban { dir };
-        let mut cmd = ns.command([
-            "fail2ban-server".as_ref(),
-            "-f".as_ref(),
-            "-x".as_ref(),
-            "-c".as_ref(),
-            conf.as_os_str(),
-        ]);
-        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        ns.spawn(cmd);
-        let ready = wait_for(Duration::from_secs(30), || {
-            let out = f.client(ns, &["status", "sshd"]);
-            out.contains("Currently failed").then_some(())
-        });
-        assert!(ready.is_some(), "fail2ban did not start; its log:\n{}", f.log());
-        f
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("conf")
-    }
-
-    fn client(&self, ns: &Netns, args: &[&str]) -> String {
-        let conf = self.conf();
-        let mut argv: Vec<&std::ffi::OsStr> =
-            vec!["fail2ban-client".as_ref(), "-c".as_ref(), conf.as_os_str()];
-        argv.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
-        let out = ns.run(argv);
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("fail2ban.log")).unwrap_or_default()
+impl Bench for Fail2ban {
+    /// One jail, `sshd` (the stock filter), on `logpath`, `maxretry`
+    /// failures in 10m → 10m ban through iptables-multiport on `port`, and
+    /// a stamp action that logs when each ban is in place.
+    fn start_bench(ns: &mut Netns, logpath: &Path, port: u16, maxretry: usize) -> Fail2ban {
+        let jail = format!(
+            "[DEFAULT]\nignoreself = false\nignoreip =\nbantime = 600\nfindtime = 600\nmaxretry = {maxretry}\n\
+             backend = pyinotify\n\n\
+             [sshd]\nenabled = true\nfilter = sshd\nport = {port}\nlogpath = {log}\n\
+             action = iptables-multiport[name=sshd, port=\"{port}\", protocol=tcp]\n         bg-stamp\n",
+            log = logpath.display()
+        );
+        let stamp =
+            "[Definition]\nactionban = echo \"<ip> $(date +%%s.%%N)\" >> @DIR@/bans.log\nactionunban =\n";
+        Fail2ban::start(ns, &jail, &[("action.d/bg-stamp.conf", stamp.to_string())], "sshd")
     }
 
     /// When the ban of `host` was in place (after its iptables rule).
     fn ban_time(&self, host: &str) -> Option<f64> {
-        stamp_of(&self.dir.path().join("bans.log"), host)
+        stamp_of(&self.dir().join("bans.log"), host)
     }
 
     /// CPU seconds of the server and the action commands it has reaped.
@@ -560,7 +486,7 @@ fn bench_bruteforce_side_by_side() {
         let relay = (defender == Defender::Fail2ban)
             .then(|| SyslogRelay::start(srv.dir().join("sshd.log"), srv.dir().join("auth.log")));
         let f2b = (defender == Defender::Fail2ban)
-            .then(|| Fail2ban::start(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
+            .then(|| Fail2ban::start_bench(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
         let listener = srv.listener_pid().expect("sshd listener pid");
 
         for run in 0..runs {
@@ -702,7 +628,7 @@ fn bench_log_flood() {
     fs::write(&log, "").expect("create log");
     // maxretry above 1: every address fails once, nobody is banned, so
     // this measures reading and matching alone.
-    let f2b = Fail2ban::start(&mut ns, &log, 2222, 5);
+    let f2b = Fail2ban::start_bench(&mut ns, &log, 2222, 5);
     let cpu0 = f2b.cpu();
     let t0 = Instant::now();
     {
@@ -713,7 +639,7 @@ fn bench_log_flood() {
             writeln!(
                 w,
                 "{}Failed password for root from 2001:db8:{:x}:{:x}::7 port {} ssh2",
-                syslog_prefix(),
+                syslog_prefix("sshd", 1),
                 i >> 16,
                 i & 0xffff,
                 10000 + i % 50000
@@ -895,7 +821,7 @@ fn bench_sustained_attack() {
             let relay = (defender == Sustained::Fail2ban)
                 .then(|| SyslogRelay::start(srv.dir().join("sshd.log"), srv.dir().join("auth.log")));
             let f2b = (defender == Sustained::Fail2ban)
-                .then(|| Fail2ban::start(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
+                .then(|| Fail2ban::start_bench(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
             let cron = matches!(defender, Sustained::BanguardCron | Sustained::BanguardCronNoDelay);
             let unit = defender.is_banguard().then(|| {
                 if cron {

@@ -10,6 +10,7 @@
 //!   test; elsewhere the test is skipped with a loud message.
 
 pub mod dovecot;
+pub mod fail2ban;
 pub mod fixture;
 pub mod pamtest;
 pub mod pathunit;

@@ -56,8 +56,17 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<Outcome> {
         ctx.print_json(&json!({ "bans": rows }))?;
         return Ok(Outcome::Ok);
     }
-    let mut header =
-        vec!["ADDRESS", "SERVICE", "SINCE", "EXPIRES IN", "FAILURES", "BANS BEFORE", "FIREWALL", "REASON"];
+    let mut header = vec![
+        "ADDRESS",
+        "SERVICE",
+        "SINCE",
+        "EXPIRES IN",
+        "FAILURES",
+        "BANS BEFORE",
+        "FIREWALL",
+        "ORIGIN",
+        "REASON",
+    ];
     if args.all {
         header.insert(1, "STATE");
     }
@@ -71,6 +80,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<Outcome> {
             b.failures.to_string(),
             b.prior_bans.to_string(),
             output::firewall_cell(b, &ctx.config, now),
+            b.origin.to_string(),
             clean(&b.reason),
         ];
         if args.all {

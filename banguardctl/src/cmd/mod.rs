@@ -3,6 +3,7 @@
 mod ban;
 mod check_config;
 mod history;
+mod import;
 mod list;
 mod status;
 pub mod sync;
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::History(a) => history::run(&ctx, &a),
         Command::CheckConfig => check_config::run(&ctx),
         Command::Sync(a) => sync::run(&ctx, &a),
+        Command::Import(a) => import::run(&ctx, &a),
         Command::Man { .. } => unreachable!("handled above"),
     }
 }

@@ -12,7 +12,7 @@ use crate::output::{self, clean};
 use crate::target::{self, Accept};
 use banguard::HostKey;
 use banguard::duration::format_duration;
-use banguard::policy::{Request, Untracked, Verdict};
+use banguard::policy::{BanOrigin, Request, Untracked, Verdict};
 use serde_json::{Value, json};
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
@@ -79,9 +79,13 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
                 "denied",
                 "banned",
                 format!(
-                    "banned on {on}{covered} {until}; ban #{} since {}, {}, {} failures{enforced}",
+                    "banned on {on}{covered} {until}; ban #{} since {}, {}{}, {} failures{enforced}",
                     ban.id,
                     output::time(ban.created),
+                    match ban.origin {
+                        BanOrigin::Banguard => String::new(),
+                        origin => format!("from {origin}: "),
+                    },
                     clean(&ban.reason),
                     ban.failures
                 ),

@@ -4,16 +4,19 @@
 //! per sshd connection) can call it at once and no attempt beyond
 //! `maxretry` is ever let through. What a ban means is `crate::ban`; the
 //! rows and the mirror are the store's (`store::bans`); what the engine
-//! reports (`reports`), the mail outbox (`outbox`) and housekeeping
-//! (`maintain`) live beside it.
+//! reports (`reports`), the mail outbox (`outbox`), housekeeping
+//! (`maintain`) and bans brought in from other tools (`import`) live
+//! beside it.
 
 mod clock;
+mod import;
 mod maintain;
 mod outbox;
 mod reports;
 
-pub use crate::ban::{ALL_SERVICES, Ban, firewall_entries, overlaps};
+pub use crate::ban::{ALL_SERVICES, Ban, BanOrigin, firewall_entries, overlaps};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use import::{ForeignBan, Imported};
 pub use maintain::MaintainReport;
 pub use reports::{Event, Failing, ServiceStatus};
 
@@ -353,14 +356,11 @@ impl Banguard {
             let prior = bans::prior_bans(dt, target, now - lookback)?;
             let ban = bans::insert_ban(
                 dt,
-                target,
-                &service,
-                now,
-                length.expiry_from(now),
-                &reason,
-                0,
-                prior,
-                true,
+                Ban {
+                    prior_bans: prior,
+                    firewall: true,
+                    ..Ban::new(target.clone(), &service, now, length.expiry_from(now), &reason)
+                },
             )?;
             history::add_event(dt, now, target, &service, "ban", &ban.wording(config, false))?;
             history::add_total(dt, &service, "banned", 1)?;
@@ -492,8 +492,14 @@ fn create_auto_ban(
 ) -> rusqlite::Result<Vec<Ban>> {
     let prior = bans::prior_bans(tx, key, now - policy.bantime_lookback)?;
     let length = policy.ban_length(prior);
-    let ban =
-        bans::insert_ban(tx, key, service, now, length.expiry_from(now), "maxretry", failures, prior, false)?;
+    let ban = bans::insert_ban(
+        tx,
+        Ban {
+            failures,
+            prior_bans: prior,
+            ..Ban::new(key.clone(), service, now, length.expiry_from(now), "maxretry")
+        },
+    )?;
     history::add_event(tx, now, key, service, "ban", &ban.wording(config, false))?;
     history::add_total(tx, service, "banned", 1)?;
     let mut made = vec![ban];
@@ -503,14 +509,12 @@ fn create_auto_ban(
         if recent >= r.bans {
             let all = bans::insert_ban(
                 tx,
-                key,
-                ALL_SERVICES,
-                now,
-                r.bantime.expiry_from(now),
-                "recidive",
-                failures,
-                recent - 1,
-                true,
+                Ban {
+                    failures,
+                    prior_bans: recent - 1,
+                    firewall: true,
+                    ..Ban::new(key.clone(), ALL_SERVICES, now, r.bantime.expiry_from(now), "recidive")
+                },
             )?;
             history::add_event(tx, now, key, ALL_SERVICES, "ban", &all.wording(config, false))?;
             history::add_total(tx, ALL_SERVICES, "banned", 1)?;

@@ -594,3 +594,69 @@ fn knocking_never_escalates_what_cannot_be_blocked_or_is_switched_off() {
     }
     assert!(g.bans_to_push(SyncScope::Repeat).unwrap().is_empty());
 }
+
+fn foreign(host: &str, service: &str, created: i64, expires: Option<i64>, carried: u32) -> ForeignBan {
+    ForeignBan {
+        host: HostKey::from_db_key(host).unwrap(),
+        service: service.into(),
+        created,
+        expires,
+        reason: format!("jail {service}"),
+        origin: BanOrigin::Fail2ban,
+        failures: 5,
+        carried,
+        firewall: true,
+    }
+}
+
+#[test]
+fn imported_bans_refuse_once_each_and_their_counts_lengthen_the_next_ban() {
+    let (mut g, clock) = engine(
+        "[default]\nmaxretry = 2\nbantime = \"10m\"\nignoreip = [\"192.0.2.7\"]\n[recidive]\nenabled = false\n",
+    );
+    let bans = [
+        foreign("198.51.100.7/32", "sshd", T0 - 60, Some(T0 + 540), 2),
+        foreign("2001:db8::/64", "sshd", T0 - 60, None, 0),
+        foreign("203.0.113.9/32", "sshd", T0 - 900, Some(T0 - 300), 0),
+        foreign("192.0.2.7/32", "sshd", T0 - 60, Some(T0 + 540), 0),
+    ];
+    let planned = g.plan_import(&bans).unwrap();
+    assert!(g.bans(None, false).unwrap().is_empty(), "a plan writes nothing");
+    let answers = g.import_bans(&bans).unwrap();
+    for (plan, done) in planned.iter().zip(&answers) {
+        match (plan, done) {
+            (Imported::New(p), Imported::New(d)) => assert_eq!(Ban { id: d.id, ..p.clone() }, *d),
+            (p, d) => assert_eq!(p, d),
+        }
+    }
+    let Imported::New(first) = &answers[0] else { panic!("{answers:?}") };
+    assert_eq!(
+        (first.origin, first.expires, first.created, first.firewall),
+        (BanOrigin::Fail2ban, Some(T0 + 540), T0 - 60, true)
+    );
+    assert_eq!(first.wording(g.config(), false), "banned on sshd for 10m (from fail2ban: jail sshd)");
+    assert!(matches!(&answers[1], Imported::New(b) if b.expires.is_none()));
+    assert_eq!(answers[2], Imported::Over);
+    assert!(matches!(&answers[3], Imported::Refused(why) if why.contains("192.0.2.7")), "{answers:?}");
+    // The module refuses the host before any password; fail2ban had put
+    // it in the firewall, so sync pushes it whatever the scope.
+    let v = g.attempt(&req("sshd", "198.51.100.7"), None).unwrap();
+    let (ban, new) = refused(&v);
+    assert!(!new);
+    assert_eq!(ban.kernel_reason(&g.config().sync), Some("fail2ban ban"));
+    assert!(matches!(g.attempt(&req("sshd", "2001:db8::5"), None).unwrap(), Verdict::Refused { .. }));
+    // Running the import again changes nothing.
+    let again = g.import_bans(&bans).unwrap();
+    assert!(matches!(&again[0], Imported::Present(b) if b.id == first.id), "{again:?}");
+    assert_eq!(g.bans(None, false).unwrap().len(), 2);
+    // Once it ends, the host's next ban counts fail2ban's two earlier
+    // bans and this one: 10m doubled three times.
+    clock.set(T0 + 600);
+    let r = req("sshd", "198.51.100.7");
+    g.attempt(&r, None).unwrap();
+    g.attempt(&r, None).unwrap();
+    let v = g.attempt(&r, None).unwrap();
+    let (ban, new) = refused(&v);
+    assert!(new);
+    assert_eq!((ban.origin, ban.prior_bans, ban.expires), (BanOrigin::Banguard, 3, Some(T0 + 600 + 4800)));
+}

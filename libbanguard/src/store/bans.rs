@@ -4,15 +4,14 @@
 
 use super::Store;
 use crate::addr::{self, HostKey};
-use crate::ban::{ALL_SERVICES, Ban};
+use crate::ban::{ALL_SERVICES, Ban, BanOrigin};
 use crate::error::{Error, Result};
 use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params, params_from_iter};
 use std::net::IpAddr;
 
-pub(crate) const BAN_COLUMNS: &str =
-    "id, host, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";
+pub(crate) const BAN_COLUMNS: &str = "id, host, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed, origin, carried";
 
 pub(crate) fn ban_from_row(r: &Row<'_>) -> rusqlite::Result<Ban> {
     ban_at(r, 0)
@@ -34,6 +33,8 @@ pub(crate) fn ban_at(r: &Row<'_>, first: usize) -> rusqlite::Result<Ban> {
         prior_bans: r.get(first + 8)?,
         firewall: r.get(first + 9)?,
         pushed: r.get(first + 10)?,
+        origin: BanOrigin::from_name(&r.get::<_, String>(first + 11)?),
+        carried: r.get(first + 12)?,
     })
 }
 
@@ -97,12 +98,12 @@ pub(crate) fn change_bans<T>(
 }
 
 /// Every column of a ban row, in both files.
-const MIRROR_COLUMNS: &str = "id, host, family, prefix, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed";
+const MIRROR_COLUMNS: &str = "id, host, family, prefix, service, created, expires, lifted, reason, failures, prior_bans, firewall, pushed, origin, carried";
 
 fn mirror_insert(rt: &Connection, ban: &Ban) -> rusqlite::Result<()> {
     let (family, prefix) = family_prefix(&ban.host);
     rt.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO bans ({MIRROR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT OR REPLACE INTO bans ({MIRROR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?
     .execute(params![
         ban.id,
@@ -117,7 +118,9 @@ fn mirror_insert(rt: &Connection, ban: &Ban) -> rusqlite::Result<()> {
         ban.failures,
         ban.prior_bans,
         ban.firewall,
-        ban.pushed
+        ban.pushed,
+        ban.origin.name(),
+        ban.carried
     ])?;
     if family != 0 {
         rt.prepare_cached("INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)")?
@@ -137,11 +140,11 @@ pub(crate) fn mirror_rebuild(rt: &Connection, durable: &Connection) -> rusqlite:
     {
         let mut read = dt.prepare(&format!("SELECT {MIRROR_COLUMNS} FROM bans WHERE lifted IS NULL"))?;
         let mut write = rt.prepare(&format!(
-            "INSERT INTO bans ({MIRROR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            "INSERT INTO bans ({MIRROR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ))?;
         let mut rows = read.query([])?;
         while let Some(row) = rows.next()? {
-            let values = (0..13).map(|i| row.get::<_, Value>(i)).collect::<rusqlite::Result<Vec<_>>>()?;
+            let values = (0..15).map(|i| row.get::<_, Value>(i)).collect::<rusqlite::Result<Vec<_>>>()?;
             write.execute(params_from_iter(values))?;
         }
         let mut prefixes = dt.prepare("SELECT family, prefix FROM ban_prefixes")?;
@@ -215,50 +218,42 @@ pub(crate) fn active_bans(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Ve
 /// factor and the repeat-offender rule both count these).
 pub(crate) fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rusqlite::Result<u32> {
     tx.query_row(
-        "SELECT count(*) FROM bans WHERE host = ?1 AND created > ?2 AND service != ?3",
+        "SELECT count(*) + coalesce(sum(carried), 0) FROM bans WHERE host = ?1 AND created > ?2 AND service != ?3",
         params![key.db_key(), since, ALL_SERVICES],
         |r| r.get(0),
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn insert_ban(
-    tx: &Transaction<'_>,
-    key: &HostKey,
-    service: &str,
-    now: i64,
-    expires: Option<i64>,
-    reason: &str,
-    failures: u32,
-    prior: u32,
-    firewall: bool,
-) -> rusqlite::Result<Ban> {
-    let (family, prefix) = family_prefix(key);
+/// Stores a new ban; returns it with the id the store gave it.
+pub(crate) fn insert_ban(tx: &Transaction<'_>, mut ban: Ban) -> rusqlite::Result<Ban> {
+    let (family, prefix) = family_prefix(&ban.host);
     tx.execute(
-        "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans, firewall)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![key.db_key(), family, prefix, service, now, expires, reason, failures, prior, firewall],
+        "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans, firewall,
+                           origin, carried)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            ban.host.db_key(),
+            family,
+            prefix,
+            ban.service,
+            ban.created,
+            ban.expires,
+            ban.reason,
+            ban.failures,
+            ban.prior_bans,
+            ban.firewall,
+            ban.origin.name(),
+            ban.carried
+        ],
     )?;
-    let id = tx.last_insert_rowid();
+    ban.id = tx.last_insert_rowid();
     if family != 0 {
         tx.execute(
             "INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)",
             params![family, prefix],
         )?;
     }
-    Ok(Ban {
-        id,
-        host: key.clone(),
-        service: service.to_string(),
-        created: now,
-        expires,
-        lifted: None,
-        reason: reason.to_string(),
-        failures,
-        prior_bans: prior,
-        firewall,
-        pushed: None,
-    })
+    Ok(ban)
 }
 
 /// Counts one more refused attempt of a ban's host; the count so far.

@@ -130,6 +130,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE generation (value INTEGER NOT NULL);
     INSERT INTO generation VALUES (0);
     "#,
+    // 3: who made a ban (banguard, or a tool it was brought in from) and
+    // the earlier bans that tool had counted.
+    r#"
+    ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT 'banguard';
+    ALTER TABLE bans ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Migrations of the runtime state file, numbered like [`MIGRATIONS`].
@@ -200,6 +206,11 @@ const RUNTIME_MIGRATIONS: &[&str] = &[
     // store starts at 0.
     r#"
     ALTER TABLE bans ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // 4: the store's migration 3 in the copy.
+    r#"
+    ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT 'banguard';
+    ALTER TABLE bans ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 

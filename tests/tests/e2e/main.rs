@@ -1,6 +1,6 @@
 //! banguard's end-to-end tests, one binary: every module below runs real
 //! programs (libpam through pamtester and `pam_start_confdir`, sshd,
-//! vsftpd, Dovecot, nft, ipset, iptables, a C compiler) in network
+//! vsftpd, Dovecot, fail2ban, nft, ipset, iptables, a C compiler) in network
 //! namespaces the tests create and remove. `cargo test -p banguard-e2e`;
 //! one file: `cargo test -p banguard-e2e --test e2e pam_stack::`.
 //!
@@ -17,6 +17,7 @@ mod faults;
 mod firewall;
 mod harness;
 mod hosts_deny;
+mod import_fail2ban;
 mod install;
 mod man;
 mod pam_stack;
