@@ -44,30 +44,15 @@ impl Banguard {
         let keep_after =
             now - config.store.history.max(config.recidive.findtime).max(config.default.bantime_lookback);
         let tx = self.begin()?;
-        report.timestamps_fixed +=
-            tx.execute("UPDATE attempts SET at = ?1 WHERE at > ?1 + 60", [now]).map_err(re)? as u64;
-        // Expired bans leave the mirror (the store keeps them as history).
-        tx.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?1", [now]).map_err(re)?;
+        report.timestamps_fixed += attempts::pull_back(&tx, now).map_err(re)?;
+        bans::drop_ended_from_mirror(&tx, now).map_err(re)?;
         let durable_report = change_bans(&tx, &self.store, |dt| {
             let mut r = MaintainReport {
-                bans_pruned: dt.execute(
-                    "DELETE FROM bans WHERE created < ?1 AND (lifted IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))
-                       AND id NOT IN (SELECT ban_id FROM outbox)",
-                    [keep_after],
-                )? as u64,
-                events_pruned: dt.execute("DELETE FROM events WHERE at < ?1", [now - config.store.history])? as u64,
+                bans_pruned: bans::prune_ended(dt, keep_after)?,
+                events_pruned: history::prune_events(dt, now - config.store.history)?,
                 ..MaintainReport::default()
             };
-            // A clock stepped back: shift future bans so they end no later
-            // than their full length from now.
-            r.timestamps_fixed = dt.execute(
-                "UPDATE bans SET expires = ?1 + (expires - created), created = ?1
-                 WHERE created > ?1 + 60 AND expires IS NOT NULL",
-                [now],
-            )? as u64;
-            r.timestamps_fixed +=
-                dt.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now])? as u64;
-            r.timestamps_fixed += dt.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now])? as u64;
+            r.timestamps_fixed = bans::pull_back(dt, now)? + history::pull_back_events(dt, now)?;
             let rebuild = r.timestamps_fixed > 0;
             Ok((r, BanDelta { rebuild, ..BanDelta::default() }))
         })?;
@@ -75,34 +60,18 @@ impl Banguard {
         report.bans_pruned = durable_report.bans_pruned;
         report.events_pruned = durable_report.events_pruned;
         report.timestamps_fixed += durable_report.timestamps_fixed;
-        self.store.runtime.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(re)?;
-        let durable = self.store.durable()?;
-        durable
-            .execute_batch("PRAGMA incremental_vacuum(1000)")
-            .map_err(|e| Error::store(self.store.path(), e))?;
-        // Busy readers may keep it from completing; the next run tries again.
-        let _ = durable.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        self.store.vacuum()?;
         Ok(report)
     }
 }
 
-/// Deletes, among the `limit` oldest attempts, those too old to count for
-/// any service and those beyond the newest `store.max_failures` (a flood of
-/// unique addresses). Ids grow with time, so the oldest rows come first and
-/// the work stays bounded without an index on the time.
+/// The bounded pruning of attempts (`store::attempts::prune`) under this
+/// config: older than any service's findtime, beyond `max_failures`.
 pub(super) fn prune_attempts(
     tx: &Transaction<'_>,
     config: &Config,
     now: i64,
     limit: i64,
 ) -> rusqlite::Result<u64> {
-    let cutoff = now - config.max_findtime();
-    let newest: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM attempts", [], |r| r.get(0))?;
-    let beyond = newest - config.store.max_failures as i64;
-    let n = attempts::delete(
-        tx,
-        "id IN (SELECT id FROM attempts ORDER BY id LIMIT ?3) AND (at <= ?1 OR id <= ?2)",
-        params![cutoff, beyond, limit],
-    )?;
-    Ok(n as u64)
+    attempts::prune(tx, now - config.max_findtime(), config.store.max_failures as i64, limit)
 }

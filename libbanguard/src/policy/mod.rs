@@ -26,11 +26,11 @@ use crate::duration::BanTime;
 use crate::error::{Error, Result};
 use crate::store::bans::{self, BanDelta, change_bans};
 use crate::store::{Access, Location, RuntimeTx, Store, retry_busy};
-use crate::store::{attempts, history};
+use crate::store::{attempts, history, outbox as notices};
 use ipnet::IpNet;
 use maintain::{PRUNE_BATCH, PRUNE_EVERY, prune_attempts};
-use outbox::queue_notice;
-use rusqlite::{OptionalExtension, Transaction, params};
+
+use rusqlite::Transaction;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -365,7 +365,7 @@ impl Banguard {
             history::add_event(dt, now, target, &service, "ban", &ban.wording(config, false))?;
             history::add_total(dt, &service, "banned", 1)?;
             if mail {
-                queue_notice(dt, now, ban.id)?;
+                notices::queue(dt, now, ban.id)?;
             }
             Ok((ban.clone(), BanDelta::added(vec![ban])))
         })?;
@@ -523,7 +523,7 @@ fn create_auto_ban(
     }
     if config.mail.enabled {
         let last = made.last().expect("one ban at least");
-        queue_notice(tx, now, last.id)?;
+        notices::queue(tx, now, last.id)?;
     }
     Ok(made)
 }

@@ -1,9 +1,8 @@
 //! What the engine tells people: bans, hosts failing, a host's history,
-//! per-service figures, bans that ended. Reads only.
+//! per-service figures, bans that ended. Reads only (rows: `store`).
 
 use super::*;
-use crate::store::attempts;
-use crate::store::bans::{BAN_COLUMNS, ban_from_row};
+use crate::store::{attempts, history};
 
 /// A host with failures counted but not (yet) banned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,13 +45,9 @@ impl Banguard {
     /// expired and lifted ones still in the history.
     pub fn bans(&self, service: Option<&str>, include_inactive: bool) -> Result<Vec<Ban>> {
         let now = self.clock.now();
-        let path = self.store.path();
-        let sql = format!("SELECT {BAN_COLUMNS} FROM bans ORDER BY created DESC, id DESC");
-        let mut stmt = self.store.durable()?.prepare(&sql).map_err(|e| Error::store(path, e))?;
-        let rows = stmt.query_map([], ban_from_row).map_err(|e| Error::store(path, e))?;
+        let rows = bans::all(self.store.durable()?).map_err(|e| Error::store(self.store.path(), e))?;
         let mut out = Vec::new();
         for b in rows {
-            let b = b.map_err(|e| Error::store(path, e))?;
             if service.is_some_and(|s| b.service != s && b.service != ALL_SERVICES) {
                 continue;
             }
@@ -69,30 +64,12 @@ impl Banguard {
         let now = self.clock.now();
         let path = self.store.runtime_path();
         let e = |err| Error::store(path, err);
-        let mut stmt = self
-            .store
-            .runtime
-            .prepare(
-                "SELECT host, service, count(*), min(at), max(at) FROM attempts
-                 WHERE at > ?1 AND (?2 IS NULL OR service = ?2) AND state != 2
-                 GROUP BY host, service ORDER BY max(at) DESC",
-            )
-            .map_err(e)?;
-        let rows = stmt
-            .query_map(params![now - self.config.max_findtime(), service], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                ))
-            })
-            .map_err(e)?;
+        let rows =
+            attempts::failing(&self.store.runtime, now - self.config.max_findtime(), service).map_err(e)?;
         let active = self.bans(None, false)?;
         let mut out = Vec::new();
         for row in rows {
-            let (host, svc, mut count, first, last): (String, String, u32, i64, i64) = row.map_err(e)?;
+            let attempts::Tally { host, service: svc, mut count, first, last } = row;
             let Some(key) = HostKey::from_db_key(&host) else { continue };
             let policy = self.config.policy(&svc);
             if first <= now - policy.findtime {
@@ -121,27 +98,9 @@ impl Banguard {
     /// The events of one host (or of every host inside a network), oldest
     /// first.
     pub fn history(&self, target: &HostKey) -> Result<Vec<Event>> {
-        let path = self.store.path();
-        let e = |err| Error::store(path, err);
-        let mut stmt = self
-            .store
-            .durable()?
-            .prepare("SELECT at, host, service, kind, detail FROM events ORDER BY at, id")
-            .map_err(e)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                ))
-            })
-            .map_err(e)?;
+        let rows = history::events(self.store.durable()?).map_err(|e| Error::store(self.store.path(), e))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (at, host, service, kind, detail) = row.map_err(e)?;
+        for history::EventRow { at, host, service, kind, detail } in rows {
             let Some(key) = HostKey::from_db_key(&host) else { continue };
             if overlaps(target, &key) {
                 out.push(Event { at, host: key, service, kind, detail });
@@ -159,24 +118,11 @@ impl Banguard {
         let re = |err| Error::store(rt_path, err);
         let durable = self.store.durable()?;
         // Failures still in the table; those pruned or consumed are in totals.
-        let live: BTreeMap<String, i64> = {
-            let mut stmt = self
-                .store
-                .runtime
-                .prepare("SELECT service, count(*) FROM attempts WHERE state IN (0, 1) GROUP BY service")
-                .map_err(re)?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(re)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(re)?
-        };
+        let live: BTreeMap<String, i64> =
+            attempts::live_by_service(&self.store.runtime).map_err(re)?.into_iter().collect();
         let mut names: Vec<String> = self.config.services.keys().chain(live.keys()).cloned().collect();
-        for (conn, e) in [(durable, &e as &dyn Fn(rusqlite::Error) -> Error), (&self.store.runtime, &re)] {
-            let mut stmt = conn.prepare("SELECT service FROM totals").map_err(e)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
-            for r in rows {
-                names.push(r.map_err(e)?);
-            }
-        }
+        names.extend(history::total_services(durable).map_err(e)?);
+        names.extend(history::total_services(&self.store.runtime).map_err(re)?);
         names.retain(|n| n != ALL_SERVICES);
         names.sort();
         names.dedup();
@@ -187,18 +133,8 @@ impl Banguard {
         let bans = self.bans(None, false)?;
         let mut out = Vec::new();
         for name in names {
-            let banned: i64 = durable
-                .query_row("SELECT banned FROM totals WHERE service = ?1", [&name], |r| r.get(0))
-                .optional()
-                .map_err(e)?
-                .unwrap_or(0);
-            let failed: i64 = self
-                .store
-                .runtime
-                .query_row("SELECT failed FROM totals WHERE service = ?1", [&name], |r| r.get(0))
-                .optional()
-                .map_err(re)?
-                .unwrap_or(0)
+            let banned = history::total(durable, &name, "banned").map_err(e)?;
+            let failed = history::total(&self.store.runtime, &name, "failed").map_err(re)?
                 + live.get(&name).copied().unwrap_or(0);
             // Hosts, not bans: a repeat offender has a service ban and an
             // all-services ban at once.
@@ -223,12 +159,7 @@ impl Banguard {
 
     /// Bans that expired since `since` (for "expired" syslog lines).
     pub fn expired_between(&self, since: i64, until: i64) -> Result<Vec<Ban>> {
-        let path = self.store.path();
-        let sql = format!(
-            "SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND expires > ?1 AND expires <= ?2 ORDER BY expires"
-        );
-        let mut stmt = self.store.durable()?.prepare(&sql).map_err(|e| Error::store(path, e))?;
-        let rows = stmt.query_map(params![since, until], ban_from_row).map_err(|e| Error::store(path, e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::store(path, e))
+        bans::ended_between(self.store.durable()?, since, until)
+            .map_err(|e| Error::store(self.store.path(), e))
     }
 }

@@ -119,3 +119,55 @@ pub(crate) fn delete(
     }
     Ok(deleted)
 }
+
+/// Deletes, among the `limit` oldest attempts, those from `cutoff` or
+/// before (too old to count for any service) and those beyond the newest
+/// `keep` (a flood of unique addresses). Ids grow with time, so the oldest
+/// rows come first and the work stays bounded without an index on the
+/// time.
+pub(crate) fn prune(tx: &Transaction<'_>, cutoff: i64, keep: i64, limit: i64) -> rusqlite::Result<u64> {
+    let newest: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM attempts", [], |r| r.get(0))?;
+    let n = delete(
+        tx,
+        "id IN (SELECT id FROM attempts ORDER BY id LIMIT ?3) AND (at <= ?1 OR id <= ?2)",
+        params![cutoff, newest - keep, limit],
+    )?;
+    Ok(n as u64)
+}
+
+/// Pulls attempts from the future (a clock stepped back) to `now`.
+pub(crate) fn pull_back(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<u64> {
+    Ok(tx.execute("UPDATE attempts SET at = ?1 WHERE at > ?1 + 60", [now])? as u64)
+}
+
+/// One host's attempts on one service, not given back.
+pub(crate) struct Tally {
+    /// The host's store key.
+    pub host: String,
+    pub service: String,
+    pub count: u32,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Per host and service, the attempts since `since` not given back (on
+/// `service` only, if given), newest last attempt first.
+pub(crate) fn failing(conn: &Connection, since: i64, service: Option<&str>) -> rusqlite::Result<Vec<Tally>> {
+    let mut stmt = conn.prepare(
+        "SELECT host, service, count(*), min(at), max(at) FROM attempts
+         WHERE at > ?1 AND (?2 IS NULL OR service = ?2) AND state != 2
+         GROUP BY host, service ORDER BY max(at) DESC",
+    )?;
+    let rows = stmt.query_map(params![since, service], |r| {
+        Ok(Tally { host: r.get(0)?, service: r.get(1)?, count: r.get(2)?, first: r.get(3)?, last: r.get(4)? })
+    })?;
+    rows.collect()
+}
+
+/// Failures still in the table, per service.
+pub(crate) fn live_by_service(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt =
+        conn.prepare("SELECT service, count(*) FROM attempts WHERE state IN (0, 1) GROUP BY service")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}

@@ -286,3 +286,49 @@ pub(crate) fn mark_pushed(store: &Store, ids: &[i64], now: i64) -> Result<()> {
     }
     tx.commit().map_err(e)
 }
+
+/// Every ban in the store, newest first.
+pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<Ban>> {
+    let mut stmt = conn.prepare(&format!("SELECT {BAN_COLUMNS} FROM bans ORDER BY created DESC, id DESC"))?;
+    let rows = stmt.query_map([], ban_from_row)?;
+    rows.collect()
+}
+
+/// Bans not lifted that ended after `since`, up to `until`, in the order
+/// they ended.
+pub(crate) fn ended_between(conn: &Connection, since: i64, until: i64) -> rusqlite::Result<Vec<Ban>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {BAN_COLUMNS} FROM bans WHERE lifted IS NULL AND expires > ?1 AND expires <= ?2 ORDER BY expires"
+    ))?;
+    let rows = stmt.query_map(params![since, until], ban_from_row)?;
+    rows.collect()
+}
+
+/// Drops ended bans from the runtime state's mirror (the store keeps them
+/// as history).
+pub(crate) fn drop_ended_from_mirror(rt: &Transaction<'_>, now: i64) -> rusqlite::Result<()> {
+    rt.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?1", [now])?;
+    Ok(())
+}
+
+/// Deletes from the store the bans made before `before` that have ended
+/// and have no notice waiting; how many.
+pub(crate) fn prune_ended(dt: &Transaction<'_>, before: i64) -> rusqlite::Result<u64> {
+    Ok(dt.execute(
+        "DELETE FROM bans WHERE created < ?1 AND (lifted IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))
+           AND id NOT IN (SELECT ban_id FROM outbox)",
+        [before],
+    )? as u64)
+}
+
+/// A clock stepped back: bans made in the future are moved to `now`,
+/// ending no later than their full length from now; how many.
+pub(crate) fn pull_back(dt: &Transaction<'_>, now: i64) -> rusqlite::Result<u64> {
+    let shifted = dt.execute(
+        "UPDATE bans SET expires = ?1 + (expires - created), created = ?1
+         WHERE created > ?1 + 60 AND expires IS NOT NULL",
+        [now],
+    )?;
+    let permanent = dt.execute("UPDATE bans SET created = ?1 WHERE created > ?1 + 60", [now])?;
+    Ok((shifted + permanent) as u64)
+}

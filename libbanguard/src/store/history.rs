@@ -2,7 +2,7 @@
 //! change and every attempt row that leaves the runtime state.
 
 use crate::addr::HostKey;
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// One line of `banguardctl history`.
 pub(crate) fn add_event(
@@ -38,4 +38,54 @@ pub(crate) fn add_total(
     );
     tx.prepare_cached(&sql)?.execute(params![service, delta])?;
     Ok(())
+}
+
+/// An event row as stored (the host as its store key).
+pub(crate) struct EventRow {
+    pub at: i64,
+    pub host: String,
+    pub service: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Every event row, oldest first.
+pub(crate) fn events(conn: &Connection) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare("SELECT at, host, service, kind, detail FROM events ORDER BY at, id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(EventRow {
+            at: r.get(0)?,
+            host: r.get(1)?,
+            service: r.get(2)?,
+            kind: r.get(3)?,
+            detail: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The services with a total in this file.
+pub(crate) fn total_services(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT service FROM totals")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// One per-service total (`failed` in the runtime state, `banned` in the
+/// store); 0 if none was kept.
+pub(crate) fn total(conn: &Connection, service: &str, column: &str) -> rusqlite::Result<i64> {
+    debug_assert!(column == "failed" || column == "banned");
+    conn.query_row(&format!("SELECT {column} FROM totals WHERE service = ?1"), [service], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
+}
+
+/// Deletes events from before `before`; how many.
+pub(crate) fn prune_events(tx: &Transaction<'_>, before: i64) -> rusqlite::Result<u64> {
+    Ok(tx.execute("DELETE FROM events WHERE at < ?1", [before])? as u64)
+}
+
+/// Pulls events from the future (a clock stepped back) to `now`.
+pub(crate) fn pull_back_events(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<u64> {
+    Ok(tx.execute("UPDATE events SET at = ?1 WHERE at > ?1 + 60", [now])? as u64)
 }

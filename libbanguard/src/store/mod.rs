@@ -31,6 +31,7 @@
 pub(crate) mod attempts;
 pub(crate) mod bans;
 pub(crate) mod history;
+pub(crate) mod outbox;
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
 use crate::lock::{self, Turn, TurnLock};
@@ -433,6 +434,19 @@ impl Store {
         }
         let conn = open_durable(&self.path, self.busy_timeout, self.sync, self.access)?;
         Ok(self.durable.get_or_init(|| conn))
+    }
+
+    /// Returns free pages of both files to the disk and folds the store's
+    /// write-ahead log back (busy readers may keep that from completing:
+    /// the next run tries again).
+    pub(crate) fn vacuum(&self) -> Result<()> {
+        self.runtime
+            .execute_batch("PRAGMA incremental_vacuum(1000)")
+            .map_err(|e| Error::store(&self.runtime_path, e))?;
+        let durable = self.durable()?;
+        durable.execute_batch("PRAGMA incremental_vacuum(1000)").map_err(|e| Error::store(&self.path, e))?;
+        let _ = durable.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        Ok(())
     }
 
     /// The schema version stored in the store proper.
