@@ -22,6 +22,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 # Where libpam looks for modules: next to pam_unix.so.
 PAMDIR ?= $(shell d=$$(find /lib /usr/lib /lib64 /usr/lib64 -name pam_unix.so 2>/dev/null | head -1); \
 	if [ -n "$$d" ]; then dirname "$$d"; else echo /lib/security; fi)
@@ -43,9 +44,10 @@ DEB_FILE ?= dist/banguard_$(VERSION)_$(DEB_ARCH).deb
 TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
-	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3 fail2ban
+	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3 fail2ban \
+	selinux-policy-dev selinux-policy-default setools rpm rpmlint
 
-.PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man
+.PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man selinux rpm
 
 all: build
 
@@ -117,7 +119,7 @@ install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbang
 	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR) $(DESTDIR)$(LIBDIR) \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(PAMCONFIGDIR) $(DESTDIR)$(CRONDIR) \
-		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(CONFDIR)/banguard.d
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(CONFDIR)/banguard.d
 	install -d -m 0700 $(DESTDIR)$(STATEDIR)
 	install -m 0755 $(RELEASE)/banguardctl $(DESTDIR)$(SBINDIR)/banguardctl
 	$(STRIP) $(DESTDIR)$(SBINDIR)/banguardctl
@@ -137,6 +139,7 @@ install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbang
 	install -m 0644 conf/pam-configs/banguard-success $(DESTDIR)$(PAMCONFIGDIR)/banguard-success
 	sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/cron.d/banguard > $(DESTDIR)$(CRONDIR)/banguard
 	chmod 0644 $(DESTDIR)$(CRONDIR)/banguard
+	install -m 0644 conf/tmpfiles.d/banguard.conf $(DESTDIR)$(TMPFILESDIR)/banguard.conf
 	for u in banguard-sync.service banguard-sync.timer banguard-sync.path; do \
 		sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; done
@@ -168,8 +171,19 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/banguardctl.8 $(DESTDIR)$(MANDIR)/man5/banguard.toml.5 \
 		$(DESTDIR)$(PAMCONFIGDIR)/banguard $(DESTDIR)$(PAMCONFIGDIR)/banguard-success $(DESTDIR)$(CRONDIR)/banguard \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.service $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.timer \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path $(DESTDIR)$(CONFDIR)/banguard.toml.dist
+		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path $(DESTDIR)$(TMPFILESDIR)/banguard.conf \
+		$(DESTDIR)$(CONFDIR)/banguard.toml.dist
 	@echo "make uninstall: kept $(CONFDIR) (your config) and $(STATEDIR) (the store); rm -r them to forget everything"
+
+# The SELinux policy module (packaging/selinux), compiled against the
+# policy headers of this machine (selinux-policy-dev on Debian,
+# selinux-policy-devel on RHEL/Fedora).
+SELINUX_DEVEL ?= /usr/share/selinux/devel/Makefile
+selinux: $(RELEASE)/selinux/banguard.pp
+$(RELEASE)/selinux/banguard.pp: packaging/selinux/banguard.te packaging/selinux/banguard.if packaging/selinux/banguard.fc
+	rm -rf $(RELEASE)/selinux && mkdir -p $(RELEASE)/selinux
+	cp packaging/selinux/banguard.te packaging/selinux/banguard.if packaging/selinux/banguard.fc $(RELEASE)/selinux/
+	$(MAKE) --no-print-directory -C $(RELEASE)/selinux -f $(SELINUX_DEVEL) banguard.pp
 
 # A Debian package built with dpkg-deb from a `make install` staging tree
 # (no cargo-deb, no network). Paths follow Debian: /usr, the multiarch

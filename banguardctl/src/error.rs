@@ -26,7 +26,10 @@ impl fmt::Display for Error {
         // One line, whatever a message carries (a command's stderr can have
         // several).
         let text = match self {
-            Error::Core(e) => e.to_string(),
+            Error::Core(e) => match e.platform_advice() {
+                Some(advice) => format!("{e}; {advice}"),
+                None => e.to_string(),
+            },
             Error::Msg(m) => m.clone(),
             Error::BrokenPipe => "stdout closed".to_string(),
         };

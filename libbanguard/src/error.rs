@@ -62,6 +62,29 @@ impl Error {
         matches!(self, Error::Overloaded { .. }) || self.is_busy()
     }
 
+    /// Whether the system refused access to a file (the store, the
+    /// runtime state, their directories, the lock, the config).
+    pub fn is_access_denied(&self) -> bool {
+        use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
+        match self {
+            Error::Io { source, .. } | Error::ConfigRead { source, .. } => {
+                source.kind() == io::ErrorKind::PermissionDenied
+            }
+            Error::Store { source: Some(SqlError(rusqlite::Error::SqliteFailure(f, _))), .. } => {
+                matches!(f.code, CannotOpen | PermissionDenied | ReadOnly)
+            }
+            _ => false,
+        }
+    }
+
+    /// What the platform adds to this error: a denial to root while
+    /// SELinux is enforcing is SELinux's (file modes do not stop root), and
+    /// the fix is banguard's policy module.
+    pub fn platform_advice(&self) -> Option<&'static str> {
+        let denied = self.is_access_denied() && crate::sys::effective_uid() == 0;
+        selinux_advice(denied, crate::sys::selinux_enforcing())
+    }
+
     /// What kind of trouble this is (the C ABI maps it to its codes; the
     /// module rate-limits its log lines per kind).
     pub fn kind(&self) -> ErrorKind {
@@ -110,6 +133,16 @@ impl fmt::Display for ErrorKind {
         f.write_str(self.name())
     }
 }
+
+/// What to say about a denial to root, given whether SELinux enforces.
+fn selinux_advice(denied_to_root: bool, enforcing: bool) -> Option<&'static str> {
+    (denied_to_root && enforcing).then_some(SELINUX_ADVICE)
+}
+
+/// The fix for a denial by SELinux.
+pub const SELINUX_ADVICE: &str = "SELinux is enforcing and denied it: install banguard's policy module \
+     (package banguard-selinux, or `semodule -i banguard.pp`), then \
+     `restorecon -R /etc/banguard /var/lib/banguard /run/banguard`";
 
 /// The SQLite error under a store error: its text and `source()` only;
 /// SQLite's own types are not part of the library's API.
@@ -224,5 +257,31 @@ impl std::error::Error for Error {
             Error::Store { source: Some(s), .. } => Some(s),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_to_root_under_selinux_names_the_policy_module() {
+        let denied = Error::Io {
+            path: "/var/lib/banguard".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert!(denied.is_access_denied());
+        let cannot_open = Error::store(
+            "/var/lib/banguard/banguard.db",
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN), None),
+        );
+        assert!(cannot_open.is_access_denied());
+        let missing =
+            Error::Io { path: "/etc/banguard".into(), source: io::Error::from(io::ErrorKind::NotFound) };
+        assert!(!missing.is_access_denied());
+        let advice = selinux_advice(true, true).unwrap();
+        assert!(advice.contains("banguard-selinux") && advice.contains("restorecon"), "{advice}");
+        assert_eq!(selinux_advice(true, false), None, "permissive or disabled: not SELinux's doing");
+        assert_eq!(selinux_advice(false, true), None, "not a denial");
     }
 }

@@ -107,6 +107,12 @@ fn one_line(message: &str) -> String {
     message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
+/// Whether SELinux is enforcing on this machine (`/sys/fs/selinux/enforce`
+/// reads `1`; a file only the kernel provides).
+pub fn selinux_enforcing() -> bool {
+    std::fs::read("/sys/fs/selinux/enforce").is_ok_and(|v| v.first() == Some(&b'1'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

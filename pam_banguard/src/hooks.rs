@@ -71,7 +71,10 @@ impl std::fmt::Display for Trouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Trouble::Options(m) => f.write_str(m),
-            Trouble::Core(e) => write!(f, "{e}"),
+            Trouble::Core(e) => match e.platform_advice() {
+                Some(advice) => write!(f, "{e}; {advice}"),
+                None => write!(f, "{e}"),
+            },
             Trouble::Panic(m) => write!(f, "internal error (panic): {m}"),
         }
     }

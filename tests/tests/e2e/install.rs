@@ -71,6 +71,7 @@ fn install_and_uninstall_into_destdir() {
         ("opt/bg/lib/systemd/system/banguard-sync.service", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.timer", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.path", 0o644),
+        ("opt/bg/lib/tmpfiles.d/banguard.conf", 0o644),
         ("var/lib/banguard", 0o700),
     ] {
         assert_eq!(mode(&d.join(path)), want, "{path}");
@@ -219,6 +220,7 @@ fn deb_package_contents() {
         ("./usr/share/man/man8/pam_banguard.8.gz", "-rw-r--r-- root/root"),
         ("./usr/share/man/man5/banguard.toml.5.gz", "-rw-r--r-- root/root"),
         ("./lib/systemd/system/banguard-sync.timer", "-rw-r--r-- root/root"),
+        ("./usr/lib/tmpfiles.d/banguard.conf", "-rw-r--r-- root/root"),
     ] {
         let line = listing.lines().find(|l| l.ends_with(file));
         let line = line.unwrap_or_else(|| panic!("{file} missing from the package:\n{listing}"));

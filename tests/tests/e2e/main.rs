@@ -21,6 +21,7 @@ mod import_fail2ban;
 mod install;
 mod man;
 mod pam_stack;
+mod selinux;
 mod sshd_harness;
 mod sshd_module;
 mod vsftpd_module;
