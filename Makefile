@@ -47,7 +47,7 @@ TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3 fail2ban \
 	selinux-policy-dev selinux-policy-default setools rpm rpmlint
 
-.PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man selinux rpm
+.PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man selinux rpm floor
 
 all: build
 
@@ -65,14 +65,33 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES); rc=$$?; \
 	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
 	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban 2>/dev/null || true; \
-	else systemctl disable fail2ban 2>/dev/null || true; fi; exit $$rc
+	else systemctl disable fail2ban 2>/dev/null || true; fi; \
+	[ $$rc = 0 ] || exit $$rc; \
+	python3 -m pip install --quiet --disable-pip-version-check $(FLOOR_TOOLS)
+
+# Release binaries that load on glibc 2.28 (RHEL 8): built with zig's
+# linker against that glibc's symbol versions (cargo-zigbuild). zig does
+# not search the multiarch dir, and that dir's older libsqlite3 must not
+# shadow the bundled one: only libpam is offered, from a private dir.
+FLOOR_TOOLS = cargo-zigbuild==0.24.1 ziglang==0.17.1
+FLOOR_GLIBC = 2.28
+FLOOR_TARGET = x86_64-unknown-linux-gnu
+FLOOR_DIR = $(TARGET_DIR)/$(FLOOR_TARGET)/release
+floor:
+	mkdir -p $(TARGET_DIR)/floor-libs
+	ln -sf $$(gcc -print-file-name=libpam.so) $(TARGET_DIR)/floor-libs/libpam.so
+	RUSTFLAGS="-L native=$(abspath $(TARGET_DIR))/floor-libs" $(CARGO) zigbuild --release \
+		--target $(FLOOR_TARGET).$(FLOOR_GLIBC) -p pam_banguard -p banguard-capi -p banguardctl
 
 # Every test: unit, integration, and end-to-end against real programs
-# (end-to-end tests need root; outside CI they skip loudly without it).
+# (end-to-end tests need root; outside CI they skip loudly without it);
+# then the PAM stack tests again with the glibc 2.28 build of the module.
 test:
 	$(CARGO) build --workspace --all-targets
 	rm -f $(TARGET_DIR)/e2e-skipped.txt
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory floor
+	BANGUARD_TEST_ARTIFACTS=$(abspath $(FLOOR_DIR)) $(CARGO) test -p banguard-e2e --test e2e pam_stack::
 	@if [ -s $(TARGET_DIR)/e2e-skipped.txt ]; then \
 		echo; echo "SKIPPED, prerequisites missing (with CI=true each is a failure):"; \
 		sed 's/^/  /' $(TARGET_DIR)/e2e-skipped.txt; fi

@@ -119,10 +119,29 @@ pub struct Artifacts {
     pub include_dir: PathBuf,
 }
 
+/// Environment variable naming a directory of prebuilt artifacts to test
+/// instead of the current profile's (`make test` runs the PAM stack tests
+/// again with the glibc 2.28 build this way).
+pub const ARTIFACTS_ENV: &str = "BANGUARD_TEST_ARTIFACTS";
+
 /// Locates (building once if needed) the artifacts of the current profile.
 pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
+        if let Some(dir) = std::env::var_os(ARTIFACTS_ENV) {
+            let dir = PathBuf::from(dir);
+            let a = Artifacts {
+                pam_module: dir.join("libpam_banguard.so"),
+                capi_lib: dir.join("libbanguard_capi.so"),
+                banguardctl: dir.join("banguardctl"),
+                include_dir: workspace_root().join("libbanguard/capi/include"),
+                target_dir: dir,
+            };
+            for p in [&a.pam_module, &a.capi_lib, &a.banguardctl] {
+                assert!(p.exists(), "{ARTIFACTS_ENV}: {} does not exist", p.display());
+            }
+            return a;
+        }
         // target/<profile>/deps/<test-binary>: the profile dir is two up.
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe

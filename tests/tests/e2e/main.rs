@@ -15,6 +15,7 @@ mod concurrency;
 mod dovecot_module;
 mod faults;
 mod firewall;
+mod floor;
 mod harness;
 mod hosts_deny;
 mod import_fail2ban;
