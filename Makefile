@@ -204,6 +204,36 @@ $(RELEASE)/selinux/banguard.pp: packaging/selinux/banguard.te packaging/selinux/
 	cp packaging/selinux/banguard.te packaging/selinux/banguard.if packaging/selinux/banguard.fc $(RELEASE)/selinux/
 	$(MAKE) --no-print-directory -C $(RELEASE)/selinux -f $(SELINUX_DEVEL) banguard.pp
 
+# An RPM for RHEL 8 and later (packaging/rpm/banguard.spec, a plain spec:
+# rpm's own scriptlets and Fedora's SELinux pattern, which
+# cargo-generate-rpm cannot express): the glibc 2.28 build, staged with
+# `make install` in RHEL's paths, packaged by rpmbuild into RPM_DIST
+# (banguard, banguard-devel, banguard-selinux). On a RHEL build host,
+# `rpmbuild -bb packaging/rpm/banguard.spec` in the source tree builds from
+# source instead.
+RPM_TOP = $(TARGET_DIR)/rpm
+RPM_STAGE = $(abspath $(RPM_TOP))/stage
+RPM_DIST ?= dist
+rpm: floor
+	$(MAKE) --no-print-directory man selinux RELEASE=$(FLOOR_DIR)
+	rm -rf $(RPM_TOP) && mkdir -p $(RPM_STAGE)
+	$(MAKE) --no-print-directory install RELEASE=$(FLOOR_DIR) DESTDIR=$(RPM_STAGE) PREFIX=/usr \
+		SBINDIR=/usr/sbin LIBDIR=/usr/lib64 PAMDIR=/usr/lib64/security \
+		SYSTEMDUNITDIR=/usr/lib/systemd/system TMPFILESDIR=/usr/lib/tmpfiles.d
+	rm -rf $(RPM_STAGE)/usr/share/pam-configs $(RPM_STAGE)/etc/cron.d $(RPM_STAGE)/etc/banguard/banguard.toml.dist
+	gzip -9n $(RPM_STAGE)/usr/share/man/man*/*
+	chmod 0755 $(RPM_STAGE)/usr/lib64/libbanguard.so.$(VERSION) $(RPM_STAGE)/usr/lib64/security/pam_banguard.so
+	install -D -m 0644 README.md $(RPM_STAGE)/usr/share/doc/banguard/README.md
+	install -D -m 0755 packaging/authselect/banguard-authselect $(RPM_STAGE)/usr/sbin/banguard-authselect
+	install -D -m 0644 $(FLOOR_DIR)/selinux/banguard.pp $(RPM_STAGE)/usr/share/selinux/packages/targeted/banguard.pp
+	bzip2 -9 $(RPM_STAGE)/usr/share/selinux/packages/targeted/banguard.pp
+	install -D -m 0644 packaging/selinux/banguard.if $(RPM_STAGE)/usr/share/selinux/devel/include/distributed/banguard.if
+	mkdir -p $(RPM_DIST)
+	rpmbuild -bb --nodeps --quiet --define "_topdir $(abspath $(RPM_TOP))" --define "stage $(RPM_STAGE)" \
+		--define "_rpmdir $(abspath $(RPM_DIST))" --define "_build_id_links none" --define "__brp_compress true" \
+		packaging/rpm/banguard.spec
+	@echo "make rpm: $$(find $(RPM_DIST) -name 'banguard*-$(VERSION)-*.rpm' | sort | tr '\n' ' ')"
+
 # A Debian package built with dpkg-deb from a `make install` staging tree
 # (no cargo-deb, no network). Paths follow Debian: /usr, the multiarch
 # libdir, the PAM directory libpam-modules uses, /lib/systemd/system.

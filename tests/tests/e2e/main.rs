@@ -8,6 +8,7 @@
 //! is counted as skipped elsewhere: `make test` lists the skipped tests at
 //! the end.
 
+mod authselect;
 mod ban_to_drop;
 mod capi;
 mod cli;
@@ -22,6 +23,7 @@ mod import_fail2ban;
 mod install;
 mod man;
 mod pam_stack;
+mod rpm;
 mod selinux;
 mod sshd_harness;
 mod sshd_module;
