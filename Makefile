@@ -67,7 +67,7 @@ deps:
 	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban 2>/dev/null || true; \
 	else systemctl disable fail2ban 2>/dev/null || true; fi; \
 	[ $$rc = 0 ] || exit $$rc; \
-	python3 -m pip install --quiet --disable-pip-version-check $(FLOOR_TOOLS)
+	python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(FLOOR_TOOLS)
 
 # Release binaries that load on glibc 2.28 (RHEL 8): built with zig's
 # linker against that glibc's symbol versions (cargo-zigbuild). zig does
@@ -80,6 +80,7 @@ FLOOR_DIR = $(TARGET_DIR)/$(FLOOR_TARGET)/release
 floor:
 	mkdir -p $(TARGET_DIR)/floor-libs
 	ln -sf $$(gcc -print-file-name=libpam.so) $(TARGET_DIR)/floor-libs/libpam.so
+	PATH="$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
 	RUSTFLAGS="-L native=$(abspath $(TARGET_DIR))/floor-libs" $(CARGO) zigbuild --release \
 		--target $(FLOOR_TARGET).$(FLOOR_GLIBC) -p pam_banguard -p banguard-capi -p banguardctl
 

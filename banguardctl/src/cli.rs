@@ -14,7 +14,7 @@ Exit status:
      nothing to show; `sync` also when another sync held the lock
   1  nothing matched: `unban` or `history` of a host with no ban, failure
      or record (`unban --all` with nothing to lift); `test` of a client
-     that would be refused now
+     that would be refused now; `doctor` found a failing check
   2  error: bad input (not an address, unknown flag), unreadable or
      invalid config (file:line: key: message), store or firewall failure,
      a write command run without root
@@ -69,6 +69,17 @@ pub enum Command {
     Sync(SyncArgs),
     /// Bring another tool's set-up over: `import fail2ban`.
     Import(ImportArgs),
+    /// Check that banguard is installed so that it protects something.
+    ///
+    /// One line per check, each ok, WARN, FAIL or - (does not apply): the
+    /// config (valid, root's), the store's and runtime state's directories
+    /// and files (owner, mode, free space), the PAM module where libpam
+    /// looks, which PAM stacks reach banguard's line (sshd, vsftpd, login,
+    /// su, sudo, dovecot, through includes such as common-auth or
+    /// password-auth), the sync units or cron, the firewall back-ends, and
+    /// SELinux (mode, banguard's policy module, the file contexts). Exit 1
+    /// when a check fails. Reads only.
+    Doctor(DoctorArgs),
     /// Print a man page in roff: banguardctl(8), generated from these
     /// definitions, or pam_banguard(8), from doc/pam_banguard.md.
     #[command(hide = true)]
@@ -76,6 +87,14 @@ pub enum Command {
         #[arg(default_value = "banguardctl", value_parser = ["banguardctl", "pam_banguard"])]
         page: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check the installation below DIR (an image, a chroot) instead of
+    /// this system; SELinux and enabled units are checked live only.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod ban;
 mod check_config;
+mod doctor;
 mod history;
 mod import;
 mod list;
@@ -26,6 +27,10 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         written.map_err(crate::error::Error::from)?;
         return Ok(Outcome::Ok);
     }
+    if let Command::Doctor(a) = &cli.command {
+        // Runs whatever state the config is in: it reports on it.
+        return doctor::run(cli.config.clone(), cli.json, a);
+    }
     let ctx = Ctx::load(cli.config, cli.json)?;
     match cli.command {
         Command::List(a) => list::run(&ctx, &a),
@@ -37,6 +42,6 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::CheckConfig => check_config::run(&ctx),
         Command::Sync(a) => sync::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
-        Command::Man { .. } => unreachable!("handled above"),
+        Command::Man { .. } | Command::Doctor(_) => unreachable!("handled above"),
     }
 }

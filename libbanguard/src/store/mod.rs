@@ -767,7 +767,7 @@ pub fn check_dir(dir: &Path) -> Result<()> {
 
 /// The store decides who gets refused: it must be root's (or the current
 /// user's) file, not a link, and changeable by its owner only.
-fn check_store_permissions(path: &Path) -> Result<()> {
+pub fn check_store_permissions(path: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Store {

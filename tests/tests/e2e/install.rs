@@ -353,3 +353,102 @@ test -e /var/lib/banguard || echo "/var/lib/banguard gone"
         assert!(purged.contains(want), "after dpkg -P, wanted `{want}`:\n{all}");
     }
 }
+
+/// `banguardctl doctor --root` on an installation made by `make install`:
+/// the good one passes, and each way of breaking it is a FAIL line that
+/// says what to do, with exit 1.
+#[test]
+fn doctor_tells_a_working_installation_from_broken_ones() {
+    if !require("doctor_tells_a_working_installation_from_broken_ones", true, &["make", "strip"]) {
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    let destdir = format!("DESTDIR={}", d.display());
+    let pamdir = "/lib/x86_64-linux-gnu/security";
+    let vars = [
+        destdir.as_str(),
+        "PREFIX=/usr",
+        "PAMDIR=/lib/x86_64-linux-gnu/security",
+        "SYSTEMDUNITDIR=/lib/systemd/system",
+    ];
+    // libpam's own modules, where doctor looks for the directory libpam uses.
+    fs::create_dir_all(d.join(&pamdir[1..])).unwrap();
+    fs::write(d.join(&pamdir[1..]).join("pam_unix.so"), b"").unwrap();
+    make(&[&["install"], &vars[..]].concat());
+    // The image's nft, for the default back-end.
+    fs::create_dir_all(d.join("usr/sbin")).unwrap();
+    fs::write(d.join("usr/sbin/nft"), b"").unwrap();
+    fs::create_dir_all(d.join("etc/pam.d")).unwrap();
+    let pam = |name: &str, text: &str| fs::write(d.join("etc/pam.d").join(name), text).unwrap();
+    pam(
+        "common-auth",
+        "auth requisite pam_banguard.so\nauth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\nauth required pam_permit.so\n",
+    );
+    pam("sshd", "# PAM configuration for sshd\n@include common-auth\naccount required pam_unix.so\n");
+    pam(
+        "vsftpd",
+        "auth required pam_listfile.so item=user sense=deny file=/etc/ftpusers\nauth include system-auth-missing\n",
+    );
+    let doctor = || {
+        let out = Command::new(&artifacts().banguardctl)
+            .args(["--json", "doctor", "--root"])
+            .arg(d)
+            .output()
+            .expect("run doctor");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), report)
+    };
+    let line = |report: &serde_json::Value, name: &str| -> (String, String) {
+        let c = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).expect(name);
+        (c["verdict"].as_str().unwrap().to_string(), c["detail"].as_str().unwrap().to_string())
+    };
+    let (code, good) = doctor();
+    assert_eq!(code, Some(0), "{good:#}");
+    assert_eq!(line(&good, "config").0, "ok", "{good:#}");
+    assert_eq!(line(&good, "PAM module").0, "ok");
+    let (verdict, stacks) = line(&good, "PAM stacks");
+    assert_eq!(verdict, "ok", "{stacks}");
+    assert!(
+        stacks.contains("sshd (via /etc/pam.d/common-auth)") && stacks.contains("not: vsftpd"),
+        "{stacks}"
+    );
+    assert!(line(&good, "sync job").1.contains("banguard-sync.timer"), "{good:#}");
+
+    let fails = |name: &str, why: &str| {
+        let (code, report) = doctor();
+        assert_eq!(code, Some(1), "{report:#}");
+        let (verdict, detail) = line(&report, name);
+        assert_eq!(verdict, "fail", "{name}: {detail}");
+        assert!(detail.contains(why), "{name}: {detail}");
+    };
+    // A config others may change.
+    let config = d.join("etc/banguard/banguard.toml");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o666)).unwrap();
+    fails("config", "chmod go-w");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    // A store directory others may write in.
+    let state = d.join("var/lib/banguard");
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+    fails("store", "chmod 700");
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    // The module missing where libpam looks.
+    let module = d.join(&pamdir[1..]).join("pam_banguard.so");
+    fs::rename(&module, d.join("pam_banguard.so.away")).unwrap();
+    fails("PAM module", "pam_banguard.so is missing");
+    fs::rename(d.join("pam_banguard.so.away"), &module).unwrap();
+    // No stack loads it.
+    pam("common-auth", "auth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\n");
+    fails("PAM stacks", "banguard protects nothing");
+    // No sync job.
+    pam("common-auth", "auth requisite pam_banguard.so\n");
+    for u in ["banguard-sync.timer", "banguard-sync.path", "banguard-sync.service"] {
+        fs::remove_file(d.join("lib/systemd/system").join(u)).unwrap();
+    }
+    fs::remove_file(d.join("etc/cron.d/banguard")).unwrap();
+    fails("sync job", "bans never reach the firewall");
+    // No firewall tool for the configured back-end.
+    fs::remove_file(d.join("usr/sbin/nft")).unwrap();
+    fails("firewall", "nft is not installed");
+}

@@ -13,7 +13,7 @@ fn rpm_query(args: &[&str], file: &std::path::Path) -> String {
 
 #[test]
 fn make_rpm_builds_packages_for_rhel() {
-    let tools = ["make", "rpmbuild", "rpm", "rpmlint", "cargo-zigbuild", "bzip2", "gzip"];
+    let tools = ["make", "rpmbuild", "rpm", "rpmlint", "python3", "bzip2", "gzip"];
     if !require("make_rpm_builds_packages_for_rhel", true, &tools) {
         return;
     }

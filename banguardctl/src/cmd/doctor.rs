@@ -1,0 +1,376 @@
+//! `banguardctl doctor`: is banguard installed so that it protects
+//! something? One line per check, each with a verdict and what to do;
+//! `--json` for scripts; `--root DIR` checks an installation below DIR (an
+//! image, a chroot). Reads only; runs only `systemctl is-enabled` and
+//! `semodule -l`, and only on the live system.
+
+use crate::Outcome;
+use crate::cli::DoctorArgs;
+use crate::error::Result;
+use banguard::config::{Config, DEFAULT_CONFIG};
+use banguard::sync::BackendKind;
+use serde::Serialize;
+use serde_json::json;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+    /// Does not apply here (SELinux disabled, a back-end not configured).
+    Skip,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    verdict: Verdict,
+    detail: String,
+}
+
+/// PAM services whose stacks doctor follows, and the daemons behind them.
+const SERVICES: &[&str] = &["sshd", "vsftpd", "login", "su", "sudo", "dovecot", "proftpd", "pure-ftpd"];
+
+/// Where distributions keep PAM modules, newest layouts first.
+const PAM_DIRS: &[&str] = &[
+    "/usr/lib64/security",
+    "/lib64/security",
+    "/usr/lib/x86_64-linux-gnu/security",
+    "/lib/x86_64-linux-gnu/security",
+    "/usr/lib/aarch64-linux-gnu/security",
+    "/lib/aarch64-linux-gnu/security",
+    "/usr/lib/security",
+    "/lib/security",
+];
+
+const UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+struct Doctor {
+    root: PathBuf,
+    live: bool,
+    checks: Vec<Check>,
+}
+
+impl Doctor {
+    /// `path` below the root being checked.
+    fn at(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix("/") {
+            Ok(rel) => self.root.join(rel),
+            Err(_) => self.root.join(path),
+        }
+    }
+
+    fn add(&mut self, name: &'static str, verdict: Verdict, detail: impl Into<String>) {
+        self.checks.push(Check { name, verdict, detail: detail.into() });
+    }
+}
+
+pub fn run(config: Option<PathBuf>, json_out: bool, args: &DoctorArgs) -> Result<Outcome> {
+    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let mut d = Doctor { live: root == Path::new("/"), root, checks: Vec::new() };
+    let config_path = config.unwrap_or_else(|| d.at(Path::new(DEFAULT_CONFIG)));
+    let mut config = check_config(&mut d, &config_path).unwrap_or_default();
+    // The store's and hosts.deny's paths, below the root being checked.
+    config.database = d.at(&config.database);
+    config.store.runtime = d.at(&config.store.runtime);
+    config.sync.hosts_deny = d.at(&config.sync.hosts_deny);
+    check_store(&mut d, &config);
+    check_module(&mut d);
+    check_stacks(&mut d);
+    check_sync(&mut d, &config);
+    check_selinux(&mut d);
+    let failed = d.checks.iter().any(|c| c.verdict == Verdict::Fail);
+    if json_out {
+        let text =
+            serde_json::to_string_pretty(&json!({ "root": d.root, "ok": !failed, "checks": d.checks }))
+                .map_err(|e| crate::error::Error::msg(e.to_string()))?;
+        print(&format!("{text}\n"))?;
+    } else {
+        let mut out = String::new();
+        let width = d.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for c in &d.checks {
+            let verdict = match c.verdict {
+                Verdict::Ok => "ok",
+                Verdict::Warn => "WARN",
+                Verdict::Fail => "FAIL",
+                Verdict::Skip => "-",
+            };
+            out.push_str(&format!("{verdict:<4}  {:<width$}  {}\n", c.name, c.detail));
+        }
+        out.push_str(if failed {
+            "\nbanguard is not protecting this system as it should: fix the FAIL lines above.\n"
+        } else {
+            "\nNo failures.\n"
+        });
+        print(&out)?;
+    }
+    Ok(if failed { Outcome::NoMatch } else { Outcome::Ok })
+}
+
+fn print(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn check_config(d: &mut Doctor, path: &Path) -> Option<Config> {
+    if !path.exists() {
+        d.add("config", Verdict::Warn, format!("{} does not exist: built-in defaults apply", path.display()));
+        return None;
+    }
+    match Config::load(path) {
+        Ok(c) => {
+            let files = c.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+            d.add("config", Verdict::Ok, format!("valid and root's: {files}"));
+            Some(c)
+        }
+        Err(e) => {
+            d.add("config", Verdict::Fail, format!("{e}"));
+            None
+        }
+    }
+}
+
+fn check_store(d: &mut Doctor, config: &Config) {
+    for (name, file) in [("store", &config.database), ("runtime state", &config.store.runtime)] {
+        let Some(dir) = file.parent() else { continue };
+        if !dir.exists() {
+            let verdict = if name == "store" { Verdict::Warn } else { Verdict::Ok };
+            d.add(
+                name,
+                verdict,
+                format!("{} does not exist yet: the first authentication creates it", dir.display()),
+            );
+            continue;
+        }
+        if let Err(e) = banguard::store::check_dir(dir) {
+            d.add(name, Verdict::Fail, e.to_string());
+            continue;
+        }
+        let free = banguard::sys::free_bytes(dir);
+        let space = free.map_or_else(String::new, |b| format!(", {} MiB free", b / (1024 * 1024)));
+        if !file.exists() {
+            d.add(
+                name,
+                Verdict::Ok,
+                format!("{} is root's; {} not created yet{space}", dir.display(), file.display()),
+            );
+            continue;
+        }
+        match banguard::store::check_store_permissions(file) {
+            Err(e) => d.add(name, Verdict::Fail, e.to_string()),
+            Ok(()) if free.is_some_and(|b| b < 64 * 1024 * 1024) => d.add(
+                name,
+                Verdict::Warn,
+                format!("{} is fine but its file system is nearly full{space}", file.display()),
+            ),
+            Ok(()) => d.add(name, Verdict::Ok, format!("{} is root's, 0600{space}", file.display())),
+        }
+    }
+}
+
+fn check_module(d: &mut Doctor) {
+    // libpam looks beside pam_unix.so.
+    let pam_dir = PAM_DIRS.iter().map(|p| d.at(Path::new(p))).find(|dir| dir.join("pam_unix.so").exists());
+    let Some(dir) = pam_dir else {
+        d.add("PAM module", Verdict::Fail, "no pam_unix.so in the usual places: where does libpam look?");
+        return;
+    };
+    let module = dir.join("pam_banguard.so");
+    if module.exists() {
+        d.add("PAM module", Verdict::Ok, format!("{} (beside pam_unix.so)", module.display()));
+    } else {
+        d.add(
+            "PAM module",
+            Verdict::Fail,
+            format!("{} is missing: libpam looks there (make install, or the package)", module.display()),
+        );
+    }
+}
+
+/// The file of each line that loads pam_banguard.so, following includes
+/// (`@include`, `include`, `substack`) from `service`.
+fn reaches(d: &Doctor, service: &str, seen: &mut Vec<String>) -> Option<String> {
+    if seen.iter().any(|s| s == service) || seen.len() > 16 {
+        return None;
+    }
+    seen.push(service.to_string());
+    let path = d.at(Path::new("/etc/pam.d")).join(service);
+    let text = fs::read_to_string(&path).ok()?;
+    for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["@include", other, ..] => {
+                if let Some(found) = reaches(d, other, seen) {
+                    return Some(found);
+                }
+            }
+            [kind, control, module, ..] if kind.trim_start_matches('-') == "auth" => {
+                if matches!(*control, "include" | "substack") {
+                    if let Some(found) = reaches(d, module, seen) {
+                        return Some(found);
+                    }
+                } else if module.ends_with("pam_banguard.so") {
+                    return Some(format!("/etc/pam.d/{service}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn check_stacks(d: &mut Doctor) {
+    let mut protected = Vec::new();
+    let mut open = Vec::new();
+    for service in SERVICES {
+        if !d.at(Path::new("/etc/pam.d")).join(service).exists() {
+            continue;
+        }
+        match reaches(d, service, &mut Vec::new()) {
+            Some(file) if file == format!("/etc/pam.d/{service}") => protected.push(service.to_string()),
+            Some(file) => protected.push(format!("{service} (via {file})")),
+            None => open.push(service.to_string()),
+        }
+    }
+    if protected.is_empty() {
+        d.add(
+            "PAM stacks",
+            Verdict::Fail,
+            "no PAM stack loads pam_banguard.so: banguard protects nothing (pam-auth-update --enable banguard \
+             banguard-success, banguard-authselect enable, or one line first in /etc/pam.d/sshd)",
+        );
+        return;
+    }
+    let mut detail = format!("protected: {}", protected.join(", "));
+    if !open.is_empty() {
+        detail.push_str(&format!("; not: {}", open.join(", ")));
+    }
+    d.add("PAM stacks", if open.iter().any(|s| s == "sshd") { Verdict::Warn } else { Verdict::Ok }, detail);
+}
+
+fn check_sync(d: &mut Doctor, config: &Config) {
+    let units: Vec<&str> = ["banguard-sync.timer", "banguard-sync.path"]
+        .into_iter()
+        .filter(|u| UNIT_DIRS.iter().any(|dir| d.at(Path::new(dir)).join(u).exists()))
+        .collect();
+    let cron = d.at(Path::new("/etc/cron.d/banguard")).exists();
+    let enabled: Vec<&str> = if d.live {
+        units
+            .iter()
+            .copied()
+            .filter(|u| {
+                Command::new("systemctl").args(["-q", "is-enabled", u]).status().is_ok_and(|s| s.success())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (verdict, detail) = match (units.is_empty(), cron) {
+        (true, false) => (Verdict::Fail, "neither banguard-sync.timer nor /etc/cron.d/banguard: bans never reach the firewall".to_string()),
+        (false, _) if d.live && enabled.is_empty() && !cron => (
+            Verdict::Warn,
+            "banguard-sync.timer and .path are installed but not enabled: systemctl enable --now banguard-sync.timer banguard-sync.path".to_string(),
+        ),
+        _ => {
+            let mut parts: Vec<String> = units.iter().map(|u| format!("{u}{}", if enabled.contains(u) { " (enabled)" } else { "" })).collect();
+            if cron {
+                parts.push("/etc/cron.d/banguard".into());
+            }
+            (Verdict::Ok, parts.join(", "))
+        }
+    };
+    d.add("sync job", verdict, detail);
+    if config.sync.backends.is_empty() {
+        d.add("firewall", Verdict::Skip, "[sync] backends = []: PAM alone refuses banned hosts");
+        return;
+    }
+    for kind in &config.sync.backends {
+        let (verdict, detail) = match kind {
+            BackendKind::HostsDeny => {
+                let dir = config.sync.hosts_deny.parent().unwrap_or(Path::new("/"));
+                if dir.is_dir() {
+                    (Verdict::Ok, format!("hosts.deny: {}", config.sync.hosts_deny.display()))
+                } else {
+                    (Verdict::Fail, format!("hosts.deny: {} does not exist", dir.display()))
+                }
+            }
+            other => {
+                let program = match other {
+                    BackendKind::Nftables => "nft",
+                    BackendKind::Ipset => "ipset",
+                    _ => "iptables",
+                };
+                match ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+                    .iter()
+                    .map(|p| d.at(Path::new(p)).join(program))
+                    .find(|p| p.exists())
+                {
+                    Some(p) => (Verdict::Ok, format!("{other}: {}", p.display())),
+                    None => (Verdict::Fail, format!("{other}: {program} is not installed")),
+                }
+            }
+        };
+        d.add("firewall", verdict, detail);
+    }
+}
+
+fn check_selinux(d: &mut Doctor) {
+    if !d.live {
+        d.add("SELinux", Verdict::Skip, "checked on the live system only");
+        return;
+    }
+    let mode = match fs::read("/sys/fs/selinux/enforce") {
+        Err(_) => {
+            d.add("SELinux", Verdict::Skip, "disabled");
+            return;
+        }
+        Ok(v) if v.first() == Some(&b'1') => "enforcing",
+        Ok(_) => "permissive",
+    };
+    let loaded = Command::new("semodule").arg("-l").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().any(|l| l.split_whitespace().next() == Some("banguard"))
+    });
+    if !loaded {
+        let verdict = if mode == "enforcing" { Verdict::Fail } else { Verdict::Warn };
+        d.add(
+            "SELinux",
+            verdict,
+            format!("{mode}, banguard's policy module is not loaded: install banguard-selinux (or semodule -i banguard.pp)"),
+        );
+        return;
+    }
+    d.add("SELinux", Verdict::Ok, format!("{mode}, policy module banguard loaded"));
+    for (path, want) in [
+        ("/var/lib/banguard", "banguard_var_lib_t"),
+        ("/run/banguard", "banguard_runtime_t"),
+        ("/etc/banguard", "banguard_conf_t"),
+    ] {
+        let label = xattr_label(Path::new(path));
+        match label {
+            None => d.add("file context", Verdict::Skip, format!("{path}: does not exist")),
+            Some(l) if l.contains(want) => d.add("file context", Verdict::Ok, format!("{path}: {l}")),
+            Some(l) => d.add(
+                "file context",
+                Verdict::Fail,
+                format!("{path} is {l}, not {want}: restorecon -R {path}"),
+            ),
+        }
+    }
+}
+
+/// A file's SELinux label: `ls -Zd`'s first word.
+fn xattr_label(path: &Path) -> Option<String> {
+    if !path.exists() {
+        return None;
+    }
+    let out = Command::new("ls").arg("-Zd").arg(path).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(String::from)
+}
