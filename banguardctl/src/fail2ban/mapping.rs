@@ -140,6 +140,9 @@ pub struct Mapping {
     pub enabled: Vec<String>,
     /// The PAM services the enabled jails stood for.
     pub services: Vec<String>,
+    /// Each `[services.NAME]` table and the jail it stands for, written
+    /// even when every value is inherited.
+    pub tables: Vec<(String, String)>,
 }
 
 impl Mapping {
@@ -161,13 +164,22 @@ impl Mapping {
     pub fn render(&self, header: &str) -> String {
         let mut out = String::from(header);
         let mut tables: Vec<&str> = Vec::new();
-        for s in &self.settings {
-            if !tables.contains(&s.table.as_str()) {
-                tables.push(&s.table);
+        for t in
+            self.settings.iter().map(|s| s.table.as_str()).chain(self.tables.iter().map(|(t, _)| t.as_str()))
+        {
+            if !tables.contains(&t) {
+                tables.push(t);
             }
         }
+        // banguard.toml's own order.
+        tables.sort_by_key(|t| {
+            ["default", "services.", "recidive", "sync", "mail"].iter().position(|p| t.starts_with(p))
+        });
         for t in tables {
             out.push_str(&format!("\n[{t}]\n"));
+            if let Some((_, jail)) = self.tables.iter().find(|(name, _)| name == t) {
+                out.push_str(&format!("# for {jail}: what it does not set comes from [default]\n"));
+            }
             for s in self.settings.iter().filter(|s| s.table == t) {
                 out.push_str(&format!("# from {}\n{} = {}\n", s.from, s.key, s.value));
             }
@@ -238,6 +250,10 @@ pub fn map(jail: &Ini, fail2ban: &Ini) -> Result<Mapping, IniError> {
                 } else {
                     services.insert(service, name.clone());
                     m.services.push(service.to_string());
+                    m.tables.push((
+                        table.clone(),
+                        format!("{place} jail [{name}], filter {}", filter_base(&filter_text)),
+                    ));
                     m.item(
                         Status::Mapped,
                         &place,
@@ -894,7 +910,10 @@ mod tests {
         );
         assert!(text.contains("ignoreip = [\"127.0.0.0/8\", \"192.0.2.1/32\", \"::1/128\"]"), "{text}");
         assert!(
-            text.contains("[services.sshd]\n# from /f/jail.local:8 [sshd] maxretry = 3\nmaxretry = 3\n"),
+            text.contains(
+                "[services.sshd]\n# for /f/jail.local:7 jail [sshd], filter sshd: what it does not set comes from \
+                 [default]\n# from /f/jail.local:8 [sshd] maxretry = 3\nmaxretry = 3\n"
+            ),
             "{text}"
         );
         assert!(

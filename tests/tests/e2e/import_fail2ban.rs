@@ -184,6 +184,7 @@ fn the_guides_08_setup_maps_line_by_line() {
          ignoreip = [\"127.0.0.0/8\", \"203.0.113.50/32\", \"::1/128\"]\n\
          # from fail2ban's default: bantime.increment = false\nbantime_factor = 1.0\n\
          \n[services.sshd]\n\
+         # for {conf}:15 jail [ssh-iptables], filter sshd: what it does not set comes from [default]\n\
          # from {conf}:19 [ssh-iptables] maxretry = 5\nmaxretry = 5\n\
          \n[sync]\n\
          # from {conf}:16 [ssh-iptables] action = iptables\nbackends = [\"iptables\"]\n\
