@@ -45,7 +45,7 @@ TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
 	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3 fail2ban \
-	selinux-policy-dev selinux-policy-default setools rpm rpmlint
+	selinux-policy-dev selinux-policy-default setools rpm rpmlint crowdsec
 
 .PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man selinux rpm floor
 
@@ -54,18 +54,22 @@ all: build
 build:
 	$(CARGO) build --release --workspace
 
-# Keeps package scripts from starting sshd/vsftpd/fail2ban on this machine
-# while installing, and fail2ban from starting at boot (it would change
-# this machine's firewall); the tests start their own, inside network
-# namespaces.
+# Keeps package scripts from starting sshd/vsftpd/fail2ban/crowdsec on this
+# machine while installing, and fail2ban and crowdsec from starting at boot
+# (fail2ban would change this machine's firewall); the tests start their
+# own, inside network namespaces or on loopback. crowdsec's package registers
+# with the central API unless told not to (its README.Debian): the tests need
+# no internet.
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it uses apt-get)"; exit 2; fi
 	@created=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created=1; fi; \
+	mkdir -p /etc/crowdsec; [ -e /etc/crowdsec/online_api_credentials.yaml ] || \
+		echo '# no central API (banguard tests run their own LAPI offline)' > /etc/crowdsec/online_api_credentials.yaml; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES); rc=$$?; \
 	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban 2>/dev/null || true; \
-	else systemctl disable fail2ban 2>/dev/null || true; fi; \
+	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban crowdsec 2>/dev/null || true; \
+	else systemctl disable fail2ban crowdsec 2>/dev/null || true; fi; \
 	[ $$rc = 0 ] || exit $$rc; \
 	python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(FLOOR_TOOLS)
 
@@ -160,7 +164,7 @@ install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbang
 	sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/cron.d/banguard > $(DESTDIR)$(CRONDIR)/banguard
 	chmod 0644 $(DESTDIR)$(CRONDIR)/banguard
 	install -m 0644 conf/tmpfiles.d/banguard.conf $(DESTDIR)$(TMPFILESDIR)/banguard.conf
-	for u in banguard-sync.service banguard-sync.timer banguard-sync.path; do \
+	for u in banguard-sync.service banguard-sync.timer banguard-sync.path banguard-fleet.timer; do \
 		sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; done
 	@if [ -e $(DESTDIR)$(CONFDIR)/banguard.toml ]; then \
@@ -191,7 +195,8 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/banguardctl.8 $(DESTDIR)$(MANDIR)/man5/banguard.toml.5 \
 		$(DESTDIR)$(PAMCONFIGDIR)/banguard $(DESTDIR)$(PAMCONFIGDIR)/banguard-success $(DESTDIR)$(CRONDIR)/banguard \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.service $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.timer \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path $(DESTDIR)$(TMPFILESDIR)/banguard.conf \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-fleet.timer \
+		$(DESTDIR)$(TMPFILESDIR)/banguard.conf \
 		$(DESTDIR)$(CONFDIR)/banguard.toml.dist
 	@echo "make uninstall: kept $(CONFDIR) (your config) and $(STATEDIR) (the store); rm -r them to forget everything"
 

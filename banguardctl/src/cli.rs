@@ -18,6 +18,8 @@ Exit status:
   2  error: bad input (not an address, unknown flag), unreadable or
      invalid config (file:line: key: message), store or firewall failure,
      a write command run without root
+  3  `sync` pushed bans and sent mail but could not exchange with the
+     fleet ([fleet]): its exports wait and are retried
 
 Environment:
   BANGUARD_NOW  unix seconds used as \"now\" by the commands that write

@@ -1,7 +1,8 @@
 //! `banguardctl`: the operator's tool and the sync job of banguard.
 //!
 //! `main` only maps the outcome of [`run`] to an exit status: 0 ok, 1
-//! nothing matched (see [`cli::EXIT_STATUS`]), 2 error, printed as one line
+//! nothing matched (see [`cli::EXIT_STATUS`]), 2 error, 3 the fleet was
+//! out of reach, printed as one line
 //! `banguardctl: {err}` on stderr. A closed stdout (`banguardctl list |
 //! head -1`) is not an error.
 
@@ -9,6 +10,7 @@
 
 mod cli;
 mod cmd;
+mod crowdsec;
 mod ctx;
 mod error;
 mod fail2ban;
@@ -29,12 +31,15 @@ pub enum Outcome {
     Ok,
     /// The named target matched nothing, or `test` found the client refused.
     NoMatch,
+    /// `sync` did its local work but the fleet could not be reached.
+    FleetDown,
 }
 
 fn main() -> ExitCode {
     match run() {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::NoMatch) => ExitCode::from(1),
+        Ok(Outcome::FleetDown) => ExitCode::from(3),
         Err(Error::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
             say(&e.to_string());

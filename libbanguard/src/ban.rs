@@ -40,7 +40,7 @@ pub struct Ban {
 }
 
 /// Who made a ban.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BanOrigin {
     /// banguard itself: counted failures, the repeat-offender rule, a
@@ -49,6 +49,9 @@ pub enum BanOrigin {
     Banguard,
     /// Carried over from fail2ban's database (`banguardctl import fail2ban`).
     Fail2ban,
+    /// A decision of the fleet, taken from a CrowdSec Local API by the sync
+    /// job.
+    Crowdsec,
 }
 
 impl BanOrigin {
@@ -57,6 +60,7 @@ impl BanOrigin {
         match self {
             BanOrigin::Banguard => "banguard",
             BanOrigin::Fail2ban => "fail2ban",
+            BanOrigin::Crowdsec => "crowdsec",
         }
     }
 
@@ -65,6 +69,7 @@ impl BanOrigin {
     pub fn from_name(name: &str) -> BanOrigin {
         match name {
             "fail2ban" => BanOrigin::Fail2ban,
+            "crowdsec" => BanOrigin::Crowdsec,
             _ => BanOrigin::Banguard,
         }
     }
@@ -182,6 +187,8 @@ impl Ban {
         if self.firewall {
             Some(if self.origin == BanOrigin::Fail2ban {
                 "fail2ban ban"
+            } else if self.origin == BanOrigin::Crowdsec {
+                "fleet ban"
             } else if self.reason == "recidive" {
                 "repeat offender"
             } else if self.reason.starts_with("manual") {

@@ -170,6 +170,62 @@ pub struct MailConfig {
     pub sendmail: PathBuf,
 }
 
+/// `[fleet]`: sharing bans with other servers; off unless a provider is
+/// named.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetConfig {
+    pub provider: FleetProvider,
+    pub crowdsec: CrowdsecConfig,
+}
+
+/// Who carries the fleet's bans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetProvider {
+    /// No fleet: this server's bans are its own.
+    None,
+    /// A CrowdSec Local API.
+    Crowdsec,
+}
+
+/// `[fleet.crowdsec]`: the Local API and the credentials to use it. Only
+/// `banguardctl sync` talks to it; the PAM module reads local files only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrowdsecConfig {
+    /// The LAPI's base URL (`http://127.0.0.1:8080/`, `https://lapi:8080/`).
+    pub url: String,
+    /// The machine credentials (`cscli machines add NAME -f FILE`): export.
+    pub machine_credentials: PathBuf,
+    /// A file holding the bouncer key (`cscli bouncers add NAME`): import.
+    pub bouncer_key_file: PathBuf,
+    /// The CA that signed the LAPI's certificate (PEM); empty: the system's.
+    pub ca_cert: PathBuf,
+    /// Client certificate and key for mTLS (PEM); empty: none.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// Seconds an exchange with the LAPI may take.
+    #[serde(serialize_with = "ser_secs")]
+    pub timeout: i64,
+    /// Post this server's bans as decisions.
+    pub export: bool,
+    /// Take the fleet's decisions as bans.
+    pub import: bool,
+    /// Only decisions of these origins (`crowdsec`, `cscli`, `banguard`,
+    /// `CAPI`, `lists`...); empty: any.
+    pub import_origins: Vec<String>,
+    /// Only decisions whose scenario contains one of these; empty: any.
+    pub import_scenarios: Vec<String>,
+    /// At most this many imported bans at once; beyond, decisions are
+    /// skipped with a log line.
+    pub max_decisions: u64,
+    /// A full pull of the fleet's decisions this often (seconds); deltas
+    /// in between.
+    #[serde(serialize_with = "ser_secs")]
+    pub resync: i64,
+    /// Accept any certificate: only by this explicit name, never by default.
+    pub insecure_skip_verify: bool,
+}
+
 /// How hard SQLite pushes the store's writes to the disk (`PRAGMA
 /// synchronous` of `database`; the runtime state is never synced, it is
 /// rebuilt from the store after a reboot).
@@ -226,6 +282,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub mail: MailConfig,
     pub store: StoreConfig,
+    pub fleet: FleetConfig,
 }
 
 impl Default for Config {
@@ -277,6 +334,25 @@ impl Default for Config {
                 busy_timeout_ms: 10_000,
                 max_failures: 1_000_000,
                 history: 30 * 86_400,
+            },
+            fleet: FleetConfig {
+                provider: FleetProvider::None,
+                crowdsec: CrowdsecConfig {
+                    url: "http://127.0.0.1:8080/".into(),
+                    machine_credentials: PathBuf::from("/etc/banguard/crowdsec-machine.yaml"),
+                    bouncer_key_file: PathBuf::from("/etc/banguard/crowdsec-bouncer.key"),
+                    ca_cert: PathBuf::new(),
+                    client_cert: PathBuf::new(),
+                    client_key: PathBuf::new(),
+                    timeout: 5,
+                    export: true,
+                    import: true,
+                    import_origins: Vec::new(),
+                    import_scenarios: Vec::new(),
+                    max_decisions: 100_000,
+                    resync: 3600,
+                    insecure_skip_verify: false,
+                },
             },
         }
     }
@@ -474,6 +550,7 @@ struct RawFile {
     sync: Option<RawSync>,
     mail: Option<RawMail>,
     store: Option<RawStore>,
+    fleet: Option<RawFleet>,
 }
 
 /// Later `Some` values win.
@@ -590,6 +667,35 @@ struct RawStore {
     history: Option<i64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    provider: Option<FleetProvider>,
+    crowdsec: Option<RawCrowdsec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrowdsec {
+    #[serde(default, deserialize_with = "de_url")]
+    url: Option<String>,
+    machine_credentials: Option<PathBuf>,
+    bouncer_key_file: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_duration")]
+    timeout: Option<i64>,
+    export: Option<bool>,
+    import: Option<bool>,
+    import_origins: Option<Vec<String>>,
+    import_scenarios: Option<Vec<String>>,
+    max_decisions: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    resync: Option<i64>,
+    insecure_skip_verify: Option<bool>,
+}
+
 impl RawFile {
     fn merge(&mut self, o: RawFile) {
         if let Some(d) = o.default {
@@ -626,6 +732,26 @@ impl RawFile {
             let mine = self.store.get_or_insert_with(RawStore::default);
             take!(mine, s, runtime, synchronous, busy_timeout_ms, max_failures, history);
         }
+        if let Some(f) = o.fleet {
+            let mine = self.fleet.get_or_insert_with(RawFleet::default);
+            take!(mine, f, provider);
+            if let Some(c) = f.crowdsec {
+                let m = mine.crowdsec.get_or_insert_with(RawCrowdsec::default);
+                take!(
+                    m,
+                    c,
+                    url,
+                    machine_credentials,
+                    bouncer_key_file,
+                    ca_cert,
+                    client_cert,
+                    client_key,
+                    timeout
+                );
+                take!(m, c, export, import, import_origins, import_scenarios, max_decisions, resync);
+                take!(m, c, insecure_skip_verify);
+            }
+        }
     }
 
     fn apply(&self, c: &mut Config) {
@@ -660,6 +786,25 @@ impl RawFile {
         }
         if let Some(s) = &self.store {
             set!(c.store, s, runtime, synchronous, busy_timeout_ms, max_failures, history);
+        }
+        if let Some(f) = &self.fleet {
+            set!(c.fleet, f, provider);
+            if let Some(r) = &f.crowdsec {
+                let cs = &mut c.fleet.crowdsec;
+                set!(
+                    cs,
+                    r,
+                    url,
+                    machine_credentials,
+                    bouncer_key_file,
+                    ca_cert,
+                    client_cert,
+                    client_key,
+                    timeout
+                );
+                set!(cs, r, export, import, import_origins, import_scenarios, max_decisions, resync);
+                set!(cs, r, insecure_skip_verify);
+            }
         }
         if self.store.as_ref().is_none_or(|s| s.runtime.is_none()) {
             c.store.runtime = default_runtime(&c.database);
@@ -802,6 +947,17 @@ fn de_mailbox<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Str
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c));
     if !ok {
         return Err(custom(format!("{s:?} is not a plain mail address or user name")));
+    }
+    Ok(Some(s))
+}
+
+fn de_url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = (s.starts_with("http://") || s.starts_with("https://"))
+        && s.len() > "https://".len()
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(custom(format!("{s:?} is not an http:// or https:// URL")));
     }
     Ok(Some(s))
 }

@@ -9,6 +9,7 @@
 //! * [`require`]: prerequisites. In CI (`CI=true`) a missing one fails the
 //!   test; elsewhere the test is skipped with a loud message.
 
+pub mod crowdsec;
 pub mod dovecot;
 pub mod fail2ban;
 pub mod fixture;

@@ -74,7 +74,7 @@ pub fn run(ctx: &Ctx, args: &BanArgs) -> Result<Outcome> {
         ctx.print(&out)?;
     }
     match report {
-        Some(r) => sync::finish(ctx, &r, true),
+        Some(r) => sync::finish(ctx, &r, true, None),
         None => Ok(Outcome::Ok),
     }
 }

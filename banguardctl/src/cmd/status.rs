@@ -5,7 +5,7 @@ use crate::cli::StatusArgs;
 use crate::ctx::{Ctx, retry, service_name};
 use crate::error::Result;
 use crate::output::{self, clean};
-use banguard::config::ServicePolicy;
+use banguard::config::{FleetProvider, ServicePolicy};
 use banguard::duration::format_duration;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -51,6 +51,10 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         let parts: Vec<String> = counts.iter().map(|(why, n)| format!("{why} {n}")).collect();
         if parts.is_empty() { total.to_string() } else { format!("{total} ({})", parts.join(", ")) }
     };
+    let fleet = match ctx.config.fleet.provider {
+        FleetProvider::None => None,
+        FleetProvider::Crowdsec => Some(retry(|| g.fleet_status())?),
+    };
     if ctx.json {
         let rows: Vec<_> = list
             .iter()
@@ -72,7 +76,18 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
                 })
             })
             .collect();
-        ctx.print_json(&json!({ "services": rows }))?;
+        let fleet = fleet.map(|f| {
+            json!({
+                "provider": "crowdsec",
+                "url": ctx.config.fleet.crowdsec.url,
+                "last_ok": f.last_ok,
+                "last_ok_iso": f.last_ok.map(banguard::text::time_iso),
+                "last_error": f.last_error,
+                "pending_exports": f.pending_exports,
+                "imported_active": f.imported_active,
+            })
+        });
+        ctx.print_json(&json!({ "services": rows, "fleet": fleet }))?;
         return Ok(Outcome::Ok);
     }
     let mut out = String::new();
@@ -97,6 +112,16 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         out.push_str(&format!("   |- Total banned:      {}\n", st.total_banned));
         out.push_str(&format!("   |- In the firewall:   {}\n", firewall_line(&st.service)));
         out.push_str(&format!("   `- Banned list:       {}\n", banned.join(" ")));
+    }
+    if let Some(f) = fleet {
+        out.push_str(&format!("\nFleet: crowdsec {}\n", clean(&ctx.config.fleet.crowdsec.url)));
+        let last = f.last_ok.map_or_else(|| "never".to_string(), output::time);
+        out.push_str(&format!("|- Last exchange:      {last}\n"));
+        if let Some(e) = &f.last_error {
+            out.push_str(&format!("|- Last error:         {}\n", clean(e)));
+        }
+        out.push_str(&format!("|- Waiting to post:    {}\n", f.pending_exports));
+        out.push_str(&format!("`- Taken from it:      {}\n", f.imported_active));
     }
     let out = out.strip_prefix('\n').unwrap_or(&out);
     ctx.print(out)?;

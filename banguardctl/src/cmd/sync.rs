@@ -10,7 +10,7 @@ use crate::ctx::{Ctx, require_root};
 use crate::error::{Error, Result};
 use crate::mail;
 use crate::syslog::Syslog;
-use banguard::config::Config;
+use banguard::config::{Config, FleetProvider};
 use banguard::sync::job::{
     self, BackendResult, JobLock, LOCK_WAIT, Level, NoticeResult, Notifier, Options, Report,
 };
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
     let opts = Options { dry_run: args.dry_run, full: args.full };
     let mut log = Syslog::new();
+    let mut fleet = None;
     let report = if opts.dry_run {
         let mut g = ctx.open_read()?;
         sync_store(ctx, &mut g, opts, &mut log)?
@@ -31,11 +32,41 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
             None => Report::skipped(&ctx.config.sync),
             Some(_lock) => {
                 let mut g = ctx.open_write("sync")?;
+                // The fleet first, so that what it brings reaches the
+                // firewall in this run; the firewall part runs whatever
+                // the fleet's state.
+                fleet = exchange(ctx, &mut g, &mut log);
                 sync_store(ctx, &mut g, opts, &mut log)?
             }
         }
     };
-    finish(ctx, &report, args.quiet)
+    let outcome = finish(ctx, &report, args.quiet, fleet.as_ref())?;
+    match fleet {
+        Some(Err(e)) => {
+            crate::say(&format!("fleet: {e}"));
+            Ok(Outcome::FleetDown)
+        }
+        _ => Ok(outcome),
+    }
+}
+
+/// One exchange with the fleet, if `[fleet]` names one.
+fn exchange(
+    ctx: &Ctx,
+    g: &mut Banguard,
+    log: &mut Syslog,
+) -> Option<std::result::Result<crate::crowdsec::Exchange, crate::crowdsec::FleetError>> {
+    match ctx.config.fleet.provider {
+        FleetProvider::None => None,
+        FleetProvider::Crowdsec => {
+            let mut line = |l: &str| log.log(Level::Notice, l);
+            let result = crate::crowdsec::exchange(&ctx.config.fleet.crowdsec, g, &mut line);
+            if let Err(e) = &result {
+                log.log(Level::Warning, &format!("fleet: {e}; exports wait for the next sync"));
+            }
+            Some(result)
+        }
+    }
 }
 
 /// The sync run by `ban` and `unban` right after they changed the store.
@@ -63,13 +94,35 @@ fn sync_store(ctx: &Ctx, g: &mut Banguard, opts: Options, log: &mut Syslog) -> R
     Ok(job::run(g, opts, runner, &mut Sendmail(&ctx.config), &mut to_syslog)?)
 }
 
+type FleetResult = std::result::Result<crate::crowdsec::Exchange, crate::crowdsec::FleetError>;
+
 /// Prints a report (unless quiet) and turns its errors into the exit status.
-pub fn finish(ctx: &Ctx, report: &Report, quiet: bool) -> Result<Outcome> {
+pub fn finish(ctx: &Ctx, report: &Report, quiet: bool, fleet: Option<&FleetResult>) -> Result<Outcome> {
     if !quiet {
         if ctx.json {
-            ctx.print_json(&json(report))?;
+            let mut v = json(report);
+            if let Some(f) = fleet {
+                v["fleet"] = match f {
+                    Ok(x) => serde_json::to_value(x).unwrap_or(Value::Null),
+                    Err(e) => json!({ "error": e.to_string() }),
+                };
+            }
+            ctx.print_json(&v)?;
         } else {
-            ctx.print(&report.text())?;
+            let mut text = report.text();
+            if let Some(Ok(x)) = fleet {
+                text.push_str(&format!(
+                    "fleet: {} posted, {} withdrawn; {} taken, {} lifted, {} already held, {} refused{}\n",
+                    x.exported,
+                    x.withdrawn,
+                    x.applied.imported.len(),
+                    x.applied.lifted.len(),
+                    x.applied.present,
+                    x.applied.refused.len() + x.malformed.len(),
+                    if x.startup { " (full pull)" } else { "" }
+                ));
+            }
+            ctx.print(&text)?;
         }
     }
     for w in &report.warnings {

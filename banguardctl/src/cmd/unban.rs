@@ -102,7 +102,7 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
         ctx.print(&out)?;
     }
     if let Some(r) = &report {
-        sync::finish(ctx, r, true)?;
+        sync::finish(ctx, r, true, None)?;
     }
     Ok(if matched { Outcome::Ok } else { Outcome::NoMatch })
 }

@@ -9,6 +9,7 @@
 //! beside it.
 
 mod clock;
+mod fleet;
 mod import;
 mod maintain;
 mod outbox;
@@ -16,6 +17,7 @@ mod reports;
 
 pub use crate::ban::{ALL_SERVICES, Ban, BanOrigin, firewall_entries, overlaps};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use fleet::{FleetApplied, FleetDecision, FleetStatus};
 pub use import::{ForeignBan, Imported};
 pub use maintain::MaintainReport;
 pub use reports::{Event, Failing, ServiceStatus};

@@ -30,6 +30,7 @@
 
 pub(crate) mod attempts;
 pub(crate) mod bans;
+pub(crate) mod fleet;
 pub(crate) mod history;
 pub(crate) mod outbox;
 use crate::config::{Config, Synchronous};
@@ -136,6 +137,28 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT 'banguard';
     ALTER TABLE bans ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // 4: the fleet. Which LAPI decision each exported ban became (and
+    // whether it was withdrawn), the export queue's back-off, which ban
+    // each imported decision became, and the exchange's own state.
+    r#"
+    CREATE TABLE fleet_exports (
+        ban_id      INTEGER PRIMARY KEY,
+        decision_id INTEGER,
+        withdrawn   INTEGER NOT NULL DEFAULT 0,
+        tries       INTEGER NOT NULL DEFAULT 0,
+        next_try    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT
+    );
+    CREATE INDEX fleet_exports_by_decision ON fleet_exports(decision_id);
+    CREATE TABLE fleet_imports (
+        decision_id INTEGER PRIMARY KEY,
+        ban_id      INTEGER NOT NULL
+    );
+    CREATE TABLE fleet_state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
     "#,
 ];
 

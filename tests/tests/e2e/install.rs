@@ -71,6 +71,7 @@ fn install_and_uninstall_into_destdir() {
         ("opt/bg/lib/systemd/system/banguard-sync.service", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.timer", 0o644),
         ("opt/bg/lib/systemd/system/banguard-sync.path", 0o644),
+        ("opt/bg/lib/systemd/system/banguard-fleet.timer", 0o644),
         ("opt/bg/lib/tmpfiles.d/banguard.conf", 0o644),
         ("var/lib/banguard", 0o700),
     ] {

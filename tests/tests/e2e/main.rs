@@ -16,6 +16,7 @@ mod concurrency;
 mod dovecot_module;
 mod faults;
 mod firewall;
+mod fleet;
 mod floor;
 mod harness;
 mod hosts_deny;
