@@ -23,6 +23,9 @@ use std::time::Duration;
 
 /// The longest a decision taken from the fleet may last here.
 pub const MAX_IMPORTED: i64 = 365 * 86_400;
+/// The largest answer read from the LAPI (a full pull of a million
+/// decisions is about 150 MB).
+const MAX_RESPONSE: u64 = 512 * 1024 * 1024;
 /// "Permanent" posted as the LAPI's longest usual duration (it has none).
 const PERMANENT: &str = "87600h";
 
@@ -385,7 +388,13 @@ impl Lapi {
     ) -> Result<serde_json::Value> {
         let mut resp = result.map_err(|e| fail(format!("LAPI {}: {what}: {e}", self.base)))?;
         let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        // A full pull of a community blocklist is tens of megabytes.
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_string()
+            .map_err(|e| fail(format!("LAPI {}: {what}: {e}", self.base)))?;
         if !(200..300).contains(&status) {
             let body: String = body.chars().take(200).collect();
             return Err(fail(format!("LAPI {}: {what}: HTTP {status} {}", self.base, body.trim())));

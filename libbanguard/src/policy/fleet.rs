@@ -179,21 +179,22 @@ impl Banguard {
             }
         }
         let answers = self.import_bans(&take)?;
-        let durable = self.store.durable()?;
+        let mut pairs = Vec::with_capacity(answers.len());
         for ((id, f), answer) in ids.iter().zip(&take).zip(answers) {
             match answer {
                 Imported::New(b) => {
-                    fleet::record_import(durable, *id, b.id).map_err(e)?;
+                    pairs.push((*id, b.id));
                     out.imported.push(b);
                 }
                 Imported::Present(b) => {
-                    fleet::record_import(durable, *id, b.id).map_err(e)?;
+                    pairs.push((*id, b.id));
                     out.present += 1;
                 }
                 Imported::Refused(why) => out.refused.push((f.host.clone(), why)),
                 Imported::Over => {}
             }
         }
+        fleet::record_imports(self.store.durable()?, &pairs).map_err(e)?;
         Ok(out)
     }
 

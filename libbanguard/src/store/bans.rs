@@ -227,11 +227,12 @@ pub(crate) fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rus
 /// Stores a new ban; returns it with the id the store gave it.
 pub(crate) fn insert_ban(tx: &Transaction<'_>, mut ban: Ban) -> rusqlite::Result<Ban> {
     let (family, prefix) = family_prefix(&ban.host);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO bans (host, family, prefix, service, created, expires, reason, failures, prior_bans, firewall,
                            origin, carried)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
+    )?
+    .execute(params![
             ban.host.db_key(),
             family,
             prefix,
@@ -244,14 +245,11 @@ pub(crate) fn insert_ban(tx: &Transaction<'_>, mut ban: Ban) -> rusqlite::Result
             ban.firewall,
             ban.origin.name(),
             ban.carried
-        ],
-    )?;
+    ])?;
     ban.id = tx.last_insert_rowid();
     if family != 0 {
-        tx.execute(
-            "INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)",
-            params![family, prefix],
-        )?;
+        tx.prepare_cached("INSERT OR IGNORE INTO ban_prefixes (family, prefix) VALUES (?1, ?2)")?
+            .execute(params![family, prefix])?;
     }
     Ok(ban)
 }

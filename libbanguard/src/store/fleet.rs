@@ -72,14 +72,16 @@ pub(crate) fn withdrawn(conn: &Connection, ban_id: i64) -> rusqlite::Result<()> 
 
 /// Whether a decision is one this server posted.
 pub(crate) fn is_ours(conn: &Connection, decision_id: i64) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM fleet_exports WHERE decision_id = ?1", [decision_id], |_| Ok(()))
+    conn.prepare_cached("SELECT 1 FROM fleet_exports WHERE decision_id = ?1")?
+        .query_row([decision_id], |_| Ok(()))
         .optional()
         .map(|r| r.is_some())
 }
 
 /// The ban an imported decision became.
 pub(crate) fn imported_ban(conn: &Connection, decision_id: i64) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT ban_id FROM fleet_imports WHERE decision_id = ?1", [decision_id], |r| r.get(0))
+    conn.prepare_cached("SELECT ban_id FROM fleet_imports WHERE decision_id = ?1")?
+        .query_row([decision_id], |r| r.get(0))
         .optional()
 }
 
@@ -90,12 +92,17 @@ pub(crate) fn is_lifted(conn: &Connection, ban_id: i64) -> rusqlite::Result<bool
     Ok(lifted.is_none_or(|l| l.is_some()))
 }
 
-pub(crate) fn record_import(conn: &Connection, decision_id: i64, ban_id: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO fleet_imports (decision_id, ban_id) VALUES (?1, ?2)",
-        params![decision_id, ban_id],
-    )?;
-    Ok(())
+/// Records which ban each decision became, in one transaction.
+pub(crate) fn record_imports(conn: &Connection, pairs: &[(i64, i64)]) -> rusqlite::Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut stmt =
+            tx.prepare("INSERT OR REPLACE INTO fleet_imports (decision_id, ban_id) VALUES (?1, ?2)")?;
+        for (decision, ban) in pairs {
+            stmt.execute(params![decision, ban])?;
+        }
+    }
+    tx.commit()
 }
 
 pub(crate) fn forget_import(conn: &Connection, decision_id: i64) -> rusqlite::Result<()> {

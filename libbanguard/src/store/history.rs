@@ -13,10 +13,8 @@ pub(crate) fn add_event(
     kind: &str,
     detail: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO events (at, host, service, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now, key.db_key(), service, kind, detail],
-    )?;
+    tx.prepare_cached("INSERT INTO events (at, host, service, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![now, key.db_key(), service, kind, detail])?;
     Ok(())
 }
 
