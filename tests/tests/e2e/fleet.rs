@@ -34,9 +34,10 @@ impl Server {
                  [recidive]\nenabled = false\n\
                  [sync]\nbackends = [\"{backend}\"]\nhosts_deny = \"{d}/hosts.deny\"\nlock_file = \"{d}/run/sync.lock\"\n\
                  [fleet]\nprovider = \"crowdsec\"\n\
-                 [fleet.crowdsec]\nurl = \"http://127.0.0.1:{PORT}/\"\nmachine_credentials = \"{}\"\nbouncer_key_file = \"{}\"\ntimeout = \"3s\"\n{extra}",
+                 [fleet.crowdsec]\n{url}machine_credentials = \"{}\"\nbouncer_key_file = \"{}\"\ntimeout = \"3s\"\n{extra}",
                 machine.display(),
-                bouncer.display()
+                bouncer.display(),
+                url = if extra.contains("url =") { String::new() } else { format!("url = \"http://127.0.0.1:{PORT}/\"\n") },
             ))
             .write(&dir.path().join("banguard.toml"));
         let s = Server { dir, name };
@@ -275,4 +276,98 @@ fn hostile_decisions_never_block_a_clean_host() {
     assert_eq!(b.login("198.51.100.201", "right").0, PAM_SUCCESS, "clean hosts still log in");
     let set = nft_set(&ns);
     assert!(!set.contains("0.0.0.0/0") && !set.contains("127.0.0.1"), "{set}");
+}
+
+/// `openssl` in `dir`: a CA, and a certificate for 127.0.0.1 it signed.
+fn ca_and_server_cert(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} CA"),
+    ]);
+    let (csr, cert, key) = (format!("{name}.csr"), format!("{name}.pem"), format!("{name}.key"));
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
+    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join(ca), dir.join(cert), dir.join(key))
+}
+
+/// TLS is verified: with the LAPI's CA the exchange works; with another
+/// CA, or the system's, it fails, and only the fleet part does: the sync
+/// still pushes the bans it has, logins are answered as before.
+#[test]
+fn a_lapi_certificate_from_the_wrong_ca_fails_the_fleet_part_only() {
+    let mut tools = TOOLS.to_vec();
+    tools.push("openssl");
+    if !require("a_lapi_certificate_from_the_wrong_ca_fails_the_fleet_part_only", true, &tools) {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_server_cert(certs.path(), "lapi");
+    let (other_ca, _, _) = ca_and_server_cert(certs.path(), "other");
+    let ns = Netns::new();
+    let mut lapi = Lapi::with_tls(&ns, PORT, &cert, &key);
+    lapi.start(&ns);
+    let url = format!("url = \"https://127.0.0.1:{PORT}/\"\n");
+    let b = Server::new(&ns, &lapi, "b", "nftables", &format!("{url}ca_cert = \"{}\"\n", ca.display()));
+    lapi.cscli_ok(&ns, &["decisions", "add", "--ip", "198.51.100.7", "--duration", "1h"]);
+    let x = b.sync_ok(&ns);
+    assert_eq!(x["fleet"]["applied"]["imported"].as_array().map(Vec::len), Some(1), "{x:#}");
+    assert_eq!(b.login("198.51.100.7", "right"), (PAM_PERM_DENIED, false));
+
+    for (what, lines) in [
+        ("another CA", format!("{url}ca_cert = \"{}\"\n", other_ca.display())),
+        ("the system's CAs", url.clone()),
+    ] {
+        let config = b.config();
+        let text = fs::read_to_string(&config).unwrap();
+        let start = text.find("[fleet.crowdsec]\n").unwrap() + "[fleet.crowdsec]\n".len();
+        let rest: String = text[start..]
+            .lines()
+            .filter(|l| !l.starts_with("url =") && !l.starts_with("ca_cert ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&config, format!("{}{lines}{rest}", &text[..start])).unwrap();
+        lapi.cscli_ok(&ns, &["decisions", "add", "--ip", "198.51.100.8", "--duration", "1h"]);
+        let (code, x, out) = b.sync(&ns);
+        assert_eq!(code, Some(3), "{what}: {x:#}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{what}: {err}");
+        assert!(x["backends"][0]["ok"].as_bool() == Some(true), "{what}: the firewall part ran: {x:#}");
+        assert!(nft_set(&ns).contains("198.51.100.7"), "{what}: the ban taken before stays in the firewall");
+        assert_eq!(b.login("198.51.100.7", "right").0, PAM_PERM_DENIED, "{what}");
+        assert_eq!(b.login("198.51.100.8", "right").0, PAM_SUCCESS, "{what}: nothing new was taken");
+        lapi.cscli_ok(&ns, &["decisions", "delete", "--ip", "198.51.100.8"]);
+    }
 }
