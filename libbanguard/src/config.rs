@@ -562,6 +562,30 @@ macro_rules! set {
     ($dst:expr, $src:expr, $($f:ident),+) => { $( if let Some(v) = $src.$f.clone() { $dst.$f = v; } )+ };
 }
 
+/// `[fleet.crowdsec]`'s keys, named once for merging and applying.
+macro_rules! crowdsec_keys {
+    ($how:ident, $dst:expr, $src:expr) => {
+        $how!(
+            $dst,
+            $src,
+            url,
+            machine_credentials,
+            bouncer_key_file,
+            ca_cert,
+            client_cert,
+            client_key,
+            timeout,
+            export,
+            import,
+            import_origins,
+            import_scenarios,
+            max_decisions,
+            resync,
+            insecure_skip_verify
+        )
+    };
+}
+
 /// Defines a section struct with every policy key plus `extra` fields.
 /// (`serde(flatten)` would lose the line numbers of values.)
 macro_rules! policy_section {
@@ -737,19 +761,7 @@ impl RawFile {
             take!(mine, f, provider);
             if let Some(c) = f.crowdsec {
                 let m = mine.crowdsec.get_or_insert_with(RawCrowdsec::default);
-                take!(
-                    m,
-                    c,
-                    url,
-                    machine_credentials,
-                    bouncer_key_file,
-                    ca_cert,
-                    client_cert,
-                    client_key,
-                    timeout
-                );
-                take!(m, c, export, import, import_origins, import_scenarios, max_decisions, resync);
-                take!(m, c, insecure_skip_verify);
+                crowdsec_keys!(take, m, c);
             }
         }
     }
@@ -791,19 +803,7 @@ impl RawFile {
             set!(c.fleet, f, provider);
             if let Some(r) = &f.crowdsec {
                 let cs = &mut c.fleet.crowdsec;
-                set!(
-                    cs,
-                    r,
-                    url,
-                    machine_credentials,
-                    bouncer_key_file,
-                    ca_cert,
-                    client_cert,
-                    client_key,
-                    timeout
-                );
-                set!(cs, r, export, import, import_origins, import_scenarios, max_decisions, resync);
-                set!(cs, r, insecure_skip_verify);
+                crowdsec_keys!(set, cs, r);
             }
         }
         if self.store.as_ref().is_none_or(|s| s.runtime.is_none()) {

@@ -7,14 +7,14 @@
 
 use banguard::sync::{BackendKind, FirewallEntry, IpNet, Ipv4Net, SyncReport, SyncRequest, SystemRunner};
 use banguard_e2e::{Netns, require};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 fn main() {
     banguard_e2e::run_benches(&[("sync_100k", sync_100k)]);
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs() as i64
+    banguard_e2e::unix_now()
 }
 
 fn net(s: &str) -> IpNet {
@@ -23,8 +23,7 @@ fn net(s: &str) -> IpNet {
 
 /// Runs back-end commands inside `ns`.
 fn runner(ns: &Netns) -> SystemRunner {
-    let pid = ns.init_pid().to_string();
-    SystemRunner::with_prefix(["nsenter", "--target", pid.as_str(), "--net", "--mount", "--pid", "--"])
+    banguard_e2e::ns_runner(ns)
 }
 
 /// 100,000 distinct addresses (and a few networks), 30 minutes to live.

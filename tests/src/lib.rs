@@ -361,3 +361,24 @@ pub fn wait_for_listener(ns: &Netns, port: u16, timeout: Duration) -> bool {
 pub fn count_lines(path: &Path) -> usize {
     fs::File::open(path).map(|f| BufReader::new(f).lines().count()).unwrap_or(0)
 }
+
+/// Runs firewall commands inside `ns` (through nsenter): the back-ends
+/// take a `Runner`, and this machine's own firewall is never touched.
+pub fn ns_runner(ns: &Netns) -> banguard::sync::SystemRunner {
+    let pid = ns.init_pid().to_string();
+    banguard::sync::SystemRunner::with_prefix([
+        "nsenter",
+        "--target",
+        pid.as_str(),
+        "--net",
+        "--mount",
+        "--pid",
+        "--",
+    ])
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs()
+        as i64
+}

@@ -118,17 +118,7 @@ impl Banguard {
             let lifted = change_bans(&tx, &self.store, |dt| {
                 let lifted: Vec<Ban> =
                     bans::active_bans(dt, now)?.into_iter().filter(|b| lift_ids.contains(&b.id)).collect();
-                for b in &lifted {
-                    bans::lift(dt, b.id, now)?;
-                    history::add_event(
-                        dt,
-                        now,
-                        &b.host,
-                        &b.service,
-                        "unban",
-                        "the fleet deleted its decision",
-                    )?;
-                }
+                lift_bans(dt, &lifted, now, |_| "the fleet deleted its decision".to_string())?;
                 let gone = lifted.iter().map(|b| b.id).collect();
                 Ok((lifted, BanDelta { removed: gone, ..BanDelta::default() }))
             })?;

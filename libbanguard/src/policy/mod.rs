@@ -399,17 +399,7 @@ impl Banguard {
                 .filter(|b| service.is_none_or(|s| b.service == s))
                 .filter(|b| target.is_none_or(|t| overlaps(t, &b.host)))
                 .collect();
-            for b in &lifted {
-                bans::lift(dt, b.id, now)?;
-                history::add_event(
-                    dt,
-                    now,
-                    &b.host,
-                    &b.service,
-                    "unban",
-                    &format!("unbanned on {}", b.service_label()),
-                )?;
-            }
+            lift_bans(dt, &lifted, now, |b| format!("unbanned on {}", b.service_label()))?;
             let gone = lifted.iter().map(|b| b.id).collect();
             Ok((lifted, BanDelta { removed: gone, ..BanDelta::default() }))
         })?;
@@ -465,6 +455,20 @@ enum Mode {
     Check,
     Failure,
     Peek,
+}
+
+/// Lifts `lifted` at `now`, each with an "unban" line in the history.
+fn lift_bans(
+    dt: &Transaction<'_>,
+    lifted: &[Ban],
+    now: i64,
+    why: impl Fn(&Ban) -> String,
+) -> rusqlite::Result<()> {
+    for b in lifted {
+        bans::lift(dt, b.id, now)?;
+        history::add_event(dt, now, &b.host, &b.service, "unban", &why(b))?;
+    }
+    Ok(())
 }
 
 /// Sends a ban to the kernel because its host kept knocking: the ban is

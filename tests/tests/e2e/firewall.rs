@@ -13,7 +13,7 @@
 
 use banguard_e2e::fixture::ConfigFile;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use banguard::sync::{BackendKind, FirewallEntry, IpNet, Runner, SyncReport, SyncRequest, SystemRunner};
 use banguard_e2e::{Netns, require, wait_for, wait_for_listener};
@@ -21,7 +21,7 @@ use banguard_e2e::{Netns, require, wait_for, wait_for_listener};
 const PORT: u16 = 8080;
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs() as i64
+    banguard_e2e::unix_now()
 }
 
 fn net(s: &str) -> IpNet {
@@ -30,8 +30,7 @@ fn net(s: &str) -> IpNet {
 
 /// Runs back-end commands inside `ns`.
 fn runner(ns: &Netns) -> SystemRunner {
-    let pid = ns.init_pid().to_string();
-    SystemRunner::with_prefix(["nsenter", "--target", pid.as_str(), "--net", "--mount", "--pid", "--"])
+    banguard_e2e::ns_runner(ns)
 }
 
 /// A namespace with attacker/bystander addresses on lo and a listener.
