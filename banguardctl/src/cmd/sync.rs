@@ -32,11 +32,22 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
             None => Report::skipped(&ctx.config.sync),
             Some(_lock) => {
                 let mut g = ctx.open_write("sync")?;
-                // The fleet first, so that what it brings reaches the
-                // firewall in this run; the firewall part runs whatever
-                // the fleet's state.
+                // The local bans first: a slow or unreachable fleet never
+                // delays them (the path unit's push after a ban). Then the
+                // exchange, and again the firewall if it brought or lifted
+                // bans, so that they reach the kernel in this run.
+                let mut report = sync_store(ctx, &mut g, opts, &mut log)?;
                 fleet = exchange(ctx, &mut g, &mut log);
-                sync_store(ctx, &mut g, opts, &mut log)?
+                let changed = matches!(&fleet, Some(Ok(x)) if !x.applied.imported.is_empty() || !x.applied.lifted.is_empty());
+                if changed {
+                    let again = sync_store(ctx, &mut g, opts, &mut log)?;
+                    report.lines.extend(again.lines);
+                    report.desired = again.desired;
+                    report.backends = again.backends;
+                    report.errors.extend(again.errors);
+                    report.warnings.extend(again.warnings);
+                }
+                report
             }
         }
     };
