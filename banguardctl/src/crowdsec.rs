@@ -510,10 +510,21 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
-/// A secret: root's (or this user's) and readable by nobody else.
+/// A secret: root's (or this user's) and readable by nobody else. Opened
+/// without following a link, and checked on the handle it is read from.
 fn read_secret(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| fail(format!("{}: {e} (a secret file, not a link)", path.display())))?;
+    let meta = file.metadata().map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let me = banguard::sys::effective_uid();
+    if !meta.is_file() {
+        return Err(fail(format!("{}: not a regular file", path.display())));
+    }
     if meta.uid() != 0 && meta.uid() != me {
         return Err(fail(format!(
             "{}: owned by uid {}, not root: chown root {}",
@@ -530,7 +541,9 @@ fn read_secret(path: &Path) -> Result<Vec<u8>> {
             path.display()
         )));
     }
-    read(path)
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(bytes)
 }
 
 /// `cscli machines add NAME -f FILE`'s file: `login:` and `password:`.
@@ -601,6 +614,25 @@ mod tests {
         }
         let only = CrowdsecConfig { import_origins: vec!["cscli".into()], ..cfg.clone() };
         assert!(matches!(checked(&only, &d("Ip", "198.51.100.7", "1h", "ban"), now), Check::Filtered));
+    }
+
+    #[test]
+    fn secrets_must_be_private_files_not_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("bouncer.key");
+        std::fs::write(&key, "k\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret(&key).unwrap(), b"k\n");
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(read_secret(&link).unwrap_err().0.contains("not a link"));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(read_secret(&key).unwrap_err().0.contains("chmod 600"));
+        let creds = dir.path().join("machine.yaml");
+        std::fs::write(&creds, "url: http://127.0.0.1:8080\nlogin: a\npassword: 'p w'\n").unwrap();
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(machine_credentials(&creds).unwrap(), ("a".to_string(), "p w".to_string()));
     }
 
     #[test]

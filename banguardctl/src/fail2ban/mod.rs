@@ -200,7 +200,7 @@ fn carry_over(jail: &Ini, mapping: &Mapping, rows: Vec<database::StoredBan>, now
             service: if service == "*" { ALL_SERVICES.to_string() } else { service },
             created: row.timeofban,
             expires,
-            reason: format!("jail {}", row.jail),
+            reason: format!("jail {}", banguard::text::clean(&row.jail)),
             origin: BanOrigin::Fail2ban,
             failures: row.failures.unwrap_or(0),
             carried: row.bancount.saturating_sub(1),
