@@ -13,17 +13,8 @@ fn main() {
     banguard_e2e::run_benches(&[("sync_100k", sync_100k)]);
 }
 
-fn now() -> i64 {
-    banguard_e2e::unix_now()
-}
-
 fn net(s: &str) -> IpNet {
     s.parse().expect("test network")
-}
-
-/// Runs back-end commands inside `ns`.
-fn runner(ns: &Netns) -> SystemRunner {
-    banguard_e2e::ns_runner(ns)
 }
 
 /// 100,000 distinct addresses (and a few networks), 30 minutes to live.
@@ -61,7 +52,7 @@ fn bench_runner(ns: &Netns) -> (SystemRunner, &'static str) {
         );
         (SystemRunner::new(), "direct (unshare --net around the benchmark)")
     } else {
-        (runner(ns), "via nsenter into a throwaway namespace")
+        (banguard_e2e::ns_runner(ns), "via nsenter into a throwaway namespace")
     }
 }
 
@@ -81,7 +72,7 @@ fn sync_100k() {
         let ns = Netns::new();
         let (r, how) = bench_runner(&ns);
         let b = kind.backend();
-        let t = now();
+        let t = banguard_e2e::unix_now();
         let all = bench_entries(n, t);
         let row = |case: &str, rep: &SyncReport, d: Duration| {
             println!(
