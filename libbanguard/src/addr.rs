@@ -279,18 +279,19 @@ pub enum Origin {
 }
 
 /// Decides where a request came from. `rhost` is PAM_RHOST; `hint` is a
-/// numeric address the application vouches for (sshd's SSH_CONNECTION).
+/// numeric address the application vouches for (sshd's SSH_CONNECTION),
+/// used only in place of a name in `rhost`.
 pub fn origin(rhost: Option<&str>, hint: Option<IpAddr>) -> Origin {
     let rhost = rhost.map(str::trim).filter(|r| !r.is_empty());
-    if let Some(addr) = rhost.and_then(parse_addr) {
-        return Origin::Addr(addr);
-    }
-    if let Some(addr) = hint {
-        return Origin::Addr(canonical(addr));
-    }
-    match rhost {
-        Some(name) => Origin::Name(name_label(name)),
-        None => Origin::Local,
+    match (rhost, hint) {
+        // The hint only ever replaces a name: a login without PAM_RHOST is
+        // local whatever its environment says (a user can set any).
+        (None, _) => Origin::Local,
+        (Some(text), hint) => match (parse_addr(text), hint) {
+            (Some(addr), _) => Origin::Addr(addr),
+            (None, Some(addr)) => Origin::Addr(canonical(addr)),
+            (None, None) => Origin::Name(name_label(text)),
+        },
     }
 }
 
@@ -453,7 +454,8 @@ mod tests {
         assert_eq!(origin(Some("a b;rm -rf\n"), None), Origin::Name("a?b?rm?-rf".into()));
         assert_eq!(origin(None, None), Origin::Local);
         assert_eq!(origin(Some("  "), None), Origin::Local);
-        assert_eq!(origin(None, hint), Origin::Addr(a("192.0.2.5")));
+        assert_eq!(origin(None, hint), Origin::Local, "SSH_CONNECTION never makes a local login remote");
+        assert_eq!(origin(Some(" "), hint), Origin::Local);
         let long = "x".repeat(1000);
         match origin(Some(&long), None) {
             Origin::Name(n) => assert_eq!(n.len(), MAX_NAME),

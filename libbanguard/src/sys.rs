@@ -1,6 +1,10 @@
 //! The few libc calls the core needs that std does not offer.
 #![allow(unsafe_code)]
 
+use std::os::fd::RawFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
 /// The real user id of this process.
 pub fn real_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -16,8 +20,8 @@ pub fn effective_uid() -> u32 {
 /// Keeps the shared object that contains this code loaded until the process
 /// ends, even if its loader (libpam, at `pam_end`) unloads it: a thread of
 /// ours that is still blocked in the kernel must find its code when it
-/// wakes. Best effort; in a plain executable it does nothing.
-pub fn keep_this_object_loaded() {
+/// wakes. True when it is pinned (in a plain executable: the executable).
+pub fn keep_this_object_loaded() -> bool {
     let here = keep_this_object_loaded as *const libc::c_void;
     // SAFETY: Dl_info is plain data that dladdr fills in; a zeroed value is
     // a valid initial state.
@@ -25,12 +29,65 @@ pub fn keep_this_object_loaded() {
     // SAFETY: `here` is an address inside this object and `info` is a valid
     // out-pointer for the duration of the call.
     if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
-        return;
+        return false;
     }
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader. With
     // RTLD_NOLOAD nothing new is loaded; RTLD_NODELETE marks the object as
     // never to be unloaded. The handle is deliberately never closed.
-    unsafe { libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE) };
+    let pinned =
+        !unsafe { libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE) }
+            .is_null();
+    // The program itself (banguardctl, a test) is never unloaded; the
+    // loader does not find it by its path.
+    // SAFETY: dli_fname is NUL-terminated and outlives this call.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    pinned || {
+        use std::os::unix::ffi::OsStrExt;
+        let object = std::path::Path::new(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        std::env::current_exe().ok().zip(std::fs::canonicalize(object).ok()).is_some_and(|(exe, o)| exe == o)
+    }
+}
+
+/// File descriptors a forked child closes before it returns from `fork`
+/// (-1: a free slot). Atomics only: the child's handler must not lock.
+static CLOSE_IN_CHILD: [AtomicI32; 8] = [const { AtomicI32::new(-1) }; 8];
+
+/// Runs in the child of every `fork` of this process, before `fork`
+/// returns there.
+extern "C" fn close_listed_in_child() {
+    for slot in &CLOSE_IN_CHILD {
+        let fd = slot.swap(-1, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: fd was open in the parent at the fork (it is removed
+            // from the list before the parent closes it), so in the child
+            // it is the same open file, which nothing else here uses.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Has every future child of `fork` close `fd` at once (a process that
+/// forks to drop privileges must not inherit it). The object holding this
+/// code must have been pinned ([`keep_this_object_loaded`]): the handler
+/// stays registered for the life of the process. False when the handler
+/// cannot be registered or the list is full.
+pub fn close_in_forked_children(fd: RawFd) -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    // SAFETY: the handler is an extern "C" fn of this pinned object that
+    // only swaps atomics and calls close.
+    let registered = *REGISTERED
+        .get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(close_listed_in_child)) } == 0);
+    registered
+        && CLOSE_IN_CHILD
+            .iter()
+            .any(|slot| slot.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+}
+
+/// Takes `fd` off the list, before it is closed (its number may be reused).
+pub fn forget_in_forked_children(fd: RawFd) {
+    for slot in &CLOSE_IN_CHILD {
+        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 /// Bytes free on the file system holding `path` (for root, who may use the

@@ -134,6 +134,18 @@ pub fn take_engine(pamh: &PamHandle, config: Option<&Path>) -> Option<Banguard> 
     cached.engine.try_borrow_mut().ok()?.take()
 }
 
+/// Takes whatever engine an earlier hook of this process left on the
+/// handle, with the `config=` it was opened with.
+pub fn take_any_engine(pamh: &PamHandle) -> Option<(Option<PathBuf>, Banguard)> {
+    // SAFETY: as in take_engine.
+    let cached = unsafe { pamh.get_data::<CachedEngine>(ENGINE_KEY) }.ok()?;
+    if cached.pid != std::process::id() {
+        return None;
+    }
+    let engine = cached.engine.try_borrow_mut().ok()?.take()?;
+    Some((cached.config.clone(), engine))
+}
+
 /// Leaves `engine` on the handle for the next hook (libpam drops it at
 /// pam_end).
 pub fn keep_engine(pamh: &mut PamHandle, config: Option<&Path>, engine: Banguard) {

@@ -168,6 +168,9 @@ fn body(
     ctx: &mut Ctx,
 ) -> Result<PamResultCode, Trouble> {
     let opts = Options::parse(args);
+    // An engine an earlier hook left on the handle, taken by a success
+    // hook (below): closed when this hook returns, unless reused.
+    let mut released = None;
     ctx.debug = opts.debug;
     ctx.mode = opts.mode;
     if hook == Hook::Authenticate && opts.mode == Mode::Authsucc {
@@ -178,6 +181,13 @@ fn body(
     }
     if let Some(f) = opts.failmode {
         ctx.failmode = f;
+    }
+    if hook != Hook::Authenticate {
+        // Nothing of ours outlives the login's last hook: an engine an
+        // earlier hook left is taken here and closed when this one returns
+        // (sshd forks its unprivileged post-login process after these
+        // hooks, without exec: it must not inherit root's files).
+        released = ffi::take_any_engine(pamh);
     }
     if hook == Hook::Setcred && (flags & PAM_DELETE_CRED != 0 || opts.mode != Mode::Single) {
         // Explicit-mode lines do their work in pam_sm_authenticate.
@@ -202,7 +212,11 @@ fn body(
         debug(pamh, ctx, "success already given back on this handle");
         return Ok(ctx.pass());
     }
-    let cached = ffi::take_engine(pamh, opts.config.as_deref());
+    let cached = match released.take() {
+        Some((config, bg)) if config == opts.config => Some(bg),
+        Some(_) => None,
+        None => ffi::take_engine(pamh, opts.config.as_deref()),
+    };
     let config = match (&cached, &opts.config) {
         (Some(bg), _) => Ok(bg.config().clone()),
         (None, Some(path)) => Config::load(path),
@@ -283,20 +297,28 @@ fn body(
                 // The success hooks then fall back to finding it by pid.
                 debug(pamh, ctx, "pam_set_data failed: attempt id not kept");
             }
+            // Kept only while a hook that needs it must follow: the success
+            // hooks or the next password of a checked attempt.
+            let pending = matches!(verdict, Ok(Verdict::Allowed { attempt: Some(_), .. }));
             let code = respond(pamh, ctx, &bg, &req, verdict?);
-            keep(pamh, bg);
+            if pending {
+                keep(pamh, bg);
+            }
             Ok(code)
         }
         Action::Check => {
             let verdict = bg.check(&req)?;
+            let allowed = matches!(verdict, Verdict::Allowed { .. });
             let code = respond(pamh, ctx, &bg, &req, verdict);
-            keep(pamh, bg);
+            if allowed {
+                // authfail or authsucc of the same pam_authenticate follows.
+                keep(pamh, bg);
+            }
             Ok(code)
         }
         Action::Failure => {
             let verdict = bg.record_failure(&req)?;
             respond(pamh, ctx, &bg, &req, verdict);
-            keep(pamh, bg);
             // Like pam_faillock: the stack's own failure stands.
             Ok(PamResultCode::PAM_IGNORE)
         }

@@ -73,7 +73,9 @@
  * Threads and processes. Calls on one handle are serialised by a lock
  * inside it, so a handle may be shared between threads (calls then wait for
  * one another; one handle per thread avoids that). banguard_last_error(bg)
- * describes the most recent call on the handle, whichever thread made it.
+ * describes the calling thread's most recent call on the handle: each
+ * thread gets its own copy of the message, which no other thread's call
+ * can change or free.
  * Do not use one handle in both a parent and a child after fork(2) (SQLite
  * connections must not cross fork): open it in the process that uses it, or
  * only in one of the two. The config is read once, at banguard_open; open a
@@ -132,11 +134,12 @@ BANGUARD_WARN_UNUSED int banguard_open(const char *config_path, banguard_t **out
 void banguard_close(banguard_t *bg);
 
 /*
- * The message of the most recent call on bg if it failed, "" if it
- * succeeded. With bg NULL: the same for the most recent call in this thread
- * that had no handle (banguard_open, banguard_ctl, a call with a NULL
- * handle). Never NULL. Valid until the next call on bg (bg NULL: until the
- * next such call in this thread) or banguard_close(bg).
+ * The message of the calling thread's most recent call on bg if it failed,
+ * "" if it succeeded (or if this thread made none). With bg NULL: the same
+ * for the most recent call in this thread that had no handle
+ * (banguard_open, banguard_ctl, a call with a NULL handle). Never NULL.
+ * The string is this thread's own copy: valid until this thread's next
+ * call on bg (bg NULL: its next such call), whatever other threads do.
  */
 const char *banguard_last_error(const banguard_t *bg);
 

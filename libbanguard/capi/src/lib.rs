@@ -25,6 +25,7 @@ use std::ffi::{CStr, CString, c_char, c_int};
 use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 
 /// The client may use the service (`banguard_check`, `banguard_ctl`), or
@@ -51,23 +52,29 @@ pub const BANGUARD_ESTORE: c_int = -4;
 pub const BANGUARD_EPANIC: c_int = -5;
 
 /// The opaque handle (`banguard_t` in C): an engine (config + open store)
-/// behind a lock, and the message of the last failed call on it.
+/// behind a lock. Messages of failed calls are kept per thread (see
+/// [`HANDLE_ERRORS`]), so one thread's call never frees the string another
+/// thread is reading.
 pub struct Handle {
-    state: Mutex<State>,
-}
-
-struct State {
-    engine: Banguard,
-    last_error: CString,
+    /// Unique in this process: the key of the per-thread messages (an
+    /// address may be reused by a later handle).
+    id: u64,
+    engine: Mutex<Banguard>,
 }
 
 impl Handle {
-    /// The state, also after a panic in an earlier call (the transaction
+    /// The engine, also after a panic in an earlier call (the transaction
     /// that call had open was rolled back when it unwound).
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Banguard> {
+        self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// The next handle's id.
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
+
+/// Handles a thread remembers messages for; the oldest is forgotten first.
+const HANDLE_ERROR_SLOTS: usize = 16;
 
 /// A failed call as the C caller sees it.
 #[derive(Debug)]
@@ -115,6 +122,9 @@ fn fail(e: &Error, stage: Stage) -> Failure {
 thread_local! {
     /// Message of the last failed handle-less call in this thread.
     static THREAD_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// This thread's messages of its last call on each handle it used
+    /// (most recent first): (handle id, message, "" after a success).
+    static HANDLE_ERRORS: RefCell<Vec<(u64, CString)>> = const { RefCell::new(Vec::new()) };
     /// Set while this thread runs inside a `banguard_*` call.
     static IN_CALL: Cell<bool> = const { Cell::new(false) };
     /// What the panic hook saw of the last panic inside a call.
@@ -129,6 +139,16 @@ fn to_cstring(message: String) -> CString {
 
 fn set_thread_error(message: String) {
     let _ = THREAD_ERROR.try_with(|slot| *slot.borrow_mut() = to_cstring(message));
+}
+
+/// Records this thread's last call on handle `id`.
+fn set_handle_error(id: u64, message: String) {
+    let _ = HANDLE_ERRORS.try_with(|slots| {
+        let mut slots = slots.borrow_mut();
+        slots.retain(|(h, _)| *h != id);
+        slots.insert(0, (id, to_cstring(message)));
+        slots.truncate(HANDLE_ERROR_SLOTS);
+    });
 }
 
 /// Installs (once) a panic hook that keeps panics inside `banguard_*` calls
@@ -211,12 +231,14 @@ unsafe fn with_handle(bg: *const Handle, f: impl FnOnce(&mut Banguard) -> Result
         return guard(|| Err(Failure::invalid("the banguard_t handle is NULL")));
     };
     let outer = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut state = handle.lock();
-        state.last_error = CString::default();
-        match catch(|| f(&mut state.engine)) {
-            Ok(code) => code,
+        let mut engine = handle.lock();
+        match catch(|| f(&mut engine)) {
+            Ok(code) => {
+                set_handle_error(handle.id, String::new());
+                code
+            }
             Err(failure) => {
-                state.last_error = to_cstring(failure.message);
+                set_handle_error(handle.id, failure.message);
                 failure.code
             }
         }
@@ -283,10 +305,12 @@ unsafe fn request<'a>(
     // SAFETY: forwarded caller's contract.
     let service = service_name(unsafe { text(service, "service") }?)?;
     // SAFETY: forwarded caller's contract.
-    let addr = client_address(unsafe { text(client_addr, "client_addr") }?)?;
+    let text = unsafe { text(client_addr, "client_addr") }?;
+    let addr = client_address(text)?;
     // SAFETY: forwarded caller's contract.
     let user = unsafe { optional_text(user, "user") }?;
-    Ok(Request { service, rhost: None, hint: Some(addr), user })
+    // The literal as PAM_RHOST, its parsed form as the hint: both agree.
+    Ok(Request { service, rhost: Some(text), hint: Some(addr), user })
 }
 
 // ----- verdicts -----
@@ -339,7 +363,8 @@ pub unsafe extern "C" fn banguard_open(config_path: *const c_char, out: *mut *mu
         }
         .map_err(|e| fail(&e, Stage::Config))?;
         let engine = Banguard::open(config).map_err(|e| fail(&e, Stage::Store))?;
-        let handle = Box::new(Handle { state: Mutex::new(State { engine, last_error: CString::default() }) });
+        let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+        let handle = Box::new(Handle { id, engine: Mutex::new(engine) });
         // SAFETY: `out` is non-NULL and writable (checked above, caller's contract).
         unsafe { out.write(Box::into_raw(handle)) };
         Ok(BANGUARD_OK)
@@ -367,18 +392,25 @@ pub unsafe extern "C" fn banguard_close(bg: *mut Handle) {
     }));
 }
 
-/// The message of the last call on `bg` if it failed ("" if it succeeded);
-/// with `bg` NULL, the last failed handle-less call of this thread.
+/// The message of this thread's last call on `bg` if it failed ("" if it
+/// succeeded, or if this thread made none); with `bg` NULL, the last failed
+/// handle-less call of this thread.
 ///
 /// # Safety
-/// `bg` is NULL or a live handle. The string stays valid until the next
-/// call on the handle (or, for NULL, the next handle-less call in the thread).
+/// `bg` is NULL or a live handle. The string is this thread's own: valid
+/// until this thread's next call on `bg` (for NULL, its next handle-less
+/// call), whatever other threads do.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn banguard_last_error(bg: *const Handle) -> *const c_char {
     let read = panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: caller's contract: NULL or a live handle.
         match unsafe { bg.as_ref() } {
-            Some(handle) => handle.lock().last_error.as_ptr(),
+            Some(handle) => HANDLE_ERRORS
+                .try_with(|slots| {
+                    let slots = slots.borrow();
+                    slots.iter().find(|(h, _)| *h == handle.id).map_or(c"".as_ptr(), |(_, m)| m.as_ptr())
+                })
+                .unwrap_or(c"".as_ptr()),
             None => THREAD_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr()),
         }
     }));

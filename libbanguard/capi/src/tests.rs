@@ -316,3 +316,34 @@ fn pkg_config_template_matches() {
         assert!(pc.contains(key), "{key}");
     }
 }
+
+#[test]
+fn a_message_read_in_one_thread_survives_calls_in_another() {
+    let f = Fixture::new("");
+    struct Shared(*mut Handle);
+    // SAFETY: the header allows sharing a handle between threads (calls on
+    // it are serialised inside); the test keeps it alive for both.
+    unsafe impl Send for Shared {}
+    // SAFETY: as above.
+    unsafe impl Sync for Shared {}
+    let bg = Shared(f.bg);
+    let bg = &bg;
+    // SAFETY: live handle, valid C strings.
+    assert_eq!(unsafe { banguard_check(bg.0, c"myftpd".as_ptr(), c"bogus".as_ptr()) }, BANGUARD_EINVAL);
+    // SAFETY: live handle; the pointer is this thread's copy.
+    let mine = unsafe { banguard_last_error(bg.0) };
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..200 {
+                let addr = if i % 2 == 0 { c"also-bogus" } else { c"198.51.100.9" };
+                // SAFETY: live handle, valid C strings.
+                let _ = unsafe { banguard_check(bg.0, c"myftpd".as_ptr(), addr.as_ptr()) };
+            }
+            assert_eq!(last_error(bg.0), "", "this thread's own last call succeeded");
+        });
+    });
+    // SAFETY: this thread made no call on the handle since reading `mine`.
+    let text = unsafe { CStr::from_ptr(mine) }.to_string_lossy().into_owned();
+    assert!(text.contains("\"bogus\""), "{text}");
+    assert_eq!(last_error(f.bg), text);
+}

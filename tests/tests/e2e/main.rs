@@ -23,6 +23,7 @@ mod hosts_deny;
 mod import_fail2ban;
 mod install;
 mod man;
+mod module_guest;
 mod pam_stack;
 mod rpm;
 mod selinux;

@@ -6,16 +6,25 @@
 //! checked while it is read, so an error names the file, the line and the
 //! key. A config writable by anyone but root is refused: a local user must
 //! not be able to whitelist themselves.
+//!
+//! Here: the effective settings and their defaults. `files`: finding and
+//! reading the files safely; `raw`: one file as written, each section's
+//! keys listed once; `values`: the checks of each value.
 
-use crate::duration::{BanTime, format_duration, parse_duration};
+mod files;
+mod raw;
+mod values;
+
+pub use files::{MAX_CONFIG_BYTES, check_trusted, dropin_dir};
+pub use values::MAX_REFUSAL_DELAY;
+
+use crate::duration::{BanTime, format_duration};
 use crate::error::{Error, Result};
 use crate::sync::BackendKind;
-use crate::sys;
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use raw::RawFile;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The config file read when none is named.
@@ -379,38 +388,7 @@ impl Config {
     /// The texts of `path` (required or optional) and its drop-ins, in the
     /// order they apply, each checked as trusted.
     pub fn sources(path: &Path, required: bool) -> Result<Vec<(PathBuf, String)>> {
-        let mut sources = Vec::new();
-        match fs::read_to_string(path) {
-            Ok(text) => {
-                check_trusted(path)?;
-                sources.push((path.to_path_buf(), text));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
-            Err(e) => return Err(Error::ConfigRead { path: path.to_path_buf(), source: e }),
-        }
-        let dropin_dir = dropin_dir(path);
-        match fs::read_dir(&dropin_dir) {
-            Ok(entries) => {
-                check_trusted(&dropin_dir)?;
-                let mut files: Vec<PathBuf> = entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    // Hidden files are editors' swap and backup copies, as
-                    // systemd and run-parts skip them.
-                    .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
-                    .collect();
-                files.sort();
-                for f in files {
-                    let text = fs::read_to_string(&f)
-                        .map_err(|e| Error::ConfigRead { path: f.clone(), source: e })?;
-                    check_trusted(&f)?;
-                    sources.push((f, text));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::ConfigRead { path: dropin_dir, source: e }),
-        }
-        Ok(sources)
+        files::sources(path, required)
     }
 
     /// Builds the config from file texts, in order (no file access).
@@ -489,36 +467,6 @@ pub fn check_service_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// `banguard.toml` → `banguard.d`.
-pub fn dropin_dir(path: &Path) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!("{stem}.d"))
-}
-
-/// Refuses a file or directory that someone other than root (or the
-/// current user, who gains nothing) could change.
-pub fn check_trusted(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let me = sys::effective_uid();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(Error::Insecure {
-            path: path.to_path_buf(),
-            message: format!("owned by uid {}, not root: chown root {}", meta.uid(), path.display()),
-        });
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(Error::Insecure {
-            path: path.to_path_buf(),
-            message: format!(
-                "writable by group or others (mode {:o}): chmod go-w {}",
-                meta.mode() & 0o7777,
-                path.display()
-            ),
-        });
-    }
-    Ok(())
-}
-
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     let line_no = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     // The key is what stands before '=' on the offending line, if anything.
@@ -538,441 +486,10 @@ fn ser_bantime<S: serde::Serializer>(v: &BanTime, s: S) -> std::result::Result<S
     s.serialize_str(&v.to_string())
 }
 
-// ----- raw, per-file view: everything optional, checked while parsed -----
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    default: Option<RawDefault>,
-    #[serde(default)]
-    services: BTreeMap<String, RawPolicy>,
-    recidive: Option<RawRecidive>,
-    sync: Option<RawSync>,
-    mail: Option<RawMail>,
-    store: Option<RawStore>,
-    fleet: Option<RawFleet>,
-}
-
-/// Later `Some` values win.
-macro_rules! take {
-    ($dst:expr, $src:expr, $($f:ident),+) => { $( if $src.$f.is_some() { $dst.$f = $src.$f; } )+ };
-}
-/// `Some` values overwrite the effective setting.
-macro_rules! set {
-    ($dst:expr, $src:expr, $($f:ident),+) => { $( if let Some(v) = $src.$f.clone() { $dst.$f = v; } )+ };
-}
-
-/// `[fleet.crowdsec]`'s keys, named once for merging and applying.
-macro_rules! crowdsec_keys {
-    ($how:ident, $dst:expr, $src:expr) => {
-        $how!(
-            $dst,
-            $src,
-            url,
-            machine_credentials,
-            bouncer_key_file,
-            ca_cert,
-            client_cert,
-            client_key,
-            timeout,
-            export,
-            import,
-            import_origins,
-            import_scenarios,
-            max_decisions,
-            resync,
-            insecure_skip_verify
-        )
-    };
-}
-
-/// Defines a section struct with every policy key plus `extra` fields.
-/// (`serde(flatten)` would lose the line numbers of values.)
-macro_rules! policy_section {
-    ($name:ident { $($extra:ident : $ty:ty),* }) => {
-        #[derive(Debug, Default, Clone, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct $name {
-            $($extra: $ty,)*
-            enabled: Option<bool>,
-            #[serde(default, deserialize_with = "de_maxretry")]
-            maxretry: Option<u32>,
-            #[serde(default, deserialize_with = "de_duration")]
-            findtime: Option<i64>,
-            #[serde(default, deserialize_with = "de_bantime")]
-            bantime: Option<BanTime>,
-            #[serde(default, deserialize_with = "de_factor")]
-            bantime_factor: Option<f64>,
-            #[serde(default, deserialize_with = "de_duration")]
-            bantime_max: Option<i64>,
-            #[serde(default, deserialize_with = "de_duration")]
-            bantime_lookback: Option<i64>,
-            #[serde(default, deserialize_with = "de_cidrs")]
-            ignoreip: Option<Vec<IpNet>>,
-            failmode: Option<FailMode>,
-            #[serde(default, deserialize_with = "de_prefix4")]
-            ipv4_prefix: Option<u8>,
-            #[serde(default, deserialize_with = "de_prefix6")]
-            ipv6_prefix: Option<u8>,
-            reset_on_success: Option<bool>,
-            #[serde(default, deserialize_with = "de_refusal_delay")]
-            refusal_delay: Option<i64>,
-        }
-
-        impl $name {
-            fn merge(&mut self, o: $name) {
-                $(take!(self, o, $extra);)*
-                take!(self, o, enabled, maxretry, findtime, bantime, bantime_factor, bantime_max);
-                take!(self, o, bantime_lookback, ignoreip, failmode, ipv4_prefix, ipv6_prefix, reset_on_success);
-                take!(self, o, refusal_delay);
-            }
-
-            fn apply(&self, p: &mut ServicePolicy) {
-                set!(p, self, enabled, maxretry, findtime, bantime, bantime_factor, bantime_max);
-                set!(p, self, bantime_lookback, ignoreip, failmode, ipv4_prefix, ipv6_prefix, reset_on_success);
-                set!(p, self, refusal_delay);
-            }
-        }
-    };
-}
-
-policy_section!(RawDefault { database: Option<PathBuf> });
-policy_section!(RawPolicy {});
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRecidive {
-    enabled: Option<bool>,
-    #[serde(default, deserialize_with = "de_maxretry")]
-    bans: Option<u32>,
-    #[serde(default, deserialize_with = "de_duration")]
-    findtime: Option<i64>,
-    #[serde(default, deserialize_with = "de_bantime")]
-    bantime: Option<BanTime>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSync {
-    #[serde(default, deserialize_with = "de_backends")]
-    backends: Option<Vec<BackendKind>>,
-    scope: Option<SyncScope>,
-    hosts_deny: Option<PathBuf>,
-    trigger_file: Option<PathBuf>,
-    lock_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "de_widest4")]
-    widest_ipv4_prefix: Option<u8>,
-    #[serde(default, deserialize_with = "de_widest6")]
-    widest_ipv6_prefix: Option<u8>,
-    #[serde(default, deserialize_with = "de_escalate_after")]
-    escalate_after: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMail {
-    enabled: Option<bool>,
-    #[serde(default, deserialize_with = "de_mailbox")]
-    to: Option<String>,
-    #[serde(default, deserialize_with = "de_mailbox")]
-    from: Option<String>,
-    sendmail: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    runtime: Option<PathBuf>,
-    synchronous: Option<Synchronous>,
-    #[serde(default, deserialize_with = "de_busy")]
-    busy_timeout_ms: Option<u32>,
-    max_failures: Option<u64>,
-    #[serde(default, deserialize_with = "de_duration")]
-    history: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFleet {
-    provider: Option<FleetProvider>,
-    crowdsec: Option<RawCrowdsec>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCrowdsec {
-    #[serde(default, deserialize_with = "de_url")]
-    url: Option<String>,
-    machine_credentials: Option<PathBuf>,
-    bouncer_key_file: Option<PathBuf>,
-    ca_cert: Option<PathBuf>,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
-    #[serde(default, deserialize_with = "de_duration")]
-    timeout: Option<i64>,
-    export: Option<bool>,
-    import: Option<bool>,
-    import_origins: Option<Vec<String>>,
-    import_scenarios: Option<Vec<String>>,
-    max_decisions: Option<u64>,
-    #[serde(default, deserialize_with = "de_duration")]
-    resync: Option<i64>,
-    insecure_skip_verify: Option<bool>,
-}
-
-impl RawFile {
-    fn merge(&mut self, o: RawFile) {
-        if let Some(d) = o.default {
-            let mine = self.default.get_or_insert_with(RawDefault::default);
-            mine.merge(d);
-        }
-        for (name, p) in o.services {
-            self.services.entry(name).or_default().merge(p);
-        }
-        if let Some(r) = o.recidive {
-            let mine = self.recidive.get_or_insert_with(RawRecidive::default);
-            take!(mine, r, enabled, bans, findtime, bantime);
-        }
-        if let Some(s) = o.sync {
-            let mine = self.sync.get_or_insert_with(RawSync::default);
-            take!(
-                mine,
-                s,
-                backends,
-                scope,
-                hosts_deny,
-                trigger_file,
-                lock_file,
-                widest_ipv4_prefix,
-                widest_ipv6_prefix,
-                escalate_after
-            );
-        }
-        if let Some(m) = o.mail {
-            let mine = self.mail.get_or_insert_with(RawMail::default);
-            take!(mine, m, enabled, to, from, sendmail);
-        }
-        if let Some(s) = o.store {
-            let mine = self.store.get_or_insert_with(RawStore::default);
-            take!(mine, s, runtime, synchronous, busy_timeout_ms, max_failures, history);
-        }
-        if let Some(f) = o.fleet {
-            let mine = self.fleet.get_or_insert_with(RawFleet::default);
-            take!(mine, f, provider);
-            if let Some(c) = f.crowdsec {
-                let m = mine.crowdsec.get_or_insert_with(RawCrowdsec::default);
-                crowdsec_keys!(take, m, c);
-            }
-        }
-    }
-
-    fn apply(&self, c: &mut Config) {
-        if let Some(d) = &self.default {
-            set!(c, d, database);
-            d.apply(&mut c.default);
-        }
-        for (name, raw) in &self.services {
-            let mut p = c.default.clone();
-            raw.apply(&mut p);
-            c.services.insert(name.clone(), p);
-        }
-        if let Some(r) = &self.recidive {
-            set!(c.recidive, r, enabled, bans, findtime, bantime);
-        }
-        if let Some(s) = &self.sync {
-            set!(
-                c.sync,
-                s,
-                backends,
-                scope,
-                hosts_deny,
-                trigger_file,
-                lock_file,
-                widest_ipv4_prefix,
-                widest_ipv6_prefix,
-                escalate_after
-            );
-        }
-        if let Some(m) = &self.mail {
-            set!(c.mail, m, enabled, to, from, sendmail);
-        }
-        if let Some(s) = &self.store {
-            set!(c.store, s, runtime, synchronous, busy_timeout_ms, max_failures, history);
-        }
-        if let Some(f) = &self.fleet {
-            set!(c.fleet, f, provider);
-            if let Some(r) = &f.crowdsec {
-                let cs = &mut c.fleet.crowdsec;
-                crowdsec_keys!(set, cs, r);
-            }
-        }
-        if self.store.as_ref().is_none_or(|s| s.runtime.is_none()) {
-            c.store.runtime = default_runtime(&c.database);
-        }
-    }
-}
-
-// ----- value checks, run while parsing so errors carry a line -----
-
-fn custom<E: serde::de::Error>(msg: String) -> E {
-    E::custom(msg)
-}
-
-fn de_maxretry<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
-    let n = i64::deserialize(d)?;
-    if !(1..=1_000_000).contains(&n) {
-        return Err(custom(format!("must be a whole number from 1 to 1000000, not {n}")));
-    }
-    Ok(Some(n as u32))
-}
-
-/// A duration: a string ("10m") or a number of seconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationText {
-    Seconds(i64),
-    Text(String),
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
-    let secs = match DurationText::deserialize(d).map_err(|_| {
-        custom::<D::Error>("expected a duration such as \"90s\", \"10m\", \"1h\", \"2d\" or \"1w\"".into())
-    })? {
-        DurationText::Seconds(n) => parse_duration(&n.to_string()),
-        DurationText::Text(t) => parse_duration(&t),
-    }
-    .map_err(custom::<D::Error>)?;
-    if secs == 0 {
-        return Err(custom("must be longer than 0 seconds".into()));
-    }
-    Ok(Some(secs))
-}
-
-/// Longest refusal delay: a refused attempt holds an application's
-/// connection slot for this long.
-pub const MAX_REFUSAL_DELAY: i64 = 30;
-
-fn de_refusal_delay<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
-    let secs = match DurationText::deserialize(d)
-        .map_err(|_| custom::<D::Error>("expected a duration such as \"2s\", or 0 for none".into()))?
-    {
-        DurationText::Seconds(n) => parse_duration(&n.to_string()),
-        DurationText::Text(t) => parse_duration(&t),
-    }
-    .map_err(custom::<D::Error>)?;
-    if secs > MAX_REFUSAL_DELAY {
-        return Err(custom(format!("must be from 0 to {MAX_REFUSAL_DELAY} seconds, not {secs}")));
-    }
-    Ok(Some(secs))
-}
-
-fn de_bantime<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<BanTime>, D::Error> {
-    let t = match DurationText::deserialize(d)
-        .map_err(|_| custom::<D::Error>("expected a duration such as \"10m\", or \"permanent\"".into()))?
-    {
-        DurationText::Seconds(n) => n.to_string(),
-        DurationText::Text(t) => t,
-    };
-    BanTime::parse(&t).map(Some).map_err(custom)
-}
-
-fn de_factor<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
-    let f = f64::deserialize(d)?;
-    if !(1.0..=100.0).contains(&f) {
-        return Err(custom(format!("must be from 1.0 (no increase) to 100.0, not {f}")));
-    }
-    Ok(Some(f))
-}
-
-fn de_cidrs<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<IpNet>>, D::Error> {
-    let items = Vec::<String>::deserialize(d)?;
-    items
-        .iter()
-        .map(|s| crate::addr::parse_net(s).map_err(custom::<D::Error>))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-fn de_prefix4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
-    de_prefix(d, 8, 32)
-}
-
-fn de_prefix6<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
-    de_prefix(d, 16, 128)
-}
-
-fn de_escalate_after<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
-    let n = i64::deserialize(d)?;
-    if !(0..=1_000_000).contains(&n) {
-        return Err(custom(format!("must be a whole number from 0 (never) to 1000000, not {n}")));
-    }
-    Ok(Some(n as u32))
-}
-
-fn de_widest4<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
-    de_prefix(d, 1, 32)
-}
-
-fn de_widest6<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
-    de_prefix(d, 1, 128)
-}
-
-fn de_prefix<'de, D: Deserializer<'de>>(
-    d: D,
-    min: i64,
-    max: i64,
-) -> std::result::Result<Option<u8>, D::Error> {
-    let n = i64::deserialize(d)?;
-    if !(min..=max).contains(&n) {
-        return Err(custom(format!("must be a prefix length from {min} to {max}, not {n}")));
-    }
-    Ok(Some(n as u8))
-}
-
-fn de_backends<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<BackendKind>>, D::Error> {
-    let items = Vec::<String>::deserialize(d)?;
-    let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
-    items
-        .iter()
-        .map(|b| b.parse().map_err(|_| custom(format!("unknown back-end {b:?}; expected some of {names:?}"))))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-/// A mail address or local user: no spaces, no shell or header tricks.
-fn de_mailbox<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    let s = String::deserialize(d)?;
-    let ok = !s.is_empty()
-        && !s.starts_with('-')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c));
-    if !ok {
-        return Err(custom(format!("{s:?} is not a plain mail address or user name")));
-    }
-    Ok(Some(s))
-}
-
-fn de_url<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    let s = String::deserialize(d)?;
-    let ok = (s.starts_with("http://") || s.starts_with("https://"))
-        && s.len() > "https://".len()
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
-        return Err(custom(format!("{s:?} is not an http:// or https:// URL")));
-    }
-    Ok(Some(s))
-}
-
-fn de_busy<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
-    let n = i64::deserialize(d)?;
-    if !(10..=10_000).contains(&n) {
-        return Err(custom(format!("must be from 10 to 10000 milliseconds, not {n}")));
-    }
-    Ok(Some(n as u32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn parse(text: &str) -> Result<Config> {
         Config::from_toml(Path::new("/etc/banguard/banguard.toml"), text)
@@ -1083,6 +600,21 @@ enabled = false
         assert!(e.contains("prefix length from 16 to 128"), "{e}");
         let e = err("[bogus]\n");
         assert!(e.contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn paths_must_be_absolute() {
+        let e = err("[default]\ndatabase = \"banguard.db\"\n");
+        assert!(e.contains(":2: key `database`") && e.contains("not an absolute path"), "{e}");
+        for (section, key) in
+            [("store", "runtime"), ("sync", "trigger_file"), ("sync", "lock_file"), ("mail", "sendmail")]
+        {
+            let e = err(&format!("[{section}]\n{key} = \"run/x\"\n"));
+            assert!(e.contains(&format!(":2: key `{key}`")) && e.contains("absolute"), "{e}");
+        }
+        let e = err("[fleet.crowdsec]\nca_cert = \"ca.pem\"\n");
+        assert!(e.contains("key `ca_cert`") && e.contains("absolute"), "{e}");
+        assert!(parse("[fleet.crowdsec]\nca_cert = \"\"\n").is_ok(), "empty means none");
     }
 
     #[test]
