@@ -477,11 +477,17 @@ fn local_logins_are_left_to_the_stack() {
     let _run_dir = HostRunDirGuard::new();
     let f = Fixture::new("maxretry = 1", "");
     f.single_line("login", "");
-    for _ in 0..3 {
+    for i in 0..3 {
         let mut p = f.pam("login", None);
+        if i == 0 {
+            // What a user can put in a PAM environment (su keeps it) never
+            // makes a local login remote.
+            p.putenv(&format!("SSH_CONNECTION={HOST} 50022 203.0.113.1 22"));
+        }
         assert_rc(p.try_password("wrong"), PAM_AUTH_ERR, "no PAM_RHOST, wrong");
     }
     let mut p = f.pam("login", None);
+    p.putenv(&format!("SSH_CONNECTION={HOST} 50022 203.0.113.1 22"));
     assert_rc(p.try_password("right"), PAM_SUCCESS, "no PAM_RHOST, right");
     assert!(!f.db().exists(), "a local login never opens the store");
     // Not even a broken config with failmode=closed refuses the console.
