@@ -206,10 +206,16 @@ impl Ban {
 
 /// What the firewall blocks for `bans` (from [`Banguard::bans_to_push`]):
 /// each ban's network with every network that must never be blocked
-/// (ignoreip of any service, loopback) carved out, so that the kernel and
-/// hosts.deny never refuse a host that PAM lets through.
-pub fn firewall_entries(config: &Config, bans: &[Ban]) -> Vec<crate::sync::FirewallEntry> {
-    let keep = config.never_blocked();
+/// (ignoreip of any service, loopback, and `also_keep`: the fleet's own
+/// LAPI) carved out, so that the kernel and hosts.deny never refuse a host
+/// that PAM lets through, nor cut this server off its fleet.
+pub fn firewall_entries(
+    config: &Config,
+    bans: &[Ban],
+    also_keep: &[IpNet],
+) -> Vec<crate::sync::FirewallEntry> {
+    let mut keep = config.never_blocked();
+    keep.extend_from_slice(also_keep);
     bans.iter()
         .filter_map(|b| b.host.net().map(|net| (net, b.expires)))
         .flat_map(|(net, expires_at)| {
@@ -341,7 +347,7 @@ mod tests {
     fn the_firewall_never_gets_an_ignored_network() {
         let mut c = Config::default();
         c.default.ignoreip.push("192.0.2.128/25".parse().unwrap());
-        let entries = firewall_entries(&c, &[ban("192.0.2.0/24", "*", "manual", true)]);
+        let entries = firewall_entries(&c, &[ban("192.0.2.0/24", "*", "manual", true)], &[]);
         let nets: Vec<String> = entries.iter().map(|e| e.net.to_string()).collect();
         assert_eq!(nets, ["192.0.2.0/25"]);
         assert!(entries.iter().all(|e| e.expires_at == Some(1_600)));

@@ -161,7 +161,7 @@ pub fn syslog(priority: libc::c_int, message: &str) {
 /// A syslog line holds no control characters (no forged second line, no
 /// NUL to cut it short).
 fn one_line(message: &str) -> String {
-    message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    message.chars().map(|c| if crate::text::is_unsafe(c) { ' ' } else { c }).collect()
 }
 
 /// Whether SELinux is enforcing on this machine (`/sys/fs/selinux/enforce`

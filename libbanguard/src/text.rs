@@ -3,10 +3,44 @@
 use crate::duration::civil_from_days;
 use crate::sys::{LocalTime, local_time};
 
-/// Control characters become '?', so that a name or reason can never
-/// move a terminal's cursor or forge a second line.
+/// Control characters and invisible format characters become '?', so
+/// that a name or reason can never move a terminal's cursor, forge a
+/// second line, or read differently from what it is (a right-to-left
+/// override, a zero-width space).
 pub fn clean(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    text.chars().map(|c| if is_unsafe(c) { '?' } else { c }).collect()
+}
+
+/// Whether `c` must not reach a terminal or a log line as it is: a
+/// control character, a line or paragraph separator, or one of Unicode's
+/// format characters (general category Cf: bidirectional controls,
+/// zero-width characters, the byte-order mark, tags...).
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+        )
 }
 
 /// `t` in local time; UTC when libc cannot say.
@@ -70,5 +104,6 @@ mod tests {
     #[test]
     fn clean_replaces_controls() {
         assert_eq!(clean("a\nb\x1b[31m"), "a?b?[31m");
+        assert_eq!(clean("evil\u{202E}txt.exe\u{200B}\u{FEFF}\u{2028}\u{2029}é"), "evil?txt.exe????é");
     }
 }

@@ -28,7 +28,128 @@ fn main() {
         ("fleet_sync_idle", fleet_sync_idle),
         ("fleet_import_100k", fleet_import_100k),
         ("fleet_ban_to_refusal", fleet_ban_to_refusal),
+        ("fleet_scale_100k", || fleet_scale(100_000)),
+        ("fleet_scale_1m", || fleet_scale(1_000_000)),
     ]);
+}
+
+/// N decisions taken in one sync, then all N lifted in one sync (a full
+/// pull that no longer lists them), from a scripted LAPI that streams
+/// them as it generates them; while the import runs, attempts of fresh
+/// hosts (open the store, one attempt, as a new sshd connection does)
+/// are timed. Each sync runs under `/usr/bin/time` for its peak RSS.
+/// `BANGUARD_TEST_ARTIFACTS` picks the banguardctl to measure (a "before"
+/// build, say); the attempts are this build's.
+fn fleet_scale(n: u64) {
+    if !require("fleet scale bench", true, &["curl", "nsenter", "unshare", "pkill", "time"]) {
+        return;
+    }
+    let ns = Netns::new();
+    let empty = serde_json::json!([
+        {"method": "GET", "path": "/v1/decisions/stream", "body": r#"{"deleted":null,"new":null}"#},
+        {"path": "/health", "body": "{}"},
+    ]);
+    let lapi = banguard_e2e::crowdsec::ScriptedLapi::start(
+        &ns,
+        std::path::Path::new(env!("CARGO_BIN_EXE_bg-lapi")),
+        8095,
+        &empty,
+    );
+    let dir = tempfile::Builder::new().prefix("bg-fleet-scale.").tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let key = dir.path().join("bouncer.key");
+    std::fs::write(&key, "k\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = dir.path().join("banguard.toml");
+    ConfigFile::under(dir.path())
+        .with(&format!(
+            "[recidive]\nenabled = false\n[sync]\nbackends = []\nlock_file = \"{d}/run/sync.lock\"\n\
+             [store]\nruntime = \"{d}/run/runtime.db\"\n\
+             [fleet]\nprovider = \"crowdsec\"\n[fleet.crowdsec]\nurl = \"http://127.0.0.1:8095/\"\n\
+             export = false\nbouncer_key_file = \"{}\"\nmax_decisions = {}\ntimeout = \"900s\"\nresync = \"1s\"\n",
+            key.display(),
+            n + 10
+        ))
+        .write(&config);
+    let sync = || {
+        let ctl = artifacts().banguardctl.display().to_string();
+        let cfg = config.display().to_string();
+        let t = Instant::now();
+        let out = ns.run([
+            "/usr/bin/time",
+            "-f",
+            "maxrss %M",
+            ctl.as_str(),
+            "--config",
+            cfg.as_str(),
+            "sync",
+            "--quiet",
+        ]);
+        let took = t.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "sync: {err}");
+        let kib: u64 = err
+            .lines()
+            .filter_map(|l| l.strip_prefix("maxrss "))
+            .find_map(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        (took, kib)
+    };
+    sync();
+    std::thread::sleep(Duration::from_millis(1100));
+    let generated = serde_json::json!([
+        {"method": "GET", "path": "/v1/decisions/stream", "generate": {"list": "new", "count": n, "duration": "4h"}},
+        {"path": "/health", "body": "{}"},
+    ]);
+    lapi.script(&generated);
+    // Attempts while the import runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = {
+        let (stop, config) = (stop.clone(), Config::load(&config).unwrap());
+        std::thread::spawn(move || {
+            let mut times = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let host = format!("172.21.{}.{}", (i / 256) % 256, i % 256);
+                let t = Instant::now();
+                let mut g = Banguard::open(config.clone()).unwrap();
+                let v = g.attempt(
+                    &Request { service: "sshd", rhost: Some(&host), hint: None, user: Some("u") },
+                    None,
+                );
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert!(v.is_ok(), "{v:?}");
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            times
+        })
+    };
+    let (import, import_kib) = sync();
+    stop.store(true, Ordering::Relaxed);
+    let mut times = attempts.join().unwrap();
+    let g = Banguard::open(Config::load(&config).unwrap()).unwrap();
+    let held = g.fleet_status().unwrap().imported_active;
+    drop(g);
+    std::thread::sleep(Duration::from_millis(1100));
+    lapi.script(&empty);
+    let (lift, lift_kib) = sync();
+    let g = Banguard::open(Config::load(&config).unwrap()).unwrap();
+    let left = g.fleet_status().unwrap().imported_active;
+    println!(
+        "| {n} decisions taken in one sync ({held} held) | {:.1} s | peak RSS {} MiB | attempts during it: {}, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms |",
+        import.as_secs_f64(),
+        import_kib / 1024,
+        times.len(),
+        percentile(&mut times.clone(), 0.5),
+        percentile(&mut times.clone(), 0.99),
+        percentile(&mut times, 1.0)
+    );
+    println!(
+        "| {n} bans lifted in one sync ({left} left) | {:.1} s | peak RSS {} MiB |",
+        lift.as_secs_f64(),
+        lift_kib / 1024
+    );
 }
 
 struct Server {

@@ -186,3 +186,66 @@ impl Drop for Lapi {
         self.stop();
     }
 }
+
+/// A scripted LAPI (`bg-lapi`, this package's binary) in `ns`: what only a
+/// hostile or broken LAPI does, and streams too big for a real one.
+pub struct ScriptedLapi {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl ScriptedLapi {
+    /// Starts `exe` (`env!("CARGO_BIN_EXE_bg-lapi")`) on 127.0.0.1:`port`
+    /// in `ns`, answering by `rules` (a JSON array; see bg-lapi).
+    pub fn start(ns: &Netns, exe: &Path, port: u16, rules: &serde_json::Value) -> ScriptedLapi {
+        let dir = tempfile::Builder::new().prefix("bg-scripted-lapi.").tempdir().expect("tempdir");
+        let mut lapi = ScriptedLapi { dir, port, child: None };
+        lapi.script(rules);
+        let addr = format!("127.0.0.1:{port}");
+        let (script, log) = (lapi.dir.path().join("script.json"), lapi.dir.path().join("requests.log"));
+        let mut cmd = ns.command([exe.as_os_str(), addr.as_ref(), script.as_os_str(), log.as_os_str()]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        lapi.child = Some(cmd.spawn().expect("start bg-lapi"));
+        let url = format!("http://{addr}/health");
+        let up = wait_for(Duration::from_secs(10), || {
+            let out = ns.run(["curl", "-s", "-o", "/dev/null", "--max-time", "1", &url]);
+            out.status.success().then_some(())
+        })
+        .is_some();
+        assert!(up, "bg-lapi did not come up");
+        let _ = fs::remove_file(&log);
+        lapi
+    }
+
+    /// Replaces the rules (read again at the next request).
+    pub fn script(&self, rules: &serde_json::Value) {
+        let tmp = self.dir.path().join("script.json.new");
+        fs::write(&tmp, rules.to_string()).expect("write script");
+        fs::rename(&tmp, self.dir.path().join("script.json")).expect("rename script");
+    }
+
+    /// The requests so far: "METHOD TARGET key=.. auth=..".
+    pub fn requests(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for ScriptedLapi {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let script = self.dir.path().join("script.json").display().to_string();
+            let _ = std::process::Command::new("pkill").args(["-KILL", "-f", &script]).status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

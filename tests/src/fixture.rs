@@ -315,6 +315,16 @@ impl Syslog {
         Syslog { sock }
     }
 
+    /// Every line received since the last call, whoever sent it.
+    pub fn all_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
     /// The module's lines received since the last call.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();

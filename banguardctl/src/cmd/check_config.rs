@@ -139,24 +139,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
     }
     if c.fleet.provider == banguard::config::FleetProvider::Crowdsec {
         let cs = &c.fleet.crowdsec;
-        let files = [
-            (cs.export, "machine_credentials", &cs.machine_credentials),
-            (cs.import, "bouncer_key_file", &cs.bouncer_key_file),
-            (!cs.client_key.as_os_str().is_empty(), "client_key", &cs.client_key),
-        ];
-        for (used, key, path) in files {
-            if !used {
-                continue;
-            }
-            match std::fs::metadata(path) {
-                Err(e) => w.push(format!("[fleet.crowdsec] {key} {}: {e}: the fleet exchange will fail", path.display())),
-                Ok(m) if m.permissions().mode() & 0o077 != 0 => w.push(format!(
-                    "[fleet.crowdsec] {key} {} is readable or writable by others: sync refuses it (chmod 600)",
-                    path.display()
-                )),
-                Ok(_) => {}
-            }
-        }
+        w.extend(crate::crowdsec::file_warnings(cs));
         if cs.insecure_skip_verify {
             w.push(
                 "[fleet.crowdsec] insecure_skip_verify = true: the LAPI's certificate is not checked".into(),

@@ -83,6 +83,7 @@ pub fn run(config: Option<PathBuf>, json_out: bool, args: &DoctorArgs) -> Result
     check_module(&mut d);
     check_stacks(&mut d);
     check_sync(&mut d, &config);
+    check_fleet(&mut d, &config);
     check_selinux(&mut d);
     let failed = d.checks.iter().any(|c| c.verdict == Verdict::Fail);
     if json_out {
@@ -319,6 +320,33 @@ fn check_sync(d: &mut Doctor, config: &Config) {
             }
         };
         d.add("firewall", verdict, detail);
+    }
+}
+
+/// The fleet's files, as `sync` checks them before the exchange.
+fn check_fleet(d: &mut Doctor, config: &Config) {
+    if config.fleet.provider != banguard::config::FleetProvider::Crowdsec {
+        d.add("fleet", Verdict::Skip, "[fleet] provider = \"none\"");
+        return;
+    }
+    let mut cs = config.fleet.crowdsec.clone();
+    for path in [
+        &mut cs.machine_credentials,
+        &mut cs.bouncer_key_file,
+        &mut cs.ca_cert,
+        &mut cs.client_cert,
+        &mut cs.client_key,
+    ] {
+        if !path.as_os_str().is_empty() {
+            *path = d.at(path);
+        }
+    }
+    let warnings = crate::crowdsec::file_warnings(&cs);
+    if warnings.is_empty() {
+        d.add("fleet", Verdict::Ok, format!("crowdsec {}", banguard::text::clean(&cs.url)));
+    }
+    for w in warnings {
+        d.add("fleet", Verdict::Fail, w);
     }
 }
 

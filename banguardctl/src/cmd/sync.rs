@@ -38,7 +38,11 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
                 // bans, so that they reach the kernel in this run.
                 let mut report = sync_store(ctx, &mut g, opts, &mut log)?;
                 fleet = exchange(ctx, &mut g, &mut log);
-                let changed = matches!(&fleet, Some(Ok(x)) if !x.applied.imported.is_empty() || !x.applied.lifted.is_empty());
+                // Again when the exchange took or lifted bans, or any ban
+                // changed meanwhile (an unban whose own sync found this one
+                // running), so that it reaches the kernel in this run.
+                let changed = matches!(&fleet, Some(Ok(x)) if x.applied.changed())
+                    || g.ban_generation().is_ok_and(|now| now != report.generation);
                 if changed {
                     let again = sync_store(ctx, &mut g, opts, &mut log)?;
                     report.lines.extend(again.lines);
@@ -46,6 +50,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
                     report.backends = again.backends;
                     report.errors.extend(again.errors);
                     report.warnings.extend(again.warnings);
+                    report.generation = again.generation;
                 }
                 report
             }
@@ -81,9 +86,15 @@ fn exchange(
 }
 
 /// The sync run by `ban` and `unban` right after they changed the store.
+/// When another sync holds the lock, that one pushes the change before it
+/// ends (it checks the bans again), and the trigger is touched so that the
+/// path unit runs one more after it.
 pub fn after_change(ctx: &Ctx, g: &mut Banguard, log: &mut Syslog) -> Result<Report> {
     match JobLock::acquire(&ctx.config.sync.lock_file, LOCK_WAIT)? {
-        None => Ok(Report::skipped(&ctx.config.sync)),
+        None => {
+            let _ = banguard::trigger::touch(&ctx.config.sync.trigger_file);
+            Ok(Report::skipped(&ctx.config.sync))
+        }
         Some(_lock) => sync_store(ctx, g, Options::default(), log),
     }
 }
@@ -122,16 +133,20 @@ pub fn finish(ctx: &Ctx, report: &Report, quiet: bool, fleet: Option<&FleetResul
         } else {
             let mut text = report.text();
             if let Some(Ok(x)) = fleet {
-                text.push_str(&format!(
-                    "fleet: {} posted, {} withdrawn; {} taken, {} lifted, {} already held, {} refused{}\n",
-                    x.exported,
-                    x.withdrawn,
-                    x.applied.imported.len(),
-                    x.applied.lifted.len(),
-                    x.applied.present,
-                    x.applied.refused.len() + x.malformed.len(),
-                    if x.startup { " (full pull)" } else { "" }
-                ));
+                text.push_str(&x.summary());
+                text.push('\n');
+                if !x.applied.refused.is_empty() {
+                    text.push_str(&format!("fleet: refused: {}\n", x.applied.refused.summary()));
+                }
+                if !x.malformed.is_empty() {
+                    text.push_str(&format!("fleet: malformed: {}\n", x.malformed.summary()));
+                }
+                if x.applied.over_cap > 0 {
+                    text.push_str(&format!(
+                        "fleet: {} decisions left out: [fleet.crowdsec] max_decisions = {}\n",
+                        x.applied.over_cap, ctx.config.fleet.crowdsec.max_decisions
+                    ));
+                }
             }
             ctx.print(&text)?;
         }

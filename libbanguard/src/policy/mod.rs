@@ -17,7 +17,7 @@ mod reports;
 
 pub use crate::ban::{ALL_SERVICES, Ban, BanOrigin, firewall_entries, overlaps};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use fleet::{FleetApplied, FleetDecision, FleetStatus};
+pub use fleet::{FleetApplied, FleetDecision, FleetPull, FleetStatus, SAME_END, Tally};
 pub use import::{ForeignBan, Imported};
 pub use maintain::MaintainReport;
 pub use reports::{Event, Failing, ServiceStatus};
@@ -435,6 +435,13 @@ impl Banguard {
     pub fn mark_pushed(&mut self, ids: &[i64]) -> Result<()> {
         bans::mark_pushed(&self.store, ids, self.clock.now())
     }
+
+    /// The store's ban generation: different after any change to the bans
+    /// (made, lifted, sent to the kernel), so the sync job can tell whether
+    /// what it pushed is still what is wanted.
+    pub fn ban_generation(&self) -> Result<i64> {
+        bans::generation(self.store.durable()?).map_err(|e| Error::store(self.store.path(), e))
+    }
 }
 
 /// Longest user name stored: what a client sends as a login name is not
@@ -467,6 +474,12 @@ fn lift_bans(
     for b in lifted {
         bans::lift(dt, b.id, now)?;
         history::add_event(dt, now, &b.host, &b.service, "unban", &why(b))?;
+        if b.origin == crate::ban::BanOrigin::Crowdsec {
+            // An admin's unban of a fleet ban holds against the fleet's
+            // decisions that end no later (the fleet's bans are never
+            // permanent here).
+            crate::store::fleet::hold(dt, &b.host.db_key(), b.expires.unwrap_or(i64::MAX))?;
+        }
     }
     Ok(())
 }

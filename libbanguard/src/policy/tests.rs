@@ -660,3 +660,138 @@ fn imported_bans_refuse_once_each_and_their_counts_lengthen_the_next_ban() {
     assert!(new);
     assert_eq!((ban.origin, ban.prior_bans, ban.expires), (BanOrigin::Banguard, 3, Some(T0 + 600 + 4800)));
 }
+
+// ----- the fleet: decisions taken as bans, by what they are -----
+
+fn decision(host: &str, ends_in: i64, origin: &str) -> FleetDecision {
+    FleetDecision {
+        host: HostKey::from_db_key(host).unwrap(),
+        expires: T0 + ends_in,
+        scenario: "crowdsecurity/ssh-bf".into(),
+        origin: origin.into(),
+    }
+}
+
+fn pull(startup: bool, new: Vec<FleetDecision>, deleted: &[&str]) -> FleetPull {
+    FleetPull { startup, new, deleted: deleted.iter().map(|h| HostKey::from_db_key(h).unwrap()).collect() }
+}
+
+/// Until when `host` is refused on sshd, if it is.
+fn refused_until(g: &mut Banguard, host: &str) -> Option<Option<i64>> {
+    match g.peek(&req("sshd", host)).unwrap() {
+        Verdict::Refused { ban, .. } => Some(ban.expires),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_longer_decision_for_a_host_already_held_is_enforced_for_its_whole_length() {
+    let (mut g, clock) = engine("");
+    let a = g.fleet_apply(&pull(false, vec![decision("198.51.100.7/32", 20, "cscli")], &[]), 100).unwrap();
+    assert_eq!(a.taken, 1);
+    // The same host, 8760 h: a ban of its own, not "already held".
+    let a = g
+        .fleet_apply(&pull(false, vec![decision("198.51.100.7/32", 8760 * 3600, "cscli")], &[]), 100)
+        .unwrap();
+    assert_eq!((a.taken, a.longer, a.present), (1, 1, 0));
+    clock.advance(30);
+    assert_eq!(refused_until(&mut g, "198.51.100.7"), Some(Some(T0 + 8760 * 3600)), "the short one ended");
+    // Seen again: nothing new.
+    let a = g
+        .fleet_apply(&pull(false, vec![decision("198.51.100.7/32", 8760 * 3600 - 30, "cscli")], &[]), 100)
+        .unwrap();
+    assert_eq!((a.taken, a.present), (0, 1));
+}
+
+#[test]
+fn a_full_pull_reconciles_whatever_became_of_the_ids() {
+    let (mut g, _) = engine("");
+    let year = 365 * 86_400;
+    let held = vec![
+        decision("192.0.2.1/32", year, "cscli"),
+        decision("192.0.2.2/32", year, "cscli"),
+        decision("192.0.2.3/32", 3600, "cscli"),
+    ];
+    assert_eq!(g.fleet_apply(&pull(true, held, &[]), 100).unwrap().taken, 3);
+    // The LAPI's database was reset: a full pull lists other decisions
+    // (ids from 1 again, which nothing here looks at); .2 is listed with a
+    // shorter decision (its year-long one was deleted meanwhile).
+    let listed = vec![
+        decision("192.0.2.2/32", 600, "cscli"),
+        decision("192.0.2.3/32", 3600, "cscli"),
+        decision("198.51.100.1/32", 600, "crowdsec"),
+        decision("198.51.100.2/32", 600, "crowdsec"),
+    ];
+    let a = g.fleet_apply(&pull(true, listed, &[]), 100).unwrap();
+    assert_eq!((a.taken, a.present, a.lifted), (3, 1, 2), "{a:?}");
+    assert_eq!(refused_until(&mut g, "192.0.2.1"), None, "no longer listed: lifted");
+    assert_eq!(refused_until(&mut g, "192.0.2.2"), Some(Some(T0 + 600)), "the year-long ban is gone");
+    assert_eq!(refused_until(&mut g, "192.0.2.3"), Some(Some(T0 + 3600)));
+    assert!(refused_until(&mut g, "198.51.100.2").is_some());
+    // A host named twice in one pull (ties, dedup=false): one ban, the longest.
+    let (mut g, _) = engine("");
+    let twice = vec![decision("203.0.113.9/32", 60, "cscli"), decision("203.0.113.9/32", 600, "cscli")];
+    let a = g.fleet_apply(&pull(false, twice, &[]), 100).unwrap();
+    assert_eq!(a.taken, 1);
+    assert_eq!(refused_until(&mut g, "203.0.113.9"), Some(Some(T0 + 600)));
+    // Deleted by value: every ban of the host goes, whatever id was sent.
+    let a = g.fleet_apply(&pull(false, vec![], &["203.0.113.9/32"]), 100).unwrap();
+    assert_eq!(a.lifted, 1);
+    assert_eq!(refused_until(&mut g, "203.0.113.9"), None);
+}
+
+#[test]
+fn ours_coming_back_an_admins_unban_and_the_rules_of_a_manual_ban() {
+    let (mut g, _) = engine("[default]\nignoreip = [\"192.0.2.0/24\"]\n");
+    let mine =
+        g.ban(&HostKey::from_db_key("198.51.100.7/32").unwrap(), None, BanTime::Seconds(3600), "").unwrap();
+    let a = g
+        .fleet_apply(
+            &pull(
+                false,
+                vec![
+                    decision("198.51.100.7/32", 3598, "banguard"),
+                    decision("192.0.2.0/28", 600, "cscli"),
+                    decision("0.0.0.0/0", 600, "cscli"),
+                ],
+                &[],
+            ),
+            100,
+        )
+        .unwrap();
+    assert_eq!((a.ours, a.taken), (1, 0), "{a:?}");
+    assert_eq!(a.refused.total(), 2);
+    // Ours for longer than the local ban (another server's, say): taken.
+    let a =
+        g.fleet_apply(&pull(false, vec![decision("198.51.100.7/32", 7200, "banguard")], &[]), 100).unwrap();
+    assert_eq!(a.taken, 1);
+    // The admin unbans the host: the fleet's ban is held, a full pull
+    // listing the same decision does not bring it back...
+    let lifted = g.unban(&HostKey::from_db_key("198.51.100.7/32").unwrap(), None).unwrap();
+    assert_eq!(lifted.len(), 2);
+    assert!(lifted.iter().any(|b| b.id == mine.id));
+    let a =
+        g.fleet_apply(&pull(true, vec![decision("198.51.100.7/32", 7199, "banguard")], &[]), 100).unwrap();
+    assert_eq!((a.held, a.taken), (1, 0));
+    assert_eq!(refused_until(&mut g, "198.51.100.7"), None);
+    // ... but a longer one, new, is.
+    let a =
+        g.fleet_apply(&pull(false, vec![decision("198.51.100.7/32", 86_400, "cscli")], &[]), 100).unwrap();
+    assert_eq!(a.taken, 1);
+}
+
+#[test]
+fn the_cap_counts_hosts_held_and_writing_is_batched() {
+    let (mut g, _) = engine("");
+    let many: Vec<FleetDecision> = (0..5000u32)
+        .map(|i| decision(&format!("10.0.{}.{}/32", i / 256, i % 256), 600, "crowdsec"))
+        .collect();
+    let a = g.fleet_apply(&pull(true, many.clone(), &[]), 3000).unwrap();
+    assert_eq!((a.taken, a.over_cap), (3000, 2000));
+    assert_eq!(a.taken_shown.len(), 10);
+    assert_eq!(g.fleet_status().unwrap().imported_active, 3000);
+    // A full pull without them lifts all 3000, in batches.
+    let a = g.fleet_apply(&pull(true, vec![], &[]), 3000).unwrap();
+    assert_eq!(a.lifted, 3000);
+    assert_eq!(g.fleet_status().unwrap().imported_active, 0);
+}

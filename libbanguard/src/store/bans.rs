@@ -254,6 +254,19 @@ pub(crate) fn insert_ban(tx: &Transaction<'_>, mut ban: Ban) -> rusqlite::Result
     Ok(ban)
 }
 
+/// The store's ban generation: it changes with every change to the bans.
+pub(crate) fn generation(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT value FROM generation", [], |r| r.get(0))
+}
+
+/// The ban with this id, if the store still has it.
+pub(crate) fn by_id(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<Ban>> {
+    use rusqlite::OptionalExtension;
+    tx.prepare_cached(&format!("SELECT {BAN_COLUMNS} FROM bans WHERE id = ?1"))?
+        .query_row([id], ban_from_row)
+        .optional()
+}
+
 /// Counts one more refused attempt of a ban's host; the count so far.
 pub(crate) fn count_refusal(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<u32> {
     tx.query_row("UPDATE bans SET refused = refused + 1 WHERE id = ?1 RETURNING refused", [id], |r| r.get(0))

@@ -1,41 +1,46 @@
-//! The fleet's rows in the store: which LAPI decision each exported ban
-//! became, the export queue's back-off, which ban each imported decision
-//! became, and the exchange's own state (cursor time, last success).
+//! The fleet's rows in the store: which local bans were posted (and
+//! withdrawn), the export queue's back-off, the fleet's bans an admin
+//! lifted here (held), and the exchange's own state. The bans taken from
+//! the fleet are ordinary ban rows of origin `crowdsec`, found by what they
+//! are (host and end), never by a decision id: ids start again at 1 when a
+//! LAPI's database is reset.
 
-use super::bans::{BAN_COLUMNS, ban_at};
+use super::bans::{BAN_COLUMNS, ban_at, ban_from_row};
 use crate::ban::Ban;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
 
-/// Active bans not of `skip_origin` that have no decision yet and whose
-/// next try is due, oldest first: (ban, tries so far).
+/// Active bans not of `skip_origin` not posted yet whose next try is due,
+/// oldest first: (ban, tries so far).
 pub(crate) fn to_export(conn: &Connection, now: i64, skip_origin: &str) -> rusqlite::Result<Vec<(Ban, u32)>> {
     let cols = BAN_COLUMNS.split(", ").map(|c| format!("b.{c}")).collect::<Vec<_>>().join(", ");
     let mut stmt = conn.prepare(&format!(
         "SELECT coalesce(e.tries, 0), {cols} FROM bans b LEFT JOIN fleet_exports e ON e.ban_id = b.id
          WHERE b.lifted IS NULL AND (b.expires IS NULL OR b.expires > ?1) AND b.origin != ?2
-           AND e.decision_id IS NULL AND coalesce(e.next_try, 0) <= ?1
+           AND coalesce(e.posted, 0) = 0 AND coalesce(e.next_try, 0) <= ?1
          ORDER BY b.id"
     ))?;
     let rows = stmt.query_map(params![now, skip_origin], |r| Ok((ban_at(r, 1)?, r.get(0)?)))?;
     rows.collect()
 }
 
-/// Bans not yet exported (due or not), for `status`.
+/// Bans not posted yet (due or not), for `status`.
 pub(crate) fn pending_exports(conn: &Connection, now: i64, skip_origin: &str) -> rusqlite::Result<u64> {
     conn.query_row(
         "SELECT count(*) FROM bans b LEFT JOIN fleet_exports e ON e.ban_id = b.id
          WHERE b.lifted IS NULL AND (b.expires IS NULL OR b.expires > ?1) AND b.origin != ?2
-           AND e.decision_id IS NULL",
+           AND coalesce(e.posted, 0) = 0",
         params![now, skip_origin],
         |r| r.get::<_, i64>(0).map(|n| n as u64),
     )
 }
 
-pub(crate) fn exported(conn: &Connection, ban_id: i64, decision_id: i64) -> rusqlite::Result<()> {
+/// A ban is in the fleet (posted now, or found there already).
+pub(crate) fn exported(conn: &Connection, ban_id: i64, alert_id: Option<i64>) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO fleet_exports (ban_id, decision_id) VALUES (?1, ?2)
-         ON CONFLICT(ban_id) DO UPDATE SET decision_id = ?2, last_error = NULL",
-        params![ban_id, decision_id],
+        "INSERT INTO fleet_exports (ban_id, posted, alert_id) VALUES (?1, 1, ?2)
+         ON CONFLICT(ban_id) DO UPDATE SET posted = 1, alert_id = coalesce(?2, alert_id), last_error = NULL",
+        params![ban_id, alert_id],
     )?;
     Ok(())
 }
@@ -54,14 +59,14 @@ pub(crate) fn export_failed(
     Ok(())
 }
 
-/// Exported decisions of bans lifted here, not withdrawn yet: (ban id,
-/// decision id).
-pub(crate) fn to_withdraw(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64)>> {
-    let mut stmt = conn.prepare(
-        "SELECT e.ban_id, e.decision_id FROM fleet_exports e JOIN bans b ON b.id = e.ban_id
-         WHERE e.decision_id IS NOT NULL AND e.withdrawn = 0 AND b.lifted IS NOT NULL",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+/// Posted bans lifted here and not withdrawn yet.
+pub(crate) fn to_withdraw(conn: &Connection) -> rusqlite::Result<Vec<Ban>> {
+    let cols = BAN_COLUMNS.split(", ").map(|c| format!("b.{c}")).collect::<Vec<_>>().join(", ");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {cols} FROM fleet_exports e JOIN bans b ON b.id = e.ban_id
+         WHERE e.posted = 1 AND e.withdrawn = 0 AND b.lifted IS NOT NULL ORDER BY b.id"
+    ))?;
+    let rows = stmt.query_map([], ban_from_row)?;
     rows.collect()
 }
 
@@ -70,58 +75,49 @@ pub(crate) fn withdrawn(conn: &Connection, ban_id: i64) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Whether a decision is one this server posted.
-pub(crate) fn is_ours(conn: &Connection, decision_id: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM fleet_exports WHERE decision_id = ?1")?
-        .query_row([decision_id], |_| Ok(()))
-        .optional()
-        .map(|r| r.is_some())
-}
+/// Active bans by host key: (ban id, end) pairs; `None`: permanent.
+pub(crate) type ByHost = HashMap<String, Vec<(i64, Option<i64>)>>;
 
-/// The ban an imported decision became.
-pub(crate) fn imported_ban(conn: &Connection, decision_id: i64) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT ban_id FROM fleet_imports WHERE decision_id = ?1")?
-        .query_row([decision_id], |r| r.get(0))
-        .optional()
-}
-
-/// Whether a ban was lifted by hand (or is gone from the history).
-pub(crate) fn is_lifted(conn: &Connection, ban_id: i64) -> rusqlite::Result<bool> {
-    let lifted: Option<Option<i64>> =
-        conn.query_row("SELECT lifted FROM bans WHERE id = ?1", [ban_id], |r| r.get(0)).optional()?;
-    Ok(lifted.is_none_or(|l| l.is_some()))
-}
-
-/// Records which ban each decision became, in one transaction.
-pub(crate) fn record_imports(conn: &Connection, pairs: &[(i64, i64)]) -> rusqlite::Result<()> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut stmt =
-            tx.prepare("INSERT OR REPLACE INTO fleet_imports (decision_id, ban_id) VALUES (?1, ?2)")?;
-        for (decision, ban) in pairs {
-            stmt.execute(params![decision, ban])?;
-        }
+/// Active bans of `origin` (or, with `other`, of every origin but it).
+pub(crate) fn active_by_host(conn: &Connection, now: i64, origin: &str, other: bool) -> rusqlite::Result<ByHost> {
+    let op = if other { "!=" } else { "=" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, host, expires FROM bans
+         WHERE origin {op} ?2 AND lifted IS NULL AND (expires IS NULL OR expires > ?1)"
+    ))?;
+    let mut rows = stmt.query(params![now, origin])?;
+    let mut out = ByHost::new();
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(1)?).or_default().push((r.get(0)?, r.get(2)?));
     }
-    tx.commit()
+    Ok(out)
 }
 
-pub(crate) fn forget_import(conn: &Connection, decision_id: i64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM fleet_imports WHERE decision_id = ?1", [decision_id])?;
-    Ok(())
-}
-
-/// The decisions whose bans are active here.
-pub(crate) fn active_import_ids(conn: &Connection, now: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt = conn.prepare(
-        "SELECT i.decision_id FROM fleet_imports i JOIN bans b ON b.id = i.ban_id
-         WHERE b.lifted IS NULL AND (b.expires IS NULL OR b.expires > ?1)",
-    )?;
-    let rows = stmt.query_map([now], |r| r.get(0))?;
+/// Hosts whose fleet bans an admin lifted here, with the end of the
+/// longest: a decision for such a host that ends no later stays lifted.
+pub(crate) fn held(conn: &Connection, now: i64) -> rusqlite::Result<HashMap<String, i64>> {
+    let mut stmt = conn.prepare("SELECT host, until FROM fleet_held WHERE until > ?1")?;
+    let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
-/// Imported bans still active.
-pub(crate) fn active_imports(conn: &Connection, now: i64, origin: &str) -> rusqlite::Result<u64> {
+/// An admin lifted a fleet ban of `host` that ran until `until`.
+pub(crate) fn hold(conn: &Connection, host: &str, until: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO fleet_held (host, until) VALUES (?1, ?2)
+         ON CONFLICT(host) DO UPDATE SET until = max(until, ?2)",
+    )?
+    .execute(params![host, until])?;
+    Ok(())
+}
+
+/// Forgets holds that ended before `now`; how many.
+pub(crate) fn prune_held(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
+    Ok(conn.execute("DELETE FROM fleet_held WHERE until <= ?1", [now])? as u64)
+}
+
+/// Active bans of `origin`.
+pub(crate) fn active_count(conn: &Connection, now: i64, origin: &str) -> rusqlite::Result<u64> {
     conn.query_row(
         "SELECT count(*) FROM bans WHERE origin = ?2 AND lifted IS NULL AND (expires IS NULL OR expires > ?1)",
         params![now, origin],

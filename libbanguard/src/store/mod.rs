@@ -160,6 +160,23 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 5: the fleet's bans are found by what they are, not by decision id
+    // (ids start again at 1 when a LAPI's database is reset; the stream
+    // names a value's longest decision, not every one): the id table goes,
+    // exports are marked posted, and an admin's unban of a fleet ban is
+    // held by host until the end it had. The next exchange pulls in full.
+    r#"
+    ALTER TABLE fleet_exports ADD COLUMN posted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE fleet_exports ADD COLUMN alert_id INTEGER;
+    UPDATE fleet_exports SET posted = 1 WHERE decision_id IS NOT NULL;
+    DROP TABLE fleet_imports;
+    CREATE TABLE fleet_held (
+        host  TEXT PRIMARY KEY,
+        until INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    DELETE FROM fleet_state WHERE key = 'last_pull';
+    CREATE INDEX bans_by_origin ON bans(origin, lifted);
+    "#,
 ];
 
 /// Migrations of the runtime state file, numbered like [`MIGRATIONS`].

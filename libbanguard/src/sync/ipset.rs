@@ -1,10 +1,11 @@
 //! ipset back-end: `hash:net` sets `banguard4` (family inet) and
 //! `banguard6` (family inet6) with per-element timeouts, each matched by
-//! one rule at the top of INPUT:
+//! one rule at the top of INPUT, for new connections only (replies to
+//! this server's own connections pass; see `sync` on why):
 //!
 //! ```text
-//! iptables  -I INPUT 1 -m set --match-set banguard4 src -j DROP
-//! ip6tables -I INPUT 1 -m set --match-set banguard6 src -j DROP
+//! iptables  -I INPUT 1 -m set --match-set banguard4 src -m conntrack --ctstate NEW -j DROP
+//! ip6tables -I INPUT 1 -m set --match-set banguard6 src -m conntrack --ctstate NEW -j DROP
 //! ```
 //!
 //! All element changes go through ONE `ipset -exist restore`: with
@@ -57,6 +58,27 @@ impl Family {
     }
 
     fn rule(&self, verb: &[&str]) -> Vec<String> {
+        let mut a = argv(&["-w"]);
+        a.extend(argv(verb));
+        a.extend(argv(&[
+            "-m",
+            "set",
+            "--match-set",
+            self.set,
+            "src",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+            "-j",
+            "DROP",
+        ]));
+        a
+    }
+
+    /// The rule of earlier versions (every packet of a banned source):
+    /// replaced by [`Family::rule`] where found.
+    fn old_rule(&self, verb: &[&str]) -> Vec<String> {
         let mut a = argv(&["-w"]);
         a.extend(argv(verb));
         a.extend(argv(&["-m", "set", "--match-set", self.set, "src", "-j", "DROP"]));
@@ -146,9 +168,18 @@ impl Backend for Ipset {
             // A rule cannot reference a set that did not exist.
             let present = match header {
                 Header::Missing => false,
-                _ => rule_present(runner, fam)?,
+                _ => rule_present(runner, fam, &fam.rule(&["-C", "INPUT"]))?,
             };
             if !present {
+                // An earlier version's rule goes first.
+                let old = fam.old_rule(&["-C", "INPUT"]);
+                if !matches!(header, Header::Missing) && rule_present(runner, fam, &old)? {
+                    let args = fam.old_rule(&["-D", "INPUT"]);
+                    if !req.dry_run {
+                        run_ok(runner, fam.iptables, &args, None)?;
+                    }
+                    report.steps.push(Step::command(fam.iptables, &args, None));
+                }
                 report.repaired = true;
                 let args = fam.rule(&["-I", "INPUT", "1"]);
                 if !req.dry_run {
@@ -268,14 +299,13 @@ fn read_state(runner: &dyn Runner, fam: &Family, now: i64) -> Result<(Vec<Firewa
     Ok((entries, odd))
 }
 
-/// `iptables -C`: exit 0 present, 1 missing, anything else an error.
-fn rule_present(runner: &dyn Runner, fam: &Family) -> Result<bool> {
-    let args = fam.rule(&["-C", "INPUT"]);
-    let out = runner.run(fam.iptables, &args, None)?;
+/// `iptables -C` (`args`): exit 0 present, 1 missing, anything else an error.
+fn rule_present(runner: &dyn Runner, fam: &Family, args: &[String]) -> Result<bool> {
+    let out = runner.run(fam.iptables, args, None)?;
     match out.status.code() {
         Some(0) => Ok(true),
         Some(1) => Ok(false),
-        _ => Err(failed(fam.iptables, &args, &out)),
+        _ => Err(failed(fam.iptables, args, &out)),
     }
 }
 
@@ -366,8 +396,10 @@ add banguard6 2001:db8::/64 timeout 0
                  add banguard6 2001:db8::2 timeout 0\n\
                  EOF\n"
                     .to_string(),
-                "iptables -w -I INPUT 1 -m set --match-set banguard4 src -j DROP\n".to_string(),
-                "ip6tables -w -I INPUT 1 -m set --match-set banguard6 src -j DROP\n".to_string(),
+                "iptables -w -I INPUT 1 -m set --match-set banguard4 src -m conntrack --ctstate NEW -j DROP\n"
+                    .to_string(),
+                "ip6tables -w -I INPUT 1 -m set --match-set banguard6 src -m conntrack --ctstate NEW -j DROP\n"
+                    .to_string(),
             ]
         );
         assert_eq!(r.programs()[0], "ipset list -t");
@@ -408,9 +440,37 @@ add banguard6 2001:db8::/64 timeout 0
         );
         assert_eq!(
             rep.steps[1].to_string(),
-            "ip6tables -w -I INPUT 1 -m set --match-set banguard6 src -j DROP\n"
+            "ip6tables -w -I INPUT 1 -m set --match-set banguard6 src -m conntrack --ctstate NEW -j DROP\n"
         );
         assert_eq!(rep.steps.len(), 2);
+    }
+
+    #[test]
+    fn an_earlier_versions_rule_is_replaced() {
+        let r = FakeRunner::default().on(IPSET, |_, _| Some((0, HEADERS.to_string()))).on(
+            "iptables",
+            |args, _| {
+                // Only the old form (no conntrack match) is in INPUT.
+                (args[1] == "-C").then(|| {
+                    if args.iter().any(|a| a == "conntrack") {
+                        (1, String::new())
+                    } else {
+                        (0, String::new())
+                    }
+                })
+            },
+        );
+        let entries = vec![FirewallEntry::until(n("198.51.100.7/32"), NOW + 600)];
+        let rep = Ipset.sync(&SyncRequest::new(&entries, NOW).previous(Some(&entries)), &r).unwrap();
+        let shown: Vec<String> = rep.steps.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "iptables -w -D INPUT -m set --match-set banguard4 src -j DROP\n".to_string(),
+                "iptables -w -I INPUT 1 -m set --match-set banguard4 src -m conntrack --ctstate NEW -j DROP\n"
+                    .to_string(),
+            ]
+        );
     }
 
     #[test]
@@ -424,8 +484,8 @@ add banguard6 2001:db8::/64 timeout 0
             r.programs(),
             vec![
                 "ipset list -t",
-                "iptables -w -C INPUT -m set --match-set banguard4 src -j DROP",
-                "ip6tables -w -C INPUT -m set --match-set banguard6 src -j DROP",
+                "iptables -w -C INPUT -m set --match-set banguard4 src -m conntrack --ctstate NEW -j DROP",
+                "ip6tables -w -C INPUT -m set --match-set banguard6 src -m conntrack --ctstate NEW -j DROP",
             ]
         );
     }

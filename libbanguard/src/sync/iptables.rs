@@ -1,7 +1,8 @@
 //! iptables back-end: our own chain `BANGUARD` in table `filter` (in
-//! iptables and in ip6tables), jumped to once from the top of INPUT, one
-//! `-s NET -j DROP` rule per entry. No kernel timeouts: an expired entry
-//! goes at the next sync.
+//! iptables and in ip6tables), jumped to once from the top of INPUT for
+//! new connections (replies to this server's own connections pass; see
+//! `sync` on why), one `-s NET -j DROP` rule per entry. No kernel
+//! timeouts: an expired entry goes at the next sync.
 //!
 //! A change rewrites our chain whole through `iptables-restore --noflush`:
 //! declaring `:BANGUARD - [0:0]` flushes that chain only, nothing else in
@@ -24,7 +25,10 @@ use ipnet::IpNet;
 /// Our chain, in both iptables and ip6tables.
 pub const CHAIN: &str = "BANGUARD";
 
-const JUMP: &str = "-A INPUT -j BANGUARD";
+/// The jump as `iptables -S` shows it.
+const JUMP: &str = "-A INPUT -m conntrack --ctstate NEW -j BANGUARD";
+/// The jump of earlier versions (every packet): replaced where found.
+const OLD_JUMP: &str = "-A INPUT -j BANGUARD";
 
 /// The iptables back-end.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,6 +74,7 @@ impl Backend for Iptables {
             // `-S INPUT` is cheap (2 ms) even with 100,000 rules in our chain.
             let input = list(runner, fam, Some("INPUT"))?;
             let jumps = input.lines().filter(|l| l.trim_end() == JUMP).count();
+            let old_jumps = input.lines().filter(|l| l.trim_end() == OLD_JUMP).count();
             let listed = if jumps == 0 {
                 // First run, after a reboot, or the jump was deleted: look
                 // at the whole table (our chain may exist or not).
@@ -88,11 +93,11 @@ impl Backend for Iptables {
             };
             let d = diff(&listed.entries, &want, Expiry::Ignore);
             report.count(&d);
-            if d.is_empty() && jumps == 1 && !listed.foreign {
+            if d.is_empty() && jumps == 1 && old_jumps == 0 && !listed.foreign {
                 continue;
             }
-            report.repaired |= jumps != 1 || listed.foreign;
-            let text = render_restore(&want, jumps);
+            report.repaired |= jumps != 1 || old_jumps > 0 || listed.foreign;
+            let text = render_restore(&want, jumps, old_jumps);
             let args = argv(&["-w", "--noflush"]);
             if !req.dry_run {
                 run_ok(runner, fam.restore, &args, Some(text.as_bytes()))?;
@@ -105,17 +110,20 @@ impl Backend for Iptables {
 }
 
 /// The `filter` table input for iptables-restore: our chain declared (and
-/// so flushed) and refilled; the jump inserted if missing, duplicates
-/// removed.
-fn render_restore(want: &[FirewallEntry], jumps: usize) -> String {
+/// so flushed) and refilled; the jump inserted if missing, duplicates and
+/// earlier versions' jumps removed.
+fn render_restore(want: &[FirewallEntry], jumps: usize, old_jumps: usize) -> String {
     let mut s = format!("*filter\n:{CHAIN} - [0:0]\n");
     for e in want {
         let _ = writeln!(s, "-A {CHAIN} -s {} -j DROP", e.net);
     }
     if jumps == 0 {
-        let _ = writeln!(s, "-I INPUT 1 -j {CHAIN}");
+        let _ = writeln!(s, "-I INPUT 1 -m conntrack --ctstate NEW -j {CHAIN}");
     }
     for _ in 1..jumps {
+        let _ = writeln!(s, "-D INPUT -m conntrack --ctstate NEW -j {CHAIN}");
+    }
+    for _ in 0..old_jumps {
         let _ = writeln!(s, "-D INPUT -j {CHAIN}");
     }
     s.push_str("COMMIT\n");
@@ -168,12 +176,17 @@ mod tests {
             FirewallEntry::permanent(n("198.51.100.7/32")),
         ];
         assert_eq!(
-            render_restore(&want, 0),
-            "*filter\n:BANGUARD - [0:0]\n-A BANGUARD -s 192.0.2.0/24 -j DROP\n-A BANGUARD -s 198.51.100.7/32 -j DROP\n-I INPUT 1 -j BANGUARD\nCOMMIT\n"
+            render_restore(&want, 0, 0),
+            "*filter\n:BANGUARD - [0:0]\n-A BANGUARD -s 192.0.2.0/24 -j DROP\n-A BANGUARD -s 198.51.100.7/32 -j DROP\n-I INPUT 1 -m conntrack --ctstate NEW -j BANGUARD\nCOMMIT\n"
         );
         assert_eq!(
-            render_restore(&[FirewallEntry::permanent(n("2001:db8::2/128"))], 3),
-            "*filter\n:BANGUARD - [0:0]\n-A BANGUARD -s 2001:db8::2/128 -j DROP\n-D INPUT -j BANGUARD\n-D INPUT -j BANGUARD\nCOMMIT\n"
+            render_restore(&[FirewallEntry::permanent(n("2001:db8::2/128"))], 3, 0),
+            "*filter\n:BANGUARD - [0:0]\n-A BANGUARD -s 2001:db8::2/128 -j DROP\n-D INPUT -m conntrack --ctstate NEW -j BANGUARD\n-D INPUT -m conntrack --ctstate NEW -j BANGUARD\nCOMMIT\n"
+        );
+        // An earlier version's jump (every packet) is replaced.
+        assert_eq!(
+            render_restore(&[], 0, 1),
+            "*filter\n:BANGUARD - [0:0]\n-I INPUT 1 -m conntrack --ctstate NEW -j BANGUARD\n-D INPUT -j BANGUARD\nCOMMIT\n"
         );
     }
 
@@ -185,14 +198,18 @@ mod tests {
                 _ => None,
             })
             .on("ip6tables", |args, _| {
-                (args.get(2).map(String::as_str) == Some("INPUT"))
-                    .then(|| (0, "-P INPUT ACCEPT\n-A INPUT -j BANGUARD\n".to_string()))
+                (args.get(2).map(String::as_str) == Some("INPUT")).then(|| {
+                    (0, "-P INPUT ACCEPT\n-A INPUT -m conntrack --ctstate NEW -j BANGUARD\n".to_string())
+                })
             })
     }
 
     #[test]
     fn no_change_with_previous_only_lists_input() {
-        let r = runner("-P INPUT ACCEPT\n-A INPUT -j BANGUARD\n-A INPUT -j FOREIGN\n", "");
+        let r = runner(
+            "-P INPUT ACCEPT\n-A INPUT -m conntrack --ctstate NEW -j BANGUARD\n-A INPUT -j FOREIGN\n",
+            "",
+        );
         let entries = vec![FirewallEntry::until(n("192.0.2.7/32"), NOW + 5)];
         let rep = Iptables.sync(&SyncRequest::new(&entries, NOW).previous(Some(&entries)), &r).unwrap();
         assert!(!rep.changed());
@@ -204,7 +221,7 @@ mod tests {
     fn kernel_state_diff_rewrites_only_the_changed_family() {
         let chain =
             "-N BANGUARD\n-A BANGUARD -s 192.0.2.7/32 -j DROP\n-A BANGUARD -s 203.0.113.0/24 -j DROP\n";
-        let r = runner("-P INPUT ACCEPT\n-A INPUT -j BANGUARD\n", chain);
+        let r = runner("-P INPUT ACCEPT\n-A INPUT -m conntrack --ctstate NEW -j BANGUARD\n", chain);
         let entries = vec![
             FirewallEntry::until(n("192.0.2.7/32"), NOW + 5),
             FirewallEntry::until(n("198.51.100.1/32"), NOW + 5),
@@ -230,7 +247,7 @@ mod tests {
         assert_eq!(rep.steps.len(), 1);
         assert_eq!(
             rep.steps[0].to_string(),
-            "iptables-restore -w --noflush <<'EOF'\n*filter\n:BANGUARD - [0:0]\n-I INPUT 1 -j BANGUARD\nCOMMIT\nEOF\n"
+            "iptables-restore -w --noflush <<'EOF'\n*filter\n:BANGUARD - [0:0]\n-I INPUT 1 -m conntrack --ctstate NEW -j BANGUARD\nCOMMIT\nEOF\n"
         );
         assert!(!r.programs().iter().any(|p| p.starts_with("iptables-restore")));
     }

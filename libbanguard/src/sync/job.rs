@@ -107,6 +107,8 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Warnings that do not fail the sync (a notice not sent).
     pub warnings: Vec<String>,
+    /// The store's ban generation the firewall was last pushed for.
+    pub generation: i64,
 }
 
 impl Report {
@@ -184,7 +186,15 @@ struct State {
     /// [`state_key`].
     #[serde(default)]
     applied: BTreeMap<String, Vec<FirewallEntry>>,
+    /// The form of the kernel rules the last sync wrote ([`RULES`]).
+    #[serde(default)]
+    rules: u32,
 }
+
+/// The form of the kernel rules this version writes: 2 = new connections
+/// only (1: every packet). A state of another form makes every back-end
+/// read its state back, so the rules of an earlier version are replaced.
+const RULES: u32 = 2;
 
 /// `/run/banguard/sync.lock` → `/run/banguard/sync.state`.
 pub fn state_path(sync: &SyncConfig) -> PathBuf {
@@ -258,6 +268,43 @@ fn say(r: &mut Report, log: &mut dyn FnMut(Level, &str), level: Level, line: Str
     r.lines.push(line);
 }
 
+/// Lines of one kind said one by one, up to [`LINES_PER_KIND`], then
+/// summed up in one: a sync that takes or lifts 100,000 of the fleet's
+/// bans says so in a screenful, not in 100,000 log lines.
+#[derive(Default)]
+struct Said {
+    count: usize,
+}
+
+impl Said {
+    fn line(&mut self, r: &mut Report, log: &mut dyn FnMut(Level, &str), line: String) {
+        self.count += 1;
+        if self.count <= LINES_PER_KIND {
+            say(r, log, Level::Notice, line);
+        }
+    }
+
+    fn rest(&self, r: &mut Report, log: &mut dyn FnMut(Level, &str), what: &str, of: &str) {
+        if self.count > LINES_PER_KIND {
+            say(
+                r,
+                log,
+                Level::Notice,
+                format!(
+                    "{what} {} {of} (the first {LINES_PER_KIND} are listed)",
+                    self.count - LINES_PER_KIND
+                ),
+            );
+        }
+    }
+}
+
+/// Lines said one by one per kind (block, expired, unblock) per sync.
+pub const LINES_PER_KIND: usize = 20;
+
+/// Rounds of pushing at most, when bans keep changing during a sync.
+const MAX_ROUNDS: u32 = 3;
+
 /// One sync over an open store (read-write, or read-only for a dry run).
 /// The caller holds the [`JobLock`] unless it is a dry run. Lines go to
 /// `log` as they happen (not in a dry run) and into the report.
@@ -290,13 +337,7 @@ pub fn run(
     let mut state = load_state(&state_file, &mut r.warnings);
     let since = state.last_sync.filter(|t| *t <= now);
 
-    // 2. The desired set.
-    let bans = retry_busy(patience, || g.bans_to_push(config.sync.scope))?;
-    let desired: Vec<FirewallEntry> = crate::policy::firewall_entries(&config, &bans);
-    let desired_nets: BTreeSet<IpNet> = desired.iter().map(|e| e.net).collect();
-    r.desired = desired.len();
-
-    // 3. Back-ends. What they held after the last sync, for step 5.
+    // What the back-ends held after the last sync, for step 5.
     let previous_nets: BTreeSet<IpNet> = config
         .sync
         .backends
@@ -306,67 +347,92 @@ pub fn run(
         .map(|e| e.net)
         .collect();
     let names: Vec<String> = config.sync.backends.iter().map(|k| k.to_string()).collect();
-    for &kind in &config.sync.backends {
-        let key = state_key(kind, &config.sync);
-        let previous = if opts.full { None } else { state.applied.get(&key).map(Vec::as_slice) };
-        let req = SyncRequest::new(&desired, now).previous(previous).dry_run(dry);
-        match backend(kind, &config.sync).sync(&req, runner) {
-            Ok(mut rep) => {
-                if rep.changed() || rep.repaired {
-                    let line = format!(
-                        "firewall {kind}: {would}add {}, remove {}, update {}, keep {}{}",
-                        rep.added,
-                        rep.removed,
-                        rep.updated,
-                        rep.unchanged,
-                        if rep.repaired {
-                            format!(" ({would}recreate what was missing)")
-                        } else {
-                            String::new()
-                        }
-                    );
-                    say(&mut r, log, Level::Notice, line);
-                }
-                if dry {
-                    if rep.steps.is_empty() {
-                        r.plan.push(format!("# {kind}: nothing to change\n"));
-                    } else {
-                        r.plan.push(format!("# {kind}: would run\n"));
-                        r.plan.extend(rep.steps.iter().map(|s| s.to_string()));
-                    }
-                } else {
-                    state.applied.insert(key, std::mem::take(&mut rep.applied));
-                }
-                r.backends.push(BackendResult { kind, outcome: Ok(rep) });
-            }
-            Err(e) => {
-                let msg = format!("{kind}: {e}");
-                if !dry {
-                    log(Level::Err, &format!("firewall {msg}"));
-                    // The next sync must read the back-end's state back.
-                    state.applied.remove(&key);
-                }
-                r.backends.push(BackendResult { kind, outcome: Err(msg.clone()) });
-                r.errors.push(msg);
-            }
-        }
-    }
+    // The fleet's LAPI is never blocked, whatever a decision says.
+    let protected = retry_busy(patience, || g.fleet_protected())?;
+    let mut desired_nets: BTreeSet<IpNet>;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let generation = retry_busy(patience, || g.ban_generation())?;
+        r.generation = generation;
+        r.backends.clear();
+        // 2. The desired set.
+        let bans = retry_busy(patience, || g.bans_to_push(config.sync.scope))?;
+        let desired: Vec<FirewallEntry> = crate::policy::firewall_entries(&config, &bans, &protected);
+        desired_nets = desired.iter().map(|e| e.net).collect();
+        r.desired = desired.len();
 
-    // 4. Bans pushed for the first time.
-    if !names.is_empty() && r.errors.is_empty() {
-        let fresh: Vec<&Ban> = bans.iter().filter(|b| b.pushed.is_none()).collect();
-        for b in &fresh {
-            let why = b.kernel_reason(&config.sync).unwrap_or("scope all");
-            say(
-                &mut r,
-                log,
-                Level::Notice,
-                format!("{would}block {} in {}: {why}", describe(b), names.join(", ")),
-            );
+        // 3. Back-ends.
+        for &kind in &config.sync.backends {
+            let key = state_key(kind, &config.sync);
+            let full = opts.full || state.rules != RULES;
+            let previous = if full { None } else { state.applied.get(&key).map(Vec::as_slice) };
+            let req = SyncRequest::new(&desired, now).previous(previous).dry_run(dry);
+            match backend(kind, &config.sync).sync(&req, runner) {
+                Ok(mut rep) => {
+                    if rep.changed() || rep.repaired {
+                        let line = format!(
+                            "firewall {kind}: {would}add {}, remove {}, update {}, keep {}{}",
+                            rep.added,
+                            rep.removed,
+                            rep.updated,
+                            rep.unchanged,
+                            if rep.repaired {
+                                format!(" ({would}recreate what was missing)")
+                            } else {
+                                String::new()
+                            }
+                        );
+                        say(&mut r, log, Level::Notice, line);
+                    }
+                    if dry {
+                        if rep.steps.is_empty() {
+                            r.plan.push(format!("# {kind}: nothing to change\n"));
+                        } else {
+                            r.plan.push(format!("# {kind}: would run\n"));
+                            r.plan.extend(rep.steps.iter().map(|s| s.to_string()));
+                        }
+                    } else {
+                        state.applied.insert(key, std::mem::take(&mut rep.applied));
+                    }
+                    r.backends.push(BackendResult { kind, outcome: Ok(rep) });
+                }
+                Err(e) => {
+                    let msg = format!("{kind}: {e}");
+                    if !dry {
+                        log(Level::Err, &format!("firewall {msg}"));
+                        // The next sync must read the back-end's state back.
+                        state.applied.remove(&key);
+                    }
+                    r.backends.push(BackendResult { kind, outcome: Err(msg.clone()) });
+                    r.errors.push(msg);
+                }
+            }
         }
-        if !dry && !fresh.is_empty() {
-            let ids: Vec<i64> = fresh.iter().map(|b| b.id).collect();
-            retry_busy(patience, || g.mark_pushed(&ids))?;
+
+        // 4. Bans pushed for the first time.
+        if !names.is_empty() && r.errors.is_empty() {
+            let fresh: Vec<&Ban> = bans.iter().filter(|b| b.pushed.is_none()).collect();
+            let mut said = Said::default();
+            for b in &fresh {
+                let why = b.kernel_reason(&config.sync).unwrap_or("scope all");
+                let line = format!("{would}block {} in {}: {why}", describe(b), names.join(", "));
+                said.line(&mut r, log, line);
+            }
+            said.rest(&mut r, log, &format!("{would}block"), "more bans");
+            if !dry && !fresh.is_empty() {
+                let ids: Vec<i64> = fresh.iter().map(|b| b.id).collect();
+                retry_busy(patience, || g.mark_pushed(&ids))?;
+            }
+        }
+        // A ban changed while the back-ends were being written (an unban
+        // whose own sync found this one running): push again, so that it
+        // reaches the firewall before this sync ends.
+        if dry || !r.errors.is_empty() || rounds >= MAX_ROUNDS {
+            break;
+        }
+        if retry_busy(patience, || g.ban_generation())? == generation {
+            break;
         }
     }
 
@@ -380,36 +446,46 @@ pub fn run(
         BTreeSet::new()
     };
     if let Some(since) = since {
+        let mut said = Said::default();
         for b in retry_busy(patience, || g.expired_between(since, now))? {
             let mut line = format!("ban #{} expired: {} after {}", b.id, describe(&b), b.length());
             if b.host.net().is_some_and(|n| removed.remove(&n)) {
                 line.push_str(&format!("; {would}unblock in {}", names.join(", ")));
             }
-            say(&mut r, log, Level::Notice, line);
+            said.line(&mut r, log, line);
         }
+        said.rest(&mut r, log, "expired:", "more bans");
     }
     if !removed.is_empty() {
-        let ended = retry_busy(patience, || g.bans(None, true))?;
+        // The newest ended ban of each network says why (one pass over
+        // them, however many networks left).
+        let mut newest: std::collections::HashMap<IpNet, Ban> = std::collections::HashMap::new();
+        for b in retry_busy(patience, || g.bans(None, true))? {
+            let Some(net) = b.host.net().filter(|n| removed.contains(n)) else { continue };
+            if b.is_active(now) {
+                continue;
+            }
+            let end = |b: &Ban| b.lifted.or(b.expires).unwrap_or(0);
+            if newest.get(&net).is_none_or(|cur| end(&b) > end(cur)) {
+                newest.insert(net, b);
+            }
+        }
+        let mut said = Said::default();
         for n in removed {
-            // The newest ended ban of this network says why.
-            let why = ended
-                .iter()
-                .filter(|b| b.host.net() == Some(n) && !b.is_active(now))
-                .max_by_key(|b| b.lifted.or(b.expires).unwrap_or(0))
-                .map_or_else(
-                    || "no active ban".to_string(),
-                    |b| match b.lifted {
-                        Some(_) => format!("ban #{} lifted by unban", b.id),
-                        None => format!("ban #{} expired", b.id),
-                    },
-                );
-            say(
+            let why = newest.get(&n).map_or_else(
+                || "no active ban".to_string(),
+                |b| match b.lifted {
+                    Some(_) => format!("ban #{} lifted", b.id),
+                    None => format!("ban #{} expired", b.id),
+                },
+            );
+            said.line(
                 &mut r,
                 log,
-                Level::Notice,
                 format!("{would}unblock {} ({why}) in {}", HostKey::Net(n), names.join(", ")),
             );
         }
+        said.rest(&mut r, log, &format!("{would}unblock"), "more networks");
     }
 
     // 6. Mail notices.
@@ -455,6 +531,9 @@ pub fn run(
     // 7. Remember this run.
     if !dry {
         state.last_sync = Some(now);
+        if r.errors.is_empty() {
+            state.rules = RULES;
+        }
         if let Err(e) = save_state(&state_file, &state) {
             r.warnings.push(format!("cannot write {}: {e}", state_file.display()));
         }

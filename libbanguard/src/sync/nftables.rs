@@ -6,7 +6,9 @@
 //!   set banned4_nets  ipv4_addr; flags interval,timeout   networks
 //!   set banned6, banned6_nets                             the same for IPv6
 //!   chain input       hook input, priority filter - 10, policy accept,
-//!                     one `ip saddr @set drop` rule per set
+//!                     one `ip saddr @set ct state new drop` rule per set
+//!                     (replies to this server's own connections pass;
+//!                     see `sync` on why)
 //! ```
 //!
 //! Single addresses and networks live in separate sets because nft 1.0.6
@@ -106,6 +108,7 @@ impl Set {
             {"match": {"op": "==",
                        "left": {"payload": {"protocol": self.proto(), "field": "saddr"}},
                        "right": format!("@{}", self.name())}},
+            {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}},
             {"drop": null}
         ])
     }
@@ -280,7 +283,12 @@ fn render_structure(s: &mut String) {
     s.push_str("\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t}\n}\n");
     let _ = writeln!(s, "flush chain inet {TABLE} input");
     for set in Set::ALL {
-        let _ = writeln!(s, "add rule inet {TABLE} input {} saddr @{} drop", set.proto(), set.name());
+        let _ = writeln!(
+            s,
+            "add rule inet {TABLE} input {} saddr @{} ct state new drop",
+            set.proto(),
+            set.name()
+        );
     }
 }
 
@@ -532,10 +540,10 @@ table inet banguard {
 \t}
 }
 flush chain inet banguard input
-add rule inet banguard input ip saddr @banned4 drop
-add rule inet banguard input ip saddr @banned4_nets drop
-add rule inet banguard input ip6 saddr @banned6 drop
-add rule inet banguard input ip6 saddr @banned6_nets drop
+add rule inet banguard input ip saddr @banned4 ct state new drop
+add rule inet banguard input ip saddr @banned4_nets ct state new drop
+add rule inet banguard input ip6 saddr @banned6 ct state new drop
+add rule inet banguard input ip6 saddr @banned6_nets ct state new drop
 ";
 
     #[test]

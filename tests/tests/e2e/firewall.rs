@@ -331,7 +331,10 @@ fn nftables_repairs_and_handles_networks() {
     let fixed = BackendKind::Nftables.backend().sync(&SyncRequest::new(&bans, now()), &r).unwrap();
     assert!(fixed.repaired && fixed.changed(), "{fixed:?}");
     assert_eq!((fixed.added, fixed.removed), (0, 0), "{fixed:?}");
-    assert!(nft(&["list", "chain", "inet", "banguard", "input"]).contains("ip6 saddr @banned6_nets drop"));
+    assert!(
+        nft(&["list", "chain", "inet", "banguard", "input"])
+            .contains("ip6 saddr @banned6_nets ct state new drop")
+    );
 
     // The whole table gone (a reboot, `nft flush ruleset`) with a stale
     // `previous`: the cheap check notices and everything is pushed again.
@@ -504,7 +507,7 @@ fn aggregated_bans_around_ignored_hosts(dir: &std::path::Path) -> Vec<FirewallEn
         assert!(banned.iter().any(|b| b == want), "PAM bans {want}: {banned:?}");
     }
     let push = g.bans_to_push(banguard::config::SyncScope::All).unwrap();
-    let entries = firewall_entries(&config, &push);
+    let entries = firewall_entries(&config, &push, &[]);
     let ten: std::net::IpAddr = "192.0.2.10".parse().unwrap();
     let loopback6: std::net::IpAddr = "::1".parse().unwrap();
     assert!(entries.iter().all(|e| !e.net.contains(&ten) && !e.net.contains(&loopback6)), "{entries:?}");
@@ -562,4 +565,165 @@ fn iptables_never_drops_ignored_hosts_inside_a_ban() {
         return;
     }
     ignored_hosts_stay_reachable(BackendKind::Iptables);
+}
+
+/// What an earlier version of banguard left in the kernel: a drop rule for
+/// every packet of a banned source.
+fn install_old_rules(lab: &Lab, kind: BackendKind) {
+    match kind {
+        BackendKind::Nftables => {
+            let script = "table inet banguard {\n\
+                set banned4 { type ipv4_addr; flags timeout; }\n\
+                chain input { type filter hook input priority filter - 10; policy accept; }\n}\n\
+                add rule inet banguard input ip saddr @banned4 drop\n";
+            let out = lab
+                .ns
+                .command(["nft", "-f", "-"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin.take().expect("stdin").write_all(script.as_bytes())?;
+                    c.wait_with_output()
+                })
+                .expect("nft -f -");
+            assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        BackendKind::Ipset => {
+            lab.sh(&[
+                "ipset",
+                "create",
+                "banguard4",
+                "hash:net",
+                "family",
+                "inet",
+                "timeout",
+                "0",
+                "maxelem",
+                "1048576",
+            ]);
+            lab.sh(&[
+                "iptables",
+                "-w",
+                "-I",
+                "INPUT",
+                "1",
+                "-m",
+                "set",
+                "--match-set",
+                "banguard4",
+                "src",
+                "-j",
+                "DROP",
+            ]);
+        }
+        _ => {
+            lab.sh(&["iptables", "-w", "-N", "BANGUARD"]);
+            lab.sh(&["iptables", "-w", "-I", "INPUT", "1", "-j", "BANGUARD"]);
+        }
+    }
+}
+
+/// The kernel stops new connections from a banned source, not the replies
+/// to connections this server opened: a fleet decision for this server's
+/// LAPI, DNS resolver or package mirror cannot cut it off them. An earlier
+/// version's every-packet rule is replaced.
+fn replies_to_own_connections_pass(kind: BackendKind) {
+    let mut lab = Lab::new();
+    // The banned hosts' own servers (what this server talks to).
+    for (bind, port) in [("127.0.0.2", "8081"), ("2001:db8::2", "8082")] {
+        let mut server = lab.ns.command(["python3", "-m", "http.server", port, "--bind", bind]);
+        server.stdout(Stdio::null()).stderr(Stdio::null());
+        lab.ns.spawn(server);
+    }
+    // From this server's own address (a banned host's address is on lo
+    // too, and the kernel would pick it as the source).
+    let outbound = |url: &str| {
+        let from = if url.contains('[') { "::1" } else { "127.0.0.1" };
+        lab.ns
+            .command([
+                "curl",
+                "-sS",
+                "-g",
+                "-o",
+                "/dev/null",
+                "--interface",
+                from,
+                "--connect-timeout",
+                "1",
+                "--max-time",
+                "3",
+                url,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("curl")
+            .status
+            .success()
+    };
+    let v4 = "http://127.0.0.2:8081/";
+    let v6 = "http://[2001:db8::2]:8082/";
+    assert!(wait_for(Duration::from_secs(10), || (outbound(v4) && outbound(v6)).then_some(())).is_some());
+    install_old_rules(&lab, kind);
+    let t = now();
+    let bans = vec![
+        FirewallEntry::until(net("127.0.0.2/32"), t + 600),
+        FirewallEntry::until(net("2001:db8::2/128"), t + 600),
+    ];
+    let first = lab.sync(kind, &SyncRequest::new(&bans, t));
+    assert!(first.repaired, "{first:?}");
+    lab.assert_blocked(&["127.0.0.2", "2001:db8::2"], &["127.0.0.3", "2001:db8::3"]);
+    assert!(outbound(v4), "this server's own connection to a banned IPv4 host gets no reply");
+    assert!(outbound(v6), "this server's own connection to a banned IPv6 host gets no reply");
+    let listing = match kind {
+        BackendKind::Nftables => lab.sh(&["nft", "list", "table", "inet", "banguard"]),
+        _ => lab.sh(&["iptables", "-w", "-S", "INPUT"]),
+    };
+    match kind {
+        BackendKind::Nftables => assert!(
+            listing.lines().filter(|l| l.contains("saddr @")).all(|l| l.contains("ct state new")),
+            "{listing}"
+        ),
+        BackendKind::Ipset => assert!(!listing.contains("src -j DROP"), "the old rule is left:\n{listing}"),
+        _ => assert!(!listing.contains("-A INPUT -j BANGUARD"), "the old jump is left:\n{listing}"),
+    }
+}
+
+#[test]
+fn nftables_lets_replies_to_own_connections_through() {
+    if !require(
+        "nftables_lets_replies_to_own_connections_through",
+        true,
+        &["unshare", "nsenter", "nft", "curl", "python3"],
+    ) {
+        return;
+    }
+    replies_to_own_connections_pass(BackendKind::Nftables);
+}
+
+#[test]
+fn ipset_lets_replies_to_own_connections_through() {
+    let tools = ["unshare", "nsenter", "ipset", "iptables", "ip6tables", "curl", "python3"];
+    if !require("ipset_lets_replies_to_own_connections_through", true, &tools) {
+        return;
+    }
+    replies_to_own_connections_pass(BackendKind::Ipset);
+}
+
+#[test]
+fn iptables_lets_replies_to_own_connections_through() {
+    let tools = [
+        "unshare",
+        "nsenter",
+        "iptables",
+        "ip6tables",
+        "iptables-restore",
+        "ip6tables-restore",
+        "curl",
+        "python3",
+    ];
+    if !require("iptables_lets_replies_to_own_connections_through", true, &tools) {
+        return;
+    }
+    replies_to_own_connections_pass(BackendKind::Iptables);
 }

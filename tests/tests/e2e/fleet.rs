@@ -155,7 +155,7 @@ fn a_ban_on_one_server_is_refused_on_the_other_and_lifted_with_it() {
 
     // B takes them: refused before the password, in B's nft set.
     let x = b.sync_ok(&ns);
-    assert_eq!(x["fleet"]["applied"]["imported"].as_array().map(Vec::len), Some(2), "{x:#}");
+    assert_eq!(x["fleet"]["applied"]["taken"], 2, "{x:#}");
     assert_eq!(b.login("198.51.100.7", "right"), (PAM_PERM_DENIED, false), "B refuses A's host unchecked");
     assert_eq!(b.login("2001:db8:1:2::99", "right"), (PAM_PERM_DENIED, false), "and its /64");
     assert_eq!(b.login("198.51.100.8", "right").0, PAM_SUCCESS, "a clean host logs in on B");
@@ -268,7 +268,7 @@ fn hostile_decisions_never_block_a_clean_host() {
     let x = b.sync_ok(&ns);
     let applied = &x["fleet"]["applied"];
     let before = 2; // the /24 and the long one
-    let taken = applied["imported"].as_array().unwrap().len();
+    let taken = applied["taken"].as_u64().unwrap() as usize;
     assert_eq!(taken, 2000 - before, "max_decisions holds: {}", applied["over_cap"]);
     assert_eq!(applied["over_cap"].as_u64(), Some(10_000 - (2000 - before) as u64));
     assert_eq!(b.login("198.51.100.201", "right").0, PAM_SUCCESS, "clean hosts still log in");
@@ -341,7 +341,7 @@ fn a_lapi_certificate_from_the_wrong_ca_fails_the_fleet_part_only() {
     let b = Server::new(&ns, &lapi, "b", "nftables", &format!("{url}ca_cert = \"{}\"\n", ca.display()));
     lapi.cscli_ok(&ns, &["decisions", "add", "--ip", "198.51.100.7", "--duration", "1h"]);
     let x = b.sync_ok(&ns);
-    assert_eq!(x["fleet"]["applied"]["imported"].as_array().map(Vec::len), Some(1), "{x:#}");
+    assert_eq!(x["fleet"]["applied"]["taken"], 1, "{x:#}");
     assert_eq!(b.login("198.51.100.7", "right"), (PAM_PERM_DENIED, false));
 
     for (what, lines) in [
@@ -368,4 +368,65 @@ fn a_lapi_certificate_from_the_wrong_ca_fails_the_fleet_part_only() {
         assert_eq!(b.login("198.51.100.8", "right").0, PAM_SUCCESS, "{what}: nothing new was taken");
         lapi.cscli_ok(&ns, &["decisions", "delete", "--ip", "198.51.100.8"]);
     }
+}
+
+/// A host is refused while any decision covering it is in force: a longer
+/// decision for a host already held is enforced for its whole length, and
+/// a full pull after the LAPI's database was reset (ids from 1 again)
+/// reconciles everything held with what is in force now.
+#[test]
+fn every_decision_in_force_is_enforced_whatever_became_of_the_ids() {
+    if !require("every_decision_in_force_is_enforced_whatever_became_of_the_ids", true, TOOLS) {
+        return;
+    }
+    let ns = Netns::new();
+    let mut lapi = lapi_up(&ns);
+    let b = Server::new(&ns, &lapi, "b", "nftables", "resync = \"2s\"\n");
+    b.sync_ok(&ns);
+    let add = |lapi: &Lapi, ip: &str, d: &str| {
+        lapi.cscli_ok(&ns, &["decisions", "add", "--ip", ip, "--duration", d])
+    };
+    add(&lapi, "198.51.100.7", "3s");
+    let x = b.sync_ok(&ns);
+    assert_eq!(x["fleet"]["applied"]["taken"], 1, "{x:#}");
+    add(&lapi, "198.51.100.7", "8760h");
+    let x = b.sync_ok(&ns);
+    assert_eq!(
+        (x["fleet"]["applied"]["taken"].as_u64(), x["fleet"]["applied"]["longer"].as_u64()),
+        (Some(1), Some(1)),
+        "{x:#}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    b.sync_ok(&ns);
+    assert_eq!(
+        b.login("198.51.100.7", "right"),
+        (PAM_PERM_DENIED, false),
+        "the 8760h decision holds after the 3 s one ended"
+    );
+    assert!(nft_set(&ns).contains("198.51.100.7"), "{}", nft_set(&ns));
+
+    // The LAPI's database is reset: a new one, the same machine and key.
+    add(&lapi, "198.51.100.8", "8760h");
+    b.sync_ok(&ns);
+    assert!(b.banned("198.51.100.8"));
+    lapi.stop();
+    let mut fresh = Lapi::new(&ns, PORT, "");
+    fresh.start(&ns);
+    fresh.machine(&ns, "banguard-b", b.dir.path());
+    fresh.bouncer(&ns, "banguard-b", b.dir.path());
+    let new: Vec<String> = (1..=6).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &new {
+        add(&fresh, ip, "1h");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let x = b.sync_ok(&ns);
+    assert_eq!(x["fleet"]["startup"], true, "{x:#}");
+    assert_eq!(x["fleet"]["applied"]["taken"], 6, "none is skipped as already held: {x:#}");
+    assert_eq!(x["fleet"]["applied"]["lifted"], 2, "the bans the new LAPI does not have are lifted: {x:#}");
+    for ip in &new {
+        assert!(b.banned(ip), "{ip}");
+    }
+    assert_eq!(b.login("198.51.100.7", "right").0, PAM_SUCCESS);
+    assert_eq!(b.login("198.51.100.8", "right").0, PAM_SUCCESS);
+    drop(lapi);
 }

@@ -275,7 +275,7 @@ fn tcpdmatch_grants_ignored_hosts_inside_a_ban() {
     for rhost in ["192.0.2.11", "2001:db8:1:2::1"] {
         g.record_failure(&Request { service: "sshd", rhost: Some(rhost), hint: None, user: None }).unwrap();
     }
-    let entries = firewall_entries(&config, &g.bans_to_push(banguard::config::SyncScope::All).unwrap());
+    let entries = firewall_entries(&config, &g.bans_to_push(banguard::config::SyncScope::All).unwrap(), &[]);
     fs::write(dir.path().join("hosts.allow"), "").unwrap();
     fs::write(dir.path().join("hosts.deny"), "").unwrap();
     HostsDeny::new(dir.path().join("hosts.deny"))

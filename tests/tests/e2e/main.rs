@@ -17,6 +17,7 @@ mod dovecot_module;
 mod faults;
 mod firewall;
 mod fleet;
+mod fleet_hostile;
 mod floor;
 mod harness;
 mod hosts_deny;
