@@ -143,6 +143,13 @@ pub struct Fail2banArgs {
     /// Replace an existing drop-in.
     #[arg(long)]
     pub force: bool,
+    /// Write the drop-in only; carry no bans over (the database is not read).
+    #[arg(long, conflicts_with = "bans_only")]
+    pub config_only: bool,
+    /// Carry the bans over only; write no drop-in (the configuration is
+    /// still read, for which jails cover which services).
+    #[arg(long)]
+    pub bans_only: bool,
     /// Print what each fail2ban setting becomes (the reference table) and
     /// exit; reads nothing.
     #[arg(long, exclusive = true)]

@@ -687,6 +687,30 @@ proptest! {
         let flat = Config::from_toml(std::path::Path::new("test.toml"), &flat).unwrap();
         prop_assert_eq!(flat.default.ban_length(prior), BanTime::Seconds(base));
     }
+
+    /// Whatever the counts (a carried count from another tool's database
+    /// may be anything) and the settings, a ban's length and end are
+    /// computed without overflow, within their bounds: saturating
+    /// arithmetic everywhere.
+    #[test]
+    fn ban_length_saturates_whatever_the_counts(
+        base in 1i64..=i64::MAX / 2,
+        max in 1i64..=i64::MAX / 2,
+        factor in 1.0f64..=100.0,
+        prior in any::<u32>(),
+        now in 0i64..=i64::MAX,
+    ) {
+        let text = format!("[default]\nbantime = {base}\nbantime_max = {max}\nbantime_factor = {factor}\n");
+        let Ok(config) = Config::from_toml(std::path::Path::new("test.toml"), &text) else {
+            // A duration too long to write is refused by the config; fine.
+            return Ok(());
+        };
+        let length = config.default.ban_length(prior);
+        let BanTime::Seconds(s) = length else { return Err(TestCaseError::fail("a finite bantime became permanent")) };
+        prop_assert!(s >= base && s <= max.max(base), "{} not within {}..={}", s, base, max.max(base));
+        let end = length.expiry_from(now).unwrap();
+        prop_assert!(end >= now, "the end {} before the start {}", end, now);
+    }
 }
 
 // ----------------------------------------------- regressions found above

@@ -35,13 +35,14 @@ fn main() {
 
 /// N decisions taken in one sync, then all N lifted in one sync (a full
 /// pull that no longer lists them), from a scripted LAPI that streams
-/// them as it generates them; while the import runs, attempts of fresh
+/// them as it generates them, each sync pushing them to nftables in the
+/// namespace and taking them out again; while the import runs, attempts of fresh
 /// hosts (open the store, one attempt, as a new sshd connection does)
 /// are timed. Each sync runs under `/usr/bin/time` for its peak RSS.
 /// `BANGUARD_TEST_ARTIFACTS` picks the banguardctl to measure (a "before"
 /// build, say); the attempts are this build's.
 fn fleet_scale(n: u64) {
-    if !require("fleet scale bench", true, &["curl", "nsenter", "unshare", "pkill", "time"]) {
+    if !require("fleet scale bench", true, &["curl", "nsenter", "unshare", "pkill", "time", "nft"]) {
         return;
     }
     let ns = Netns::new();
@@ -102,54 +103,80 @@ fn fleet_scale(n: u64) {
         {"path": "/health", "body": "{}"},
     ]);
     lapi.script(&generated);
-    // Attempts while the import runs.
-    let stop = Arc::new(AtomicBool::new(false));
-    let attempts = {
-        let (stop, config) = (stop.clone(), Config::load(&config).unwrap());
-        std::thread::spawn(move || {
-            let mut times = Vec::new();
-            let mut i = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let host = format!("172.21.{}.{}", (i / 256) % 256, i % 256);
-                let t = Instant::now();
-                let mut g = Banguard::open(config.clone()).unwrap();
-                let v = g.attempt(
-                    &Request { service: "sshd", rhost: Some(&host), hint: None, user: Some("u") },
-                    None,
-                );
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
-                assert!(v.is_ok(), "{v:?}");
-                i += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            times
-        })
+    // Attempts of fresh hosts while a sync runs: (sync time, its peak
+    // RSS, the attempts' times in ms).
+    let timed_sync = |first: u32| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let attempts = {
+            let (stop, config) = (stop.clone(), Config::load(&config).unwrap());
+            std::thread::spawn(move || {
+                let mut times = Vec::new();
+                let mut refused = 0u32;
+                let mut i = first;
+                while !stop.load(Ordering::Relaxed) {
+                    let host = format!("172.{}.{}.{}", 16 + i / 65_536 % 16, (i / 256) % 256, i % 256);
+                    let t = Instant::now();
+                    let mut g = Banguard::open(config.clone()).unwrap();
+                    let v = g.attempt(
+                        &Request { service: "sshd", rhost: Some(&host), hint: None, user: Some("u") },
+                        None,
+                    );
+                    // An attempt that could not wait its turn (an
+                    // overload) counts with the time it waited.
+                    times.push(t.elapsed().as_secs_f64() * 1000.0);
+                    if let Err(e) = v {
+                        assert!(e.is_overload(), "{e}");
+                        refused += 1;
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (times, refused)
+            })
+        };
+        let (took, kib) = sync();
+        stop.store(true, Ordering::Relaxed);
+        let (times, refused) = attempts.join().unwrap();
+        (took, kib, times, refused)
     };
-    let (import, import_kib) = sync();
-    stop.store(true, Ordering::Relaxed);
-    let mut times = attempts.join().unwrap();
-    let g = Banguard::open(Config::load(&config).unwrap()).unwrap();
-    let held = g.fleet_status().unwrap().imported_active;
-    drop(g);
+    let (import, import_kib, mut import_times, import_refused) = timed_sync(0);
+    // Read from the store directly: this build's library would migrate an
+    // older build's store, and an older build's `status` is slow with a
+    // million bans.
+    let db = dir.path().join("db/banguard.db");
+    let imported = || {
+        let conn = banguard_e2e::fixture::sql(&db);
+        conn.query_row(
+            "SELECT count(*) FROM bans WHERE origin = 'crowdsec' AND lifted IS NULL AND (expires IS NULL OR expires > unixepoch())",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+    };
+    let held = imported();
     std::thread::sleep(Duration::from_millis(1100));
     lapi.script(&empty);
-    let (lift, lift_kib) = sync();
-    let g = Banguard::open(Config::load(&config).unwrap()).unwrap();
-    let left = g.fleet_status().unwrap().imported_active;
-    println!(
-        "| {n} decisions taken in one sync ({held} held) | {:.1} s | peak RSS {} MiB | attempts during it: {}, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms |",
-        import.as_secs_f64(),
-        import_kib / 1024,
-        times.len(),
-        percentile(&mut times.clone(), 0.5),
-        percentile(&mut times.clone(), 0.99),
-        percentile(&mut times, 1.0)
+    let (lift, lift_kib, mut lift_times, lift_refused) = timed_sync(100_000);
+    let left = imported();
+    let row = |what: String, took: Duration, kib: u64, times: &mut Vec<f64>, refused: u32| {
+        println!(
+            "| {what} | {:.1} s | peak RSS {} MiB | attempts during it: {}, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {refused} refused unchecked (no turn in 10 s) |",
+            took.as_secs_f64(),
+            kib / 1024,
+            times.len(),
+            percentile(&mut times.clone(), 0.5),
+            percentile(&mut times.clone(), 0.99),
+            percentile(times, 1.0)
+        );
+    };
+    row(
+        format!("{n} decisions taken in one sync ({held} held)"),
+        import,
+        import_kib,
+        &mut import_times,
+        import_refused,
     );
-    println!(
-        "| {n} bans lifted in one sync ({left} left) | {:.1} s | peak RSS {} MiB |",
-        lift.as_secs_f64(),
-        lift_kib / 1024
-    );
+    row(format!("{n} bans lifted in one sync ({left} left)"), lift, lift_kib, &mut lift_times, lift_refused);
 }
 
 struct Server {
@@ -164,7 +191,7 @@ impl Server {
         let bouncer = lapi.bouncer(ns, &format!("bench-{name}"), dir.path());
         ConfigFile::under(dir.path())
             .with(&format!(
-                "[recidive]\nenabled = false\n[sync]\nbackends = []\nlock_file = \"{d}/run/sync.lock\"\n\
+                "[recidive]\nenabled = false\n[sync]\nbackends = [\"nftables\"]\nlock_file = \"{d}/run/sync.lock\"\n\
                  [store]\nruntime = \"{d}/run/runtime.db\"\n\
                  [fleet]\nprovider = \"crowdsec\"\n[fleet.crowdsec]\nurl = \"http://127.0.0.1:{PORT}/\"\n\
                  machine_credentials = \"{}\"\nbouncer_key_file = \"{}\"\nmax_decisions = 200000\ntimeout = \"60s\"\n",

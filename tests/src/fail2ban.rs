@@ -31,7 +31,33 @@ impl Fail2ban {
         ready_jail: &str,
         logs: &[&str],
     ) -> Fail2ban {
+        Fail2ban::start_inner(ns, jail_local, extra, ready_jail, logs, None)
+    }
+
+    /// [`Fail2ban::start_with`] on a copy of `database`: fail2ban restores
+    /// its bans at its start, as after a restart.
+    pub fn start_with_database(
+        ns: &mut Netns,
+        jail_local: &str,
+        database: &Path,
+        ready_jail: &str,
+        logs: &[&str],
+    ) -> Fail2ban {
+        Fail2ban::start_inner(ns, jail_local, &[], ready_jail, logs, Some(database))
+    }
+
+    fn start_inner(
+        ns: &mut Netns,
+        jail_local: &str,
+        extra: &[(&str, String)],
+        ready_jail: &str,
+        logs: &[&str],
+        database: Option<&Path>,
+    ) -> Fail2ban {
         let dir = tempfile::Builder::new().prefix("bg-f2b.").tempdir().expect("tempdir");
+        if let Some(db) = database {
+            fs::copy(db, dir.path().join("f2b.sqlite3")).expect("copy the database");
+        }
         let d = dir.path();
         let conf = d.join("conf");
         let out = Command::new("cp").arg("-a").arg("/etc/fail2ban").arg(&conf).output().expect("cp");

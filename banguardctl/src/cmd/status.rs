@@ -23,17 +23,10 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         }
         None => all,
     };
-    // A host banned on the service and on all services is one banned host.
-    let hosts = |st: &banguard::policy::ServiceStatus| {
-        let mut v: Vec<String> = Vec::new();
-        for h in &st.banned {
-            let h = h.to_string();
-            if !v.contains(&h) {
-                v.push(h);
-            }
-        }
-        v
-    };
+    // Hosts, not bans (the library counts a host banned on the service
+    // and on all services once).
+    let hosts =
+        |st: &banguard::policy::ServiceStatus| st.banned.iter().map(|h| h.to_string()).collect::<Vec<_>>();
     // How many of a service's active bans are in the firewall, by reason.
     let now = g.now();
     let mut in_firewall: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
@@ -111,7 +104,16 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         out.push_str(&format!("   |- Currently banned:  {}\n", banned.len()));
         out.push_str(&format!("   |- Total banned:      {}\n", st.total_banned));
         out.push_str(&format!("   |- In the firewall:   {}\n", firewall_line(&st.service)));
-        out.push_str(&format!("   `- Banned list:       {}\n", banned.join(" ")));
+        // fail2ban-client prints every one; a fleet's 100,000 are not read
+        // on a screen (`list` shows them all).
+        let shown = banned.iter().take(BANNED_SHOWN).cloned().collect::<Vec<_>>().join(" ");
+        let more = banned.len().saturating_sub(BANNED_SHOWN);
+        let more = if more > 0 {
+            format!(" ... and {more} more (banguardctl list shows them all)")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("   `- Banned list:       {shown}{more}\n"));
     }
     if let Some(f) = fleet {
         out.push_str(&format!("\nFleet: crowdsec {}\n", clean(&ctx.config.fleet.crowdsec.url)));
@@ -127,6 +129,9 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
     ctx.print(out)?;
     Ok(Outcome::Ok)
 }
+
+/// Banned hosts listed by name per service in the text output.
+const BANNED_SHOWN: usize = 100;
 
 /// "maxretry 3 within 10m, ban 10m" (or "disabled").
 pub fn policy_line(p: &ServicePolicy) -> String {

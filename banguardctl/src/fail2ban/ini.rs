@@ -9,6 +9,17 @@
 //!
 //! Every value keeps the file and line it was written on, so a mapping can
 //! say where it came from and an error can say where to look.
+//!
+//! Whatever the files say, reading them ends, in bounded memory, and never
+//! shows what lies outside the directory: each file is read once by its
+//! canonical path (an include loop however spelled, `sub/../jail.conf` or
+//! through a linked directory, is cut), at most [`MAX_FILES`] files of at
+//! most [`MAX_FILE_BYTES`] each, includes nested at most [`MAX_INCLUDE_DEPTH`]
+//! deep, a value expanded to at most [`MAX_VALUE`] bytes; only regular
+//! files are read (a FIFO never blocks); a file outside the directory
+//! given (an absolute include, a link out) is not read at all, and said so;
+//! files fail2ban would skip (hidden ones in `NAME.d`) are skipped, and
+//! files it could not use (a dangling link, a directory) are reported.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,11 +50,22 @@ pub struct IniError {
 
 impl fmt::Display for IniError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names and values from the files, shown cleaned: no escape
+        // sequence reaches the terminal.
+        let file = banguard::text::clean(&self.file.display().to_string());
+        let message = banguard::text::clean(&self.message);
         match self.line {
-            Some(n) => write!(f, "{}:{n}: {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            Some(n) => write!(f, "{file}:{n}: {message}"),
+            None => write!(f, "{file}: {message}"),
         }
     }
+}
+
+/// A file that was not read, and why (the report says so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub file: PathBuf,
+    pub why: String,
 }
 
 type Section = BTreeMap<String, Raw>;
@@ -65,6 +87,27 @@ const DEFAULT: &str = "DEFAULT";
 const INCLUDES: &str = "INCLUDES";
 /// configparser's limit on nested interpolation.
 const MAX_DEPTH: usize = 10;
+/// The most files read for one name (fail2ban's own set-up has a dozen).
+pub const MAX_FILES: usize = 256;
+/// The largest file read (Debian's jail.conf is about 25 KiB).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Includes nested deeper than this are an error (each file is read once
+/// however deep, so depth costs nothing but the stack).
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+/// The longest a value may be, or grow by interpolation (a file's size).
+pub const MAX_VALUE: usize = 1024 * 1024;
+/// The most `%(...)s` looked up to expand one value (fail2ban's own
+/// action lines need a few dozen).
+const MAX_LOOKUPS: usize = 10_000;
+
+/// A value quoted in a message: at most 80 characters of it.
+fn shorten(text: &str) -> String {
+    let mut s: String = text.chars().take(80).collect();
+    if s.len() < text.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
 
 /// The merged configuration of one fail2ban config name (`jail`,
 /// `fail2ban`).
@@ -77,6 +120,8 @@ pub struct Ini {
     known: BTreeMap<String, Section>,
     /// Files read, in order.
     pub files: Vec<PathBuf>,
+    /// Files not read, and why.
+    pub notes: Vec<Note>,
 }
 
 impl Ini {
@@ -84,22 +129,22 @@ impl Ini {
     /// `dir/NAME.d/*.local` (those that exist) with their includes. None of
     /// them existing is not an error here: the caller decides.
     pub fn read(dir: &Path, name: &str) -> Result<Ini, IniError> {
-        let mut files = Vec::new();
+        let root = std::fs::canonicalize(dir).map_err(|e| IniError {
+            file: dir.to_path_buf(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        let mut candidates = Vec::new();
         let base = dir.join(name);
-        files.push(base.with_extension("conf"));
-        files.extend(sorted_glob(&dir.join(format!("{name}.d")), "conf")?);
-        files.push(base.with_extension("local"));
-        files.extend(sorted_glob(&dir.join(format!("{name}.d")), "local")?);
-        let files: Vec<PathBuf> = files.into_iter().filter(|f| f.is_file()).collect();
-        let mut ini = Ini::default();
-        for f in &files {
-            for g in with_includes(f, &[])? {
-                let parsed = parse_file(&g)?;
-                ini.merge(parsed);
-                ini.files.push(g);
-            }
+        candidates.push(base.with_extension("conf"));
+        candidates.extend(sorted_glob(&dir.join(format!("{name}.d")), "conf")?);
+        candidates.push(base.with_extension("local"));
+        candidates.extend(sorted_glob(&dir.join(format!("{name}.d")), "local")?);
+        let mut reader = Reader { root, seen: std::collections::HashSet::new(), ini: Ini::default() };
+        for f in candidates {
+            reader.top(&f)?;
         }
-        Ok(ini)
+        Ok(reader.ini)
     }
 
     /// Parses one text as if it were the only file (tests).
@@ -162,14 +207,22 @@ impl Ini {
     /// where it was written.
     pub fn get(&self, section: &str, key: &str) -> Result<Option<(String, Raw)>, IniError> {
         let Some(raw) = self.raw(section, key) else { return Ok(None) };
-        let text = self.interpolate(section, raw, &raw.text, 0)?;
+        let mut budget = MAX_LOOKUPS;
+        let text = self.interpolate(section, raw, &raw.text, 0, &mut budget)?;
         Ok(Some((text, raw.clone())))
     }
 
-    fn interpolate(&self, section: &str, at: &Raw, text: &str, depth: usize) -> Result<String, IniError> {
+    fn interpolate(
+        &self,
+        section: &str,
+        at: &Raw,
+        text: &str,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Result<String, IniError> {
         let fail = |message: String| IniError { file: at.file.clone(), line: Some(at.line), message };
         if depth > MAX_DEPTH {
-            return Err(fail(format!("interpolation nested deeper than {MAX_DEPTH}: {text:?}")));
+            return Err(fail(format!("interpolation nested deeper than {MAX_DEPTH}: {}", shorten(text))));
         }
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
@@ -182,23 +235,34 @@ impl Ini {
                 continue;
             }
             let Some(inner) = rest.strip_prefix('(') else {
-                return Err(fail(format!("'%' must be followed by '%' or '(' in {text:?}")));
+                return Err(fail(format!("'%' must be followed by '%' or '(' in {}", shorten(text))));
             };
             let Some(end) = inner.find(")s") else {
-                return Err(fail(format!("unterminated interpolation in {text:?}")));
+                return Err(fail(format!("unterminated interpolation in {}", shorten(text))));
             };
             let name = inner[..end].to_ascii_lowercase();
             rest = &inner[end + 2..];
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                fail(format!("more than {MAX_LOOKUPS} interpolations to expand this value: not read"))
+            })?;
             let value = self.lookup(section, &name).ok_or_else(|| {
                 fail(format!("unknown interpolation %({name})s: no such key in [{section}] or [DEFAULT]"))
             })?;
             let text = match value {
                 Lookup::Name(n) => n,
-                Lookup::Raw(raw) => self.interpolate(section, raw, &raw.text, depth + 1)?,
+                Lookup::Raw(raw) => self.interpolate(section, raw, &raw.text, depth + 1, budget)?,
             };
             out.push_str(&text);
+            if out.len() > MAX_VALUE {
+                return Err(fail(format!(
+                    "the value grows past {MAX_VALUE} bytes by interpolation: not read"
+                )));
+            }
         }
         out.push_str(rest);
+        if out.len() > MAX_VALUE {
+            return Err(fail(format!("the value grows past {MAX_VALUE} bytes by interpolation: not read")));
+        }
         Ok(out)
     }
 
@@ -237,56 +301,162 @@ fn sorted_glob(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, IniError> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == ext))
+        // Python's glob (fail2ban's) never matches a hidden name with `*`.
+        .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
         .collect();
     files.sort();
     Ok(files)
 }
 
-/// The files `file` stands for: its `before` includes, itself, its `after`
-/// includes, each include followed by its `.local` sibling if there is
-/// one (fail2ban's order); loops are cut.
-fn with_includes(file: &Path, seen: &[PathBuf]) -> Result<Vec<PathBuf>, IniError> {
-    let parsed = parse_file(file)?;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let mut seen = seen.to_vec();
-    seen.push(file.to_path_buf());
-    let mut out = Vec::new();
-    let mut after = Vec::new();
-    for (key, list) in [("before", &mut out), ("after", &mut after)] {
-        let Some(raw) = parsed.get(INCLUDES, key) else { continue };
-        for name in raw.text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let path = if Path::new(name).is_absolute() { PathBuf::from(name) } else { dir.join(name) };
-            if seen.contains(&path) {
-                continue;
-            }
-            if !path.is_file() {
-                // fail2ban skips a missing include (paths-common.conf names
-                // an optional paths-overrides.local).
-                continue;
-            }
-            list.extend(with_includes(&path, &seen)?);
-            let local = path.with_extension("local");
-            if path.extension().is_some_and(|e| e == "conf") && local.is_file() && !seen.contains(&local) {
-                list.extend(with_includes(&local, &seen)?);
-            }
-        }
-    }
-    out.push(file.to_path_buf());
-    out.extend(after);
-    Ok(out)
+/// Reads the files of one name, each once, within the limits.
+struct Reader {
+    /// The directory given, canonical: nothing outside it is read.
+    root: PathBuf,
+    /// Canonical paths already read (or being read).
+    seen: std::collections::HashSet<PathBuf>,
+    ini: Ini,
 }
 
-fn parse_file(path: &Path) -> Result<File, IniError> {
-    let bytes = std::fs::read(path).map_err(|e| IniError {
-        file: path.to_path_buf(),
-        line: None,
-        message: format!("cannot read: {e}"),
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| IniError {
-        file: path.to_path_buf(),
-        line: None,
-        message: format!("not UTF-8 text ({e})"),
-    })?;
+/// What a path turned out to be.
+enum Found {
+    /// A regular file inside the directory: its canonical path.
+    File(PathBuf),
+    /// Nothing there: skipped without a word, as fail2ban does.
+    Missing,
+    /// Not read, and why.
+    Unusable(String),
+}
+
+impl Reader {
+    fn note(&mut self, file: &Path, why: impl Into<String>) {
+        self.ini.notes.push(Note { file: file.to_path_buf(), why: why.into() });
+    }
+
+    fn find(&self, path: &Path) -> Found {
+        let link = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(_) => return Found::Missing,
+        };
+        let canonical = match std::fs::canonicalize(path) {
+            Ok(c) => c,
+            Err(_) if link.file_type().is_symlink() => {
+                return Found::Unusable("a link to nothing: not read (fail2ban skips it too)".into());
+            }
+            Err(e) => return Found::Unusable(format!("not read: {e}")),
+        };
+        if !canonical.starts_with(&self.root) {
+            return Found::Unusable(format!(
+                "outside {}: not read (banguard reads nothing of fail2ban's beyond its directory; copy what it needs there)",
+                self.root.display()
+            ));
+        }
+        match std::fs::metadata(&canonical) {
+            Ok(m) if m.is_file() => Found::File(canonical),
+            Ok(m) if m.is_dir() => {
+                Found::Unusable("a directory: not read (fail2ban cannot read it either)".into())
+            }
+            Ok(_) => Found::Unusable("not a regular file (a FIFO or device): not read".into()),
+            Err(e) => Found::Unusable(format!("not read: {e}")),
+        }
+    }
+
+    /// One of the name's own files and what it includes.
+    fn top(&mut self, path: &Path) -> Result<(), IniError> {
+        match self.find(path) {
+            Found::Missing => Ok(()),
+            Found::Unusable(why) => {
+                self.note(path, why);
+                Ok(())
+            }
+            Found::File(canonical) => self.file(path, canonical, 0),
+        }
+    }
+
+    /// Reads `path` (found at `canonical`) with its includes: its `before`
+    /// includes, itself, its `after` includes, each include followed by its
+    /// `.local` sibling if there is one (fail2ban's order).
+    fn file(&mut self, path: &Path, canonical: PathBuf, depth: usize) -> Result<(), IniError> {
+        if !self.seen.insert(canonical.clone()) {
+            // Read already: an include loop, or the same file by another name.
+            return Ok(());
+        }
+        if self.seen.len() > MAX_FILES {
+            return Err(IniError {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!(
+                    "more than {MAX_FILES} files with their includes: not a fail2ban set-up banguard reads"
+                ),
+            });
+        }
+        let parsed = parse_file(path, &canonical)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut after = Vec::new();
+        for key in ["before", "after"] {
+            let Some(raw) = parsed.get(INCLUDES, key) else { continue };
+            for name in raw.text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                if depth + 1 > MAX_INCLUDE_DEPTH {
+                    return Err(IniError {
+                        file: raw.file.clone(),
+                        line: Some(raw.line),
+                        message: format!("includes nested deeper than {MAX_INCLUDE_DEPTH}"),
+                    });
+                }
+                let include =
+                    if Path::new(name).is_absolute() { PathBuf::from(name) } else { dir.join(name) };
+                let mut list = vec![include.clone()];
+                if include.extension().is_some_and(|e| e == "conf") {
+                    list.push(include.with_extension("local"));
+                }
+                for (i, p) in list.into_iter().enumerate() {
+                    match self.find(&p) {
+                        // A missing include is skipped, as fail2ban does
+                        // (paths-common.conf names an optional
+                        // paths-overrides.local).
+                        Found::Missing => {}
+                        Found::Unusable(why) if i == 0 || !why.starts_with("a link to nothing") => {
+                            self.note(&p, format!("included from {}: {why}", raw.place()));
+                        }
+                        Found::Unusable(_) => {}
+                        Found::File(c) if key == "before" => self.file(&p, c, depth + 1)?,
+                        Found::File(c) => after.push((p, c)),
+                    }
+                }
+            }
+        }
+        self.ini.merge(parsed);
+        self.ini.files.push(path.to_path_buf());
+        for (p, c) in after {
+            self.file(&p, c, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one file found at `canonical` (checked: a regular file inside the
+/// directory) on a handle checked again, within [`MAX_FILE_BYTES`].
+fn parse_file(path: &Path, canonical: &Path) -> Result<File, IniError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |message: String| IniError { file: path.to_path_buf(), line: None, message };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(canonical)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    let meta = file.metadata().map_err(|e| fail(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "{} bytes: larger than any fail2ban file ({MAX_FILE_BYTES} at most)",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text ({e})")))?;
     parse_text(path, &text)
 }
 
@@ -318,7 +488,7 @@ fn parse_text(path: &Path, text: &str) -> Result<File, IniError> {
         }
         if let Some(header) = stripped.strip_prefix('[') {
             let Some(name) = header.strip_suffix(']') else {
-                return Err(fail(n, format!("section header without ']': {stripped:?}")));
+                return Err(fail(n, format!("section header without ']': {}", shorten(stripped))));
             };
             let name = name.trim().to_string();
             if name.is_empty() {
@@ -332,14 +502,17 @@ fn parse_text(path: &Path, text: &str) -> Result<File, IniError> {
             continue;
         }
         let Some(s) = file.sections.len().checked_sub(1) else {
-            return Err(fail(n, format!("{stripped:?} comes before any [section]")));
+            return Err(fail(n, format!("{} comes before any [section]", shorten(stripped))));
         };
         let Some(at) = value.find(['=', ':']) else {
-            return Err(fail(n, format!("not `key = value`, a [section] or a comment: {stripped:?}")));
+            return Err(fail(
+                n,
+                format!("not `key = value`, a [section] or a comment: {}", shorten(stripped)),
+            ));
         };
         let key = value[..at].trim().to_ascii_lowercase();
         if key.is_empty() {
-            return Err(fail(n, format!("a value without a key: {stripped:?}")));
+            return Err(fail(n, format!("a value without a key: {}", shorten(stripped))));
         }
         let section = &mut file.sections[s].1;
         if section.contains_key(&key) {

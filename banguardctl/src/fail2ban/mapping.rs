@@ -162,7 +162,12 @@ impl Mapping {
 
     /// The drop-in: every key with a comment naming its source.
     pub fn render(&self, header: &str) -> String {
-        let mut out = String::from(header);
+        // Every header line a comment, whatever the path in it held.
+        let mut out: String = header
+            .lines()
+            .map(comment)
+            .map(|l| if l.starts_with('#') { format!("{l}\n") } else { format!("# {l}\n") })
+            .collect();
         let mut tables: Vec<&str> = Vec::new();
         for t in
             self.settings.iter().map(|s| s.table.as_str()).chain(self.tables.iter().map(|(t, _)| t.as_str()))
@@ -178,10 +183,13 @@ impl Mapping {
         for t in tables {
             out.push_str(&format!("\n[{t}]\n"));
             if let Some((_, jail)) = self.tables.iter().find(|(name, _)| name == t) {
-                out.push_str(&format!("# for {jail}: what it does not set comes from [default]\n"));
+                out.push_str(&format!(
+                    "# for {}: what it does not set comes from [default]\n",
+                    comment(jail)
+                ));
             }
             for s in self.settings.iter().filter(|s| s.table == t) {
-                out.push_str(&format!("# from {}\n{} = {}\n", s.from, s.key, s.value));
+                out.push_str(&format!("# from {}\n{} = {}\n", comment(&s.from), s.key, s.value));
             }
         }
         out
@@ -326,9 +334,10 @@ impl Ctx<'_> {
         self.ini.get(self.section, key)
     }
 
-    /// "[section] key = value" as the source of a key.
+    /// "[section] key = value" as the source of a key (a comment line of
+    /// the drop-in: cleaned, shortened).
     fn source(&self, key: &str, value: &str, raw: &Raw) -> String {
-        format!("{} [{}] {key} = {}", raw.place(), self.section, value.replace('\n', " "))
+        comment(&format!("{} [{}] {key} = {}", raw.place(), self.section, shown(&value.replace('\n', " "))))
     }
 }
 
@@ -421,10 +430,11 @@ fn map_key(
 
 fn ignoreip(m: &mut Mapping, ctx: &Ctx<'_>, value: &str, raw: &Raw, ignoreself: bool) -> String {
     let mut nets: Vec<IpNet> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for entry in value.split(|c: char| c.is_whitespace() || c == ',').filter(|e| !e.is_empty()) {
-        match parse_net(entry) {
+        match fail2ban_net(entry) {
             Ok(n) => {
-                if !nets.contains(&n) {
+                if seen.insert(n) {
                     nets.push(n);
                 }
             }
@@ -437,7 +447,7 @@ fn ignoreip(m: &mut Mapping, ctx: &Ctx<'_>, value: &str, raw: &Raw, ignoreself: 
                 m.item(
                     Status::NotCovered,
                     &raw.place(),
-                    format!("[{}] ignoreip entry {entry}", ctx.section),
+                    format!("[{}] ignoreip entry {}", ctx.section, shown(entry)),
                     why.into(),
                 );
             }
@@ -590,6 +600,15 @@ fn growth(m: &mut Mapping, ctx: &Ctx<'_>, table: &str, on: &str, raw: &Raw) -> R
     }
     if let Some((max, r)) = ctx.get("bantime.maxtime")?.filter(|(v, _)| !v.trim().is_empty()) {
         let secs = fail2ban_seconds(&max).map_err(|why| bad(&r, "bantime.maxtime", &max, &why))?;
+        if secs <= 0 {
+            // fail2ban takes it, and every increased ban then ends at once.
+            return Err(bad(
+                &r,
+                "bantime.maxtime",
+                &max,
+                "must be a positive duration (fail2ban would end every increased ban at once)",
+            ));
+        }
         let v = toml_string(&format_duration(secs.max(1)));
         m.item(
             Status::Mapped,
@@ -712,6 +731,47 @@ fn map_actions(
     Ok(())
 }
 
+/// An address or network as fail2ban's `IPAddr` takes it: banguard's forms
+/// (CIDR, a bare address) and a netmask (`192.168.1.0/255.255.255.0`,
+/// `2001:db8::/ffff:ffff::`), whose ones must be contiguous.
+pub fn fail2ban_net(entry: &str) -> Result<IpNet, String> {
+    if let Ok(n) = parse_net(entry) {
+        return Ok(n);
+    }
+    let (addr, mask) =
+        entry.split_once('/').ok_or_else(|| format!("{entry:?} is not an address or network"))?;
+    let addr: std::net::IpAddr =
+        addr.trim_matches(['[', ']']).parse().map_err(|_| format!("{entry:?}: not an address"))?;
+    let mask: std::net::IpAddr =
+        mask.parse().map_err(|_| format!("{entry:?}: not a prefix length or netmask"))?;
+    let (bits, width) = match (addr, mask) {
+        (std::net::IpAddr::V4(_), std::net::IpAddr::V4(m)) => (u128::from(u32::from(m)) << 96, 32),
+        (std::net::IpAddr::V6(_), std::net::IpAddr::V6(m)) => (u128::from(m), 128),
+        _ => return Err(format!("{entry:?}: the netmask is of the other address family")),
+    };
+    let ones = bits.leading_ones();
+    if bits.checked_shl(ones).unwrap_or(0) != 0 {
+        return Err(format!("{entry:?}: a netmask whose ones are not contiguous"));
+    }
+    parse_net(&format!("{addr}/{}", ones.min(width))).map_err(|e| format!("{entry:?}: {e}"))
+}
+
+/// A value from a fail2ban file quoted in the report: cleaned, at most 80
+/// characters.
+pub fn shown(text: &str) -> String {
+    let mut s: String = banguard::text::clean(text).chars().take(80).collect();
+    if s.chars().count() < text.chars().count() {
+        s.push('…');
+    }
+    s
+}
+
+/// A comment line of the drop-in: nothing in it may end the comment (a
+/// line break in a file name, say) or read differently from what it is.
+pub fn comment(text: &str) -> String {
+    banguard::text::clean(text).chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect()
+}
+
 /// configparser's booleans.
 fn parse_bool(v: &str, raw: &Raw, key: &str) -> Result<bool, IniError> {
     match v.trim().to_ascii_lowercase().as_str() {
@@ -722,7 +782,11 @@ fn parse_bool(v: &str, raw: &Raw, key: &str) -> Result<bool, IniError> {
 }
 
 fn bad(raw: &Raw, key: &str, value: &str, why: &str) -> IniError {
-    IniError { file: raw.file.clone(), line: Some(raw.line), message: format!("{key} = {value}: {why}") }
+    IniError {
+        file: raw.file.clone(),
+        line: Some(raw.line),
+        message: format!("{key} = {}: {why}", shown(value)),
+    }
 }
 
 /// A TOML basic string (JSON's escapes are TOML's).
@@ -739,6 +803,10 @@ pub fn fail2ban_seconds(text: &str) -> Result<i64, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    // fail2ban turns "N M" into "N+M" for each pair of numbers it finds,
+    // left to right without overlap, then evaluates: "1 2" is 3, but in
+    // "1 2 3" the second gap is left and the expression fails.
+    let s = join_number_pairs(&s)?;
     let mut total = 0.0f64;
     let mut rest = s.as_str();
     let mut sign = 1.0;
@@ -779,6 +847,45 @@ pub fn fail2ban_seconds(text: &str) -> Result<i64, String> {
         return Err(format!("{text:?} is not a fail2ban duration"));
     }
     Ok(total.round() as i64)
+}
+
+/// fail2ban's `(\d)\s+(\d)` → `\1+\2` (non-overlapping); a gap between two
+/// numbers that is left over is an error, as it is for fail2ban.
+fn join_number_pairs(s: &str) -> Result<String, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        out.push(c);
+        if c.is_ascii_digit() {
+            let mut j = i + 1;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            if j > i + 1 && j < chars.len() && chars[j].is_ascii_digit() {
+                out.push('+');
+                out.push(chars[j]);
+                // The digit after the gap is consumed: it cannot start the
+                // next pair (Python's re.sub does not overlap matches).
+                i = j + 1;
+                if i < chars.len() && chars[i].is_whitespace() {
+                    let mut k = i;
+                    while k < chars.len() && chars[k].is_whitespace() {
+                        k += 1;
+                    }
+                    if k < chars.len() && chars[k].is_ascii_digit() {
+                        return Err(format!(
+                            "{s:?} is not a duration fail2ban accepts (numbers left side by side)"
+                        ));
+                    }
+                }
+                continue;
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
 }
 
 /// The reference table of README.md's "Coming from fail2ban", from the
@@ -861,6 +968,10 @@ mod tests {
             assert_eq!(fail2ban_seconds(text), Ok(secs), "{text}");
         }
         assert!(fail2ban_seconds("soon").unwrap_err().contains("not a fail2ban duration"));
+        // As fail2ban's own parser (mytime.py): "1 2" adds up, "1 2 3" fails.
+        assert_eq!(fail2ban_seconds("1 2"), Ok(3));
+        assert_eq!(fail2ban_seconds("1 2h"), Ok(7201));
+        assert!(fail2ban_seconds("1 2 3").unwrap_err().contains("side by side"));
         assert!(fail2ban_seconds("5 fortnights").unwrap_err().contains("unknown unit"));
     }
 

@@ -303,8 +303,7 @@ impl Banguard {
 
         out.lifted = lift.len() as u64;
         out.lifted_shown = lift.iter().take(SHOWN).map(|(_, h)| h.to_string()).collect();
-        let lift_ids: Vec<i64> = lift.into_iter().map(|(id, _)| id).collect();
-        self.lift_ids_in_batches(&lift_ids, "the fleet no longer has a decision for it")?;
+        self.lift_in_batches(&lift, ALL_SERVICES, "the fleet no longer has a decision for it")?;
         out.taken = take.len() as u64;
         out.taken_shown = take
             .iter()
@@ -315,21 +314,22 @@ impl Banguard {
         Ok(out)
     }
 
-    /// Lifts bans by id in short batches, each with its history line.
-    fn lift_ids_in_batches(&mut self, ids: &[i64], why: &str) -> Result<()> {
+    /// Lifts bans (id, host; all on `service`) in short batches, each with
+    /// its history line.
+    fn lift_in_batches(&mut self, bans: &[(i64, HostKey)], service: &str, why: &str) -> Result<()> {
         let now = self.clock.now();
-        let mut rest = ids;
+        let mut rest = bans;
+        let _checkpoints = self.store.checkpoint_between_batches()?;
+        let mut batches = 0u32;
         while !rest.is_empty() {
             let tx = self.store.begin()?;
             let done = change_bans(&tx, &self.store, |dt| {
                 let started = std::time::Instant::now();
                 let mut delta = BanDelta::default();
-                for (i, id) in rest.iter().enumerate() {
-                    if let Some(ban) = bans::by_id(dt, *id)? {
-                        bans::lift(dt, ban.id, now)?;
-                        history::add_event(dt, now, &ban.host, &ban.service, "unban", why)?;
-                        delta.removed.push(ban.id);
-                    }
+                for (i, (id, host)) in rest.iter().enumerate() {
+                    bans::lift(dt, *id, now)?;
+                    history::add_event(dt, now, host, service, "unban", why)?;
+                    delta.removed.push(*id);
                     if started.elapsed() >= BATCH_TIME {
                         return Ok((i + 1, delta));
                     }
@@ -338,9 +338,8 @@ impl Banguard {
             })?;
             tx.commit().map_err(|err| Error::store(self.store.runtime_path(), err))?;
             rest = &rest[done..];
-            if !rest.is_empty() {
-                std::thread::sleep(BATCH_PAUSE);
-            }
+            batches += 1;
+            self.between_batches(batches, rest.is_empty());
         }
         Ok(())
     }
@@ -348,10 +347,12 @@ impl Banguard {
     /// Stores new bans in short batches, each with its history line.
     pub(crate) fn insert_in_batches(&mut self, new: Vec<Ban>) -> Result<Vec<Ban>> {
         let now = self.clock.now();
-        let config = &self.config;
         let mut stored = Vec::with_capacity(new.len());
         let mut rest = new.as_slice();
+        let _checkpoints = self.store.checkpoint_between_batches()?;
+        let mut batches = 0u32;
         while !rest.is_empty() {
+            let config = &self.config;
             let tx = self.store.begin()?;
             let done = change_bans(&tx, &self.store, |dt| {
                 let started = std::time::Instant::now();
@@ -369,11 +370,24 @@ impl Banguard {
             tx.commit().map_err(|err| Error::store(self.store.runtime_path(), err))?;
             rest = &rest[done.len()..];
             stored.extend(done);
-            if !rest.is_empty() {
-                std::thread::sleep(BATCH_PAUSE);
-            }
+            batches += 1;
+            self.between_batches(batches, rest.is_empty());
         }
         Ok(stored)
+    }
+
+    /// Between two batches, outside the turn: the store's write-ahead log
+    /// folded back now and then (never inside a batch, where its fsync
+    /// would hold logins up), and a pause in which waiting logins take
+    /// their turns.
+    fn between_batches(&self, batches: u32, last: bool) {
+        if last {
+            return;
+        }
+        if batches.is_multiple_of(CHECKPOINT_EVERY) {
+            self.store.checkpoint();
+        }
+        std::thread::sleep(BATCH_PAUSE);
     }
 
     /// A value of the exchange's own state (`last_pull`, `last_ok`...).
@@ -426,4 +440,7 @@ const PROTECTED_KEY: &str = "lapi_addrs";
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The pause between batches, in which waiting logins take their turns.
-const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// Batches between two folds of the store's write-ahead log.
+const CHECKPOINT_EVERY: u32 = 16;

@@ -436,6 +436,17 @@ impl Banguard {
         bans::mark_pushed(&self.store, ids, self.clock.now())
     }
 
+    /// The newest ban's id (0: none yet).
+    pub(crate) fn newest_ban_id(&self) -> Result<i64> {
+        bans::newest_id(self.store.durable()?).map_err(|e| Error::store(self.store.path(), e))
+    }
+
+    /// Ids of the bans of `origin` stored after ban `id`.
+    pub(crate) fn ban_ids_after(&self, id: i64, origin: crate::ban::BanOrigin) -> Result<Vec<i64>> {
+        bans::ids_after(self.store.durable()?, id, origin.name())
+            .map_err(|e| Error::store(self.store.path(), e))
+    }
+
     /// The store's ban generation: different after any change to the bans
     /// (made, lifted, sent to the kernel), so the sync job can tell whether
     /// what it pushed is still what is wanted.

@@ -217,11 +217,15 @@ pub(crate) fn active_bans(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Ve
 /// The host's bans on single services made after `since` (the ban-length
 /// factor and the repeat-offender rule both count these).
 pub(crate) fn prior_bans(tx: &Transaction<'_>, key: &HostKey, since: i64) -> rusqlite::Result<u32> {
-    tx.query_row(
-        "SELECT count(*) + coalesce(sum(carried), 0) FROM bans WHERE host = ?1 AND created > ?2 AND service != ?3",
+    // Saturating: whatever a carried count says, this is a small number
+    // (a ban length needs no more than 64 earlier bans to reach its cap).
+    let n: i64 = tx.query_row(
+        "SELECT count(*) + coalesce(sum(min(max(carried, 0), 64)), 0) FROM bans
+         WHERE host = ?1 AND created > ?2 AND service != ?3",
         params![key.db_key(), since, ALL_SERVICES],
         |r| r.get(0),
-    )
+    )?;
+    Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
 }
 
 /// Stores a new ban; returns it with the id the store gave it.
@@ -259,12 +263,52 @@ pub(crate) fn generation(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT value FROM generation", [], |r| r.get(0))
 }
 
-/// The ban with this id, if the store still has it.
-pub(crate) fn by_id(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<Ban>> {
+/// The ban an earlier import stored for this host, service and origin,
+/// made at `created` (active, ended or lifted), if any.
+pub(crate) fn imported_before(
+    conn: &Connection,
+    host: &HostKey,
+    service: &str,
+    origin: &str,
+    created: i64,
+) -> rusqlite::Result<Option<Ban>> {
     use rusqlite::OptionalExtension;
-    tx.prepare_cached(&format!("SELECT {BAN_COLUMNS} FROM bans WHERE id = ?1"))?
-        .query_row([id], ban_from_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {BAN_COLUMNS} FROM bans WHERE host = ?1 AND service = ?2 AND origin = ?3 AND created = ?4
+         ORDER BY id DESC LIMIT 1"
+    ))?
+    .query_row(params![host.db_key(), service, origin, created], ban_from_row)
+    .optional()
+}
+
+pub(crate) fn newest_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(id), 0) FROM bans", [], |r| r.get(0))
+}
+
+/// Bans of `origin` stored after ban `id` (an import's own: bans made
+/// meanwhile by logins are of another origin).
+pub(crate) fn ids_after(conn: &Connection, id: i64, origin: &str) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare("SELECT id FROM bans WHERE id > ?1 AND origin = ?2 ORDER BY id")?;
+    let rows = stmt.query_map(params![id, origin], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Deletes a ban and its history lines (an import taken back).
+pub(crate) fn forget(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
+    let ban: Option<(String, String)> = {
+        use rusqlite::OptionalExtension;
+        tx.query_row("SELECT host, service FROM bans WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+    };
+    tx.execute("DELETE FROM bans WHERE id = ?1", [id])?;
+    if let Some((host, service)) = ban {
+        // Its "ban" line, written with it a moment ago.
+        tx.execute(
+            "DELETE FROM events WHERE id = (SELECT max(id) FROM events WHERE host = ?1 AND service = ?2 AND kind = 'ban')",
+            params![host, service],
+        )?;
+    }
+    Ok(())
 }
 
 /// Counts one more refused attempt of a ban's host; the count so far.

@@ -79,7 +79,12 @@ pub(crate) fn withdrawn(conn: &Connection, ban_id: i64) -> rusqlite::Result<()> 
 pub(crate) type ByHost = HashMap<String, Vec<(i64, Option<i64>)>>;
 
 /// Active bans of `origin` (or, with `other`, of every origin but it).
-pub(crate) fn active_by_host(conn: &Connection, now: i64, origin: &str, other: bool) -> rusqlite::Result<ByHost> {
+pub(crate) fn active_by_host(
+    conn: &Connection,
+    now: i64,
+    origin: &str,
+    other: bool,
+) -> rusqlite::Result<ByHost> {
     let op = if other { "!=" } else { "=" };
     let mut stmt = conn.prepare(&format!(
         "SELECT id, host, expires FROM bans

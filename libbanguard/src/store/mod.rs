@@ -175,7 +175,7 @@ const MIGRATIONS: &[&str] = &[
         until INTEGER NOT NULL
     ) WITHOUT ROWID;
     DELETE FROM fleet_state WHERE key = 'last_pull';
-    CREATE INDEX bans_by_origin ON bans(origin, lifted);
+    CREATE INDEX bans_by_origin ON bans(origin);
     "#,
 ];
 
@@ -489,11 +489,45 @@ impl Store {
         Ok(())
     }
 
+    /// While the guard lives, the store's write-ahead log is folded back
+    /// only by [`Store::checkpoint`], not by whichever commit fills it: a
+    /// long run of batches, each under the turn lock, never pays a
+    /// checkpoint's fsync while logins wait. The guard's drop folds it and
+    /// turns the automatic fold back on.
+    pub(crate) fn checkpoint_between_batches(&self) -> Result<CheckpointGuard<'_>> {
+        self.durable()?
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| Error::store(&self.path, e))?;
+        Ok(CheckpointGuard { store: self })
+    }
+
+    /// Folds the store's write-ahead log back as far as readers allow.
+    pub(crate) fn checkpoint(&self) {
+        if let Some(c) = self.durable.get() {
+            let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        }
+    }
+
     /// The schema version stored in the store proper.
     pub fn schema_version(&self) -> Result<i64> {
         self.durable()?
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| Error::store(&self.path, e))
+    }
+}
+
+/// See [`Store::checkpoint_between_batches`].
+pub(crate) struct CheckpointGuard<'a> {
+    store: &'a Store,
+}
+
+impl Drop for CheckpointGuard<'_> {
+    fn drop(&mut self) {
+        self.store.checkpoint();
+        if let Some(c) = self.store.durable.get() {
+            // SQLite's default.
+            let _ = c.pragma_update(None, "wal_autocheckpoint", 1000);
+        }
     }
 }
 

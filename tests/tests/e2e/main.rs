@@ -22,6 +22,7 @@ mod floor;
 mod harness;
 mod hosts_deny;
 mod import_fail2ban;
+mod import_hostile;
 mod install;
 mod man;
 mod module_guest;
