@@ -63,8 +63,18 @@ pub enum Command {
     Status(StatusArgs),
     /// Would this client be let through now, and why? Writes nothing.
     Test(TestArgs),
-    /// The recorded events of one host or network.
+    /// The recorded events of one host or network (or, with --user, of
+    /// one account).
     History(HistoryArgs),
+    /// The account side: accounts under attack and locked, their locks
+    /// and familiar networks.
+    ///
+    /// An account is locked for unfamiliar sources only when passwords
+    /// from places it never logged in from use up its budget ([accounts]
+    /// in banguard.toml(5)); from its familiar networks (learned from its
+    /// logins, or added here) it is never refused by that rule, and keys
+    /// and local logins are never affected.
+    Accounts(AccountsArgs),
     /// Read and check the whole config, print the effective settings.
     CheckConfig,
     /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
@@ -224,13 +234,60 @@ pub struct TestArgs {
     /// PAM service name (sshd, vsftpd, ...).
     #[arg(value_name = "SERVICE")]
     pub service: String,
+    /// The account the password would be for: the account side's answer
+    /// too (familiar source, budget used, lock).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Address, network (CIDR) or host name label.
-    #[arg(value_name = "ADDR|CIDR|NAME")]
-    pub target: String,
+    #[arg(value_name = "ADDR|CIDR|NAME", required_unless_present = "user", conflicts_with = "user")]
+    pub target: Option<String>,
+    /// The events of one account instead: locks, unlocks, familiar
+    /// networks learned and changed.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountsArgs {
+    #[command(subcommand)]
+    pub action: Option<AccountsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsAction {
+    /// Accounts tried from unfamiliar sources (the default): budget used,
+    /// sources, lock left; and when learning ends.
+    List,
+    /// Lift an account's locks and empty its budget (a fleet lock lifted
+    /// here stays lifted against the fleet's decisions that end no later).
+    Unlock {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// The familiar networks of one account (or of all).
+    Familiar {
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Make a network (or host name label) familiar for an account until
+    /// removed: never refused by the account rule from there.
+    FamiliarAdd {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "ADDR|CIDR|NAME")]
+        target: String,
+    },
+    /// Remove a familiar network of an account (learned or added).
+    FamiliarRemove {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "ADDR|CIDR|NAME")]
+        target: String,
+    },
 }
 
 #[derive(Debug, Args)]

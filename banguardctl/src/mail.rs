@@ -7,7 +7,7 @@
 
 use crate::output::{self, clean};
 use banguard::config::{Config, MailConfig};
-use banguard::policy::{ALL_SERVICES, Ban};
+use banguard::policy::{ALL_SERVICES, AccountLock, Ban};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,6 +99,59 @@ pub fn compose(config: &Config, ban: &Ban, now: i64) -> String {
     let named = ban.service != ALL_SERVICES && banguard::config::check_service_name(&ban.service).is_ok();
     let svc = if named { format!(" --service {}", ban.service) } else { String::new() };
     m.push_str(&format!("  banguardctl unban {}{svc}\n", who));
+    m.push_str("\n-- \nbanguard (banguardctl sync)\n");
+    m
+}
+
+/// An account name made safe for a header: characters outside a plain
+/// set dropped (the account key is already lowercased and cleaned).
+fn safe_account(account: &str) -> String {
+    let s: String =
+        account.chars().filter(|c| c.is_ascii_alphanumeric() || "._-@+".contains(*c)).take(64).collect();
+    if s.is_empty() { "(unprintable name)".into() } else { s }
+}
+
+/// The message about an account locked for unfamiliar sources. It says
+/// nothing about whether the account exists, and holds no password.
+pub fn compose_account_lock(config: &Config, lock: &AccountLock, now: i64) -> String {
+    let host = hostname();
+    let who = safe_account(&lock.account);
+    let length = banguard::duration::format_duration(lock.until - lock.created);
+    let mut m = String::new();
+    m.push_str(&format!("From: {}\n", config.mail.from));
+    m.push_str(&format!("To: {}\n", config.mail.to));
+    m.push_str(&format!(
+        "Subject: [banguard {host}] account {who} locked for unfamiliar sources for {length}\n"
+    ));
+    m.push_str("Auto-Submitted: auto-generated\n");
+    m.push_str("MIME-Version: 1.0\n");
+    m.push_str("Content-Type: text/plain; charset=utf-8\n");
+    m.push_str("Content-Transfer-Encoding: 8bit\n");
+    m.push('\n');
+    m.push_str(&format!(
+        "banguard on {host} locked account {} for unfamiliar sources: its budget of passwords\n\
+         from places it never logged in from is used up (password spraying).\n\n",
+        clean(&lock.account)
+    ));
+    m.push_str(&format!("  Account:       {}\n", clean(&lock.account)));
+    m.push_str(&format!("  Locked at:     {}\n", output::time_iso(lock.created)));
+    m.push_str(&format!("  Until:         {} ({length})\n", output::time_iso(lock.until)));
+    m.push_str(&format!("  Passwords:     {} from unfamiliar sources\n", lock.passwords));
+    m.push_str(&format!("  Sources:       {} addresses\n", lock.sources));
+    let state = if lock.lifted.is_some() || lock.until <= now { "no longer in force" } else { "in force" };
+    m.push_str(&format!("  State:         {state}\n"));
+    m.push_str(
+        "\nThe owner is not locked out: logins from the account's familiar networks,\n\
+         with a key, and on the console work as before. Other sources are refused\n\
+         before their password is checked, and each refusal counts against that\n\
+         source, so bots that keep trying are banned.\n",
+    );
+    m.push_str("\nTo see the account, or lift the lock, run as root:\n\n");
+    m.push_str(&format!("  banguardctl history --user {who}\n"));
+    m.push_str(&format!("  banguardctl accounts unlock {who}\n"));
+    if who != lock.account {
+        m.push_str("\n(The name holds characters left out above: `banguardctl accounts` lists it.)\n");
+    }
     m.push_str("\n-- \nbanguard (banguardctl sync)\n");
     m
 }

@@ -50,9 +50,12 @@ pub fn render(w: &mut dyn Write) -> io::Result<()> {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let nested: Vec<_> =
             sub.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help").collect();
-        if nested.is_empty() {
+        // One that runs without one of its own (`accounts`, = `accounts
+        // list`) is shown itself too.
+        if nested.is_empty() || !sub.is_subcommand_required_set() {
             commands.push((sub.get_name().to_string(), sub));
-        } else {
+        }
+        if !nested.is_empty() {
             commands.extend(nested.into_iter().map(|n| (format!("{} {}", sub.get_name(), n.get_name()), n)));
         }
     }

@@ -11,6 +11,10 @@
 //! max in µs and the file sizes; then a banned host's refusals with and
 //! without the counting of `escalate_after`. Results are recorded in
 //! BENCHMARKS.md.
+//!
+//! The account side is on, learning over, with BANGUARD_BENCH_ACCOUNTS
+//! (100,000) accounts tracked, some locked and some with a familiar
+//! network; each attempt names one of them (1 in 10 a new name).
 
 use banguard::policy::SystemClock;
 use banguard::store::Access;
@@ -22,6 +26,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const FAILURES: u32 = 1_000_000;
 const BANS: u32 = 100_000;
+
+fn accounts() -> u32 {
+    std::env::var("BANGUARD_BENCH_ACCOUNTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
 
 fn main() {
     let iters: usize =
@@ -37,7 +45,7 @@ fn main() {
     std::fs::write(
         &config_path,
         format!(
-            "[default]\nmaxretry = 5\nfindtime = \"1h\"\nbantime = \"1d\"\ndatabase = \"{}\"\n[services.sshd]\nmaxretry = 3\n[store]\nruntime = \"{}\"\nsynchronous = \"{}\"\n",
+            "[default]\nmaxretry = 5\nfindtime = \"1h\"\nbantime = \"1d\"\ndatabase = \"{}\"\n[services.sshd]\nmaxretry = 3\n[store]\nruntime = \"{}\"\nsynchronous = \"{}\"\n[accounts]\nlearning = 0\nmax_tracked = 1000000\n",
             db.display(),
             runtime.display(),
             std::env::var("BANGUARD_BENCH_SYNC").unwrap_or_else(|_| "normal".into())
@@ -76,7 +84,12 @@ fn main() {
         let t1 = Instant::now();
         let mut g = Banguard::open_with(config, Access::ReadWrite, Arc::new(SystemClock)).expect("open");
         let t2 = Instant::now();
-        let req = Request { service: "sshd", rhost: Some(&ip), hint: None, user: Some("root") };
+        let user = if i % 10 == 5 {
+            format!("new{i}")
+        } else {
+            format!("user{}", i * 7919 % accounts().max(1) as usize)
+        };
+        let req = Request { service: "sshd", rhost: Some(&ip), hint: None, user: Some(&user) };
         let verdict = g.attempt(&req, None).expect("attempt");
         let t3 = Instant::now();
         drop(g);
@@ -248,7 +261,39 @@ fn populate(config_path: &Path, runtime: &Path, now: i64) -> std::time::Duration
         }
     }
     conn.execute_batch("COMMIT").expect("commit");
+    populate_accounts(&conn, now, accounts());
     let banned: i64 = conn.query_row("SELECT count(*) FROM bans", [], |r| r.get(0)).expect("mirror");
     assert_eq!(banned, i64::from(BANS), "the runtime state holds every ban");
     rebuild
+}
+
+/// `n` accounts in the runtime state, shaped as the engine writes them: a
+/// bucket partly used, one in 50 locked, one in 4 with a familiar network
+/// (not the bench's sources: every attempt is unfamiliar).
+fn populate_accounts(conn: &rusqlite::Connection, now: i64, n: u32) {
+    conn.execute_batch("BEGIN").expect("begin");
+    {
+        let mut ins = conn
+            .prepare(
+                "INSERT INTO accounts (account, used, leak_at, locked_until, level, tries, first_at, last_at, familiar)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?2, ?3, ?3, ?6)",
+            )
+            .expect("prepare");
+        for i in 0..n {
+            let locked = if i % 50 == 0 { now + 3600 } else { 0 };
+            let familiar = (i % 4 == 0).then(|| format!("203.0.113.0/24 {}", now + 86_400 * 30));
+            ins.execute(params![
+                format!("user{i}"),
+                i % 10,
+                now - 600,
+                locked,
+                u32::from(locked > 0),
+                familiar
+            ])
+            .expect("insert account");
+        }
+    }
+    conn.execute("UPDATE accounts SET tries = ?1 WHERE account = ''", [n]).expect("tracked");
+    conn.execute_batch("COMMIT").expect("commit");
+    eprintln!("{n} accounts tracked");
 }

@@ -6,6 +6,7 @@
 //! README's "Where things live" names the file of each decision.
 #![deny(unsafe_code)]
 
+pub mod account;
 pub mod addr;
 pub mod ban;
 pub mod config;

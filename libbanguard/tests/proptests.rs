@@ -713,6 +713,115 @@ proptest! {
     }
 }
 
+/// What happens to one account, step by step.
+#[derive(Debug, Clone, Copy)]
+enum AccountStep {
+    /// A wrong password from the n-th spraying address (each its own /24).
+    Spray(u16),
+    /// The right password from an unfamiliar address (a bot that guessed
+    /// it, or the owner travelling): given back, its network familiar.
+    RightFrom(u16),
+    /// The owner from home (familiar after the first step): a typo.
+    OwnerTypo,
+    /// Only asks (preauth): takes nothing.
+    Check(u16),
+    /// Time passes.
+    Wait(u32),
+}
+
+fn account_steps() -> impl Strategy<Value = Vec<AccountStep>> {
+    prop::collection::vec(
+        prop_oneof![
+            8 => (0u16..2000).prop_map(AccountStep::Spray),
+            1 => (0u16..2000).prop_map(AccountStep::RightFrom),
+            2 => Just(AccountStep::OwnerTypo),
+            1 => (0u16..2000).prop_map(AccountStep::Check),
+            2 => (1u32..20_000).prop_map(AccountStep::Wait),
+        ],
+        0..120,
+    )
+}
+
+proptest! {
+    #![proptest_config(cases(64))]
+
+    /// Whatever the interleaving: the wrong passwords checked from
+    /// unfamiliar sources never exceed the budget plus what refilled plus
+    /// one per lock that ended; the owner's familiar network is never
+    /// refused by the account rule; and a success never brings the account
+    /// closer to a lock.
+    #[test]
+    fn account_side_bounds_unfamiliar_passwords_and_never_refuses_the_familiar(
+        budget in 1u32..6,
+        refill in 60i64..7200,
+        lock in 30i64..3600,
+        steps in account_steps(),
+    ) {
+        use banguard::policy::{Clock, ManualClock};
+        use banguard::{AttemptRef, Request, Verdict};
+        let text = format!(
+            "[default]\nmaxretry = 1000\n[recidive]\nenabled = false\n\
+             [accounts]\nlearning = 0\nbudget = {budget}\nrefill = {refill}\nlock = {lock}\nlock_max = {}\n",
+            lock * 8
+        );
+        let config = Config::from_toml(Path::new("test.toml"), &text).unwrap();
+        let start = 1_800_000_000;
+        let clock = ManualClock::new(start);
+        let mut g = banguard::Banguard::in_memory(config, clock.clone()).unwrap();
+        let home = Request { service: "sshd", rhost: Some("198.51.100.7"), hint: None, user: Some("admin") };
+        let Verdict::Allowed { attempt: Some(id), .. } = g.attempt(&home, None).unwrap() else {
+            return Err(TestCaseError::fail("the owner's first login was refused"));
+        };
+        g.record_success(&home, AttemptRef::Id(id)).unwrap();
+        let used_now = |g: &banguard::Banguard| {
+            g.accounts().unwrap().into_iter().find(|a| a.account == "admin").map_or(0, |a| a.used)
+        };
+        let addr = |n: u16| format!("10.{}.{}.9", n / 256, n % 256);
+        let mut wrong_through = 0u64;
+        let mut familiar: BTreeSet<u16> = BTreeSet::new();
+        for step in steps {
+            match step {
+                AccountStep::Spray(n) => {
+                    let a = addr(n);
+                    let r = Request { rhost: Some(&a), ..home };
+                    if let Verdict::Allowed { account: Some(side), .. } = g.attempt(&r, None).unwrap()
+                        && side.familiar.is_none()
+                    {
+                        wrong_through += 1;
+                    }
+                }
+                AccountStep::RightFrom(n) => {
+                    let a = addr(n);
+                    let r = Request { rhost: Some(&a), ..home };
+                    let before = used_now(&g);
+                    if let Verdict::Allowed { attempt: Some(id), .. } = g.attempt(&r, None).unwrap() {
+                        g.record_success(&r, AttemptRef::Id(id)).unwrap();
+                        familiar.insert(n);
+                        prop_assert!(used_now(&g) <= before, "a success took from the budget");
+                    }
+                }
+                AccountStep::OwnerTypo => {
+                    let v = g.attempt(&Request { rhost: Some("198.51.100.99"), ..home }, None).unwrap();
+                    prop_assert!(!matches!(v, Verdict::AccountLocked { .. }), "the owner was refused: {:?}", v);
+                }
+                AccountStep::Check(n) => {
+                    let a = addr(n);
+                    let before = used_now(&g);
+                    let v = g.check(&Request { rhost: Some(&a), ..home }).unwrap();
+                    prop_assert!(used_now(&g) <= before, "a check took from the budget");
+                    if familiar.contains(&n) {
+                        prop_assert!(!matches!(v, Verdict::AccountLocked { .. }), "a familiar source was refused");
+                    }
+                }
+                AccountStep::Wait(s) => clock.advance(i64::from(s)),
+            }
+            let elapsed = clock.now() - start;
+            let bound = u64::from(budget) + (elapsed / refill) as u64 + (elapsed / lock) as u64 + 1;
+            prop_assert!(wrong_through <= bound, "{} unfamiliar wrong passwords through, bound {}", wrong_through, bound);
+        }
+    }
+}
+
 // ----------------------------------------------- regressions found above
 
 /// Two entries that differ only in host bits rendered the same line twice

@@ -399,11 +399,33 @@ fn respond(
             }
             PamResultCode::PAM_IGNORE
         }
-        Verdict::Allowed { host, used, maxretry, .. } => {
+        Verdict::Allowed { host, used, maxretry, account, .. } => {
+            if let Some(a) = account.as_ref().filter(|a| a.new_lock) {
+                // Learning: the lock that would have been made.
+                ffi::syslog(pamh, libc::LOG_NOTICE, &a.lock_line(bg.now()));
+            }
             if ctx.debug {
                 debug(pamh, ctx, &format!("{host} on {}: {used} of {maxretry} attempts used", req.service));
             }
             PamResultCode::PAM_IGNORE
+        }
+        Verdict::AccountLocked { host, account, used, maxretry } => {
+            if account.new_lock {
+                ffi::syslog(pamh, libc::LOG_NOTICE, &account.lock_line(bg.now()));
+                // The sync job mails and shares the lock.
+                if let Err(e) = banguard::trigger::touch(&bg.config().sync.trigger_file) {
+                    debug(pamh, ctx, &format!("trigger {}: {e}", bg.config().sync.trigger_file.display()));
+                }
+            } else if ctx.debug {
+                let msg = format!(
+                    "refused {host} on {}: account {} locked for unfamiliar sources ({used} of {maxretry} attempts of the host used)",
+                    req.service,
+                    banguard::text::clean(&account.account)
+                );
+                ffi::syslog(pamh, libc::LOG_INFO, &msg);
+            }
+            ffi::fail_delay(pamh, bg.config().policy(req.service).refusal_delay);
+            PamResultCode::PAM_PERM_DENIED
         }
         Verdict::Refused { host, ban, new, escalated } => {
             if new || escalated {

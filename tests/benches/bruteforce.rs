@@ -43,6 +43,7 @@ fn main() {
         ("bench_bruteforce_side_by_side", bench_bruteforce_side_by_side as fn()),
         ("bench_log_flood", bench_log_flood as fn()),
         ("bench_sustained_attack", bench_sustained_attack as fn()),
+        ("bench_account_spray", bench_account_spray as fn()),
     ]);
 }
 
@@ -918,6 +919,152 @@ fn bench_sustained_attack() {
     for d in Sustained::ALL.into_iter().filter(|d| d.is_banguard()) {
         for r in rows.get(&d).into_iter().flatten() {
             assert!(r[0] as usize <= MAXRETRY, "{}: more than maxretry evaluated: {r:?}", d.name());
+        }
+    }
+}
+
+/// Who defends the account in the spray benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SprayDefender {
+    /// banguard with the account side off: per-address counting only.
+    BanguardHostsOnly,
+    /// banguard's defaults, learning over (`learning = 0`).
+    Banguard,
+    Fail2ban,
+    /// pam_faillock as faillock.conf(5) documents it: deny=3,
+    /// unlock_time=600, preauth / authfail / account.
+    Faillock,
+}
+
+impl SprayDefender {
+    fn name(self) -> &'static str {
+        match self {
+            SprayDefender::BanguardHostsOnly => "banguard, account side off",
+            SprayDefender::Banguard => "banguard",
+            SprayDefender::Fail2ban => "fail2ban",
+            SprayDefender::Faillock => "pam_faillock",
+        }
+    }
+}
+
+/// A botnet spraying one account: `BANGUARD_BENCH_SPRAY_BOTS` (2,000)
+/// addresses, each in its own /24 (private addresses on the namespace's lo,
+/// data only: every connection goes to 127.0.0.1), one wrong password each,
+/// 64 at a time, against the owner's account. The owner logged in from
+/// home (198.51.100.7) before; after the spray the owner tries three times
+/// from home. Figures: passwords that reached pam_unix (ground truth),
+/// the owner's logins, and the server's CPU (sshd and its children, which
+/// run the PAM modules, plus fail2ban's daemon).
+fn bench_account_spray() {
+    if !require(
+        "bench_account_spray",
+        true,
+        &["unshare", "nsenter", "ip", "sshd", "ssh", "fail2ban-server", "fail2ban-client", "iptables"],
+    ) {
+        return;
+    }
+    let bots = knob("BANGUARD_BENCH_SPRAY_BOTS", 2000);
+    let bot = |n: usize| format!("10.{}.{}.1", n / 256, n % 256);
+    const HOME: &str = "198.51.100.7";
+    let mut rows = Vec::new();
+    for defender in [
+        SprayDefender::BanguardHostsOnly,
+        SprayDefender::Banguard,
+        SprayDefender::Fail2ban,
+        SprayDefender::Faillock,
+    ] {
+        let mut ns = Netns::new();
+        let mut addrs: Vec<String> = (0..bots).map(bot).collect();
+        addrs.push(HOME.into());
+        ns.add_lo_addrs(&addrs);
+        let truth = Truth::new();
+        let accounts =
+            if defender == SprayDefender::BanguardHostsOnly { "enabled = false\n" } else { "learning = 0\n" };
+        let fx = Fixture::new(&Policy { maxretry: MAXRETRY as u32, accounts, ..Policy::default() });
+        let faillock = tempfile::Builder::new().prefix("bg-bf-faillock.").tempdir().expect("tempdir");
+        let fl = format!("dir={} deny=3 unlock_time=600", faillock.path().display());
+        let stack = match defender {
+            SprayDefender::BanguardHostsOnly | SprayDefender::Banguard => {
+                with_auth_lines(DEBIAN_SSHD_STACK, &[&fx.module_line(""), &truth.line()])
+            }
+            SprayDefender::Fail2ban => with_auth_lines(DEBIAN_SSHD_STACK, &[&truth.line()]),
+            SprayDefender::Faillock => {
+                // common-auth spelled out, with faillock around pam_unix.
+                let rest: String = DEBIAN_SSHD_STACK.lines().skip(1).map(|l| format!("{l}\n")).collect();
+                format!(
+                    "auth requisite pam_faillock.so preauth {fl}\n{}\n\
+                     auth [success=1 default=ignore] pam_unix.so nullok nodelay\n\
+                     auth [default=die] pam_faillock.so authfail {fl}\n\
+                     auth requisite pam_deny.so\nauth required pam_permit.so\n\
+                     account required pam_faillock.so {fl}\n{rest}",
+                    truth.line()
+                )
+            }
+        };
+        let srv =
+            SshdServer::start(&mut ns, SshdOptions { max_auth_tries: 3, ..SshdOptions::with_stack(&stack) });
+        let relay = (defender == SprayDefender::Fail2ban)
+            .then(|| SyslogRelay::start(srv.dir().join("sshd.log"), srv.dir().join("auth.log")));
+        let f2b = (defender == SprayDefender::Fail2ban)
+            .then(|| Fail2ban::start_bench(&mut ns, &srv.dir().join("auth.log"), srv.port(), MAXRETRY));
+        let listener = srv.listener_pid().expect("sshd listener pid");
+        let home = srv.try_password(&ns, HOME, TEST_USER, &[TEST_PASSWORD]);
+        assert!(home.success(), "{}: the owner's first login: {home:#?}", defender.name());
+        let (sshd0, daemon0) = (cpu_of(listener), f2b.as_ref().map_or(0.0, Fail2ban::cpu));
+        let before = truth.times(HOME).len();
+        let t0 = Instant::now();
+        let mut n = 0;
+        while n < bots {
+            let end = (n + 64).min(bots);
+            let running: Vec<RunningLogin> = (n..end)
+                .map(|i| {
+                    let mut l = Login::new(Method::Password, &bot(i), TEST_USER, &["Winter2026!"]);
+                    l.timeout = Duration::from_secs(15);
+                    srv.spawn_login(&ns, &l)
+                })
+                .collect();
+            for r in running {
+                r.finish();
+            }
+            n = end;
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(2));
+        wait_for_reaped(listener);
+        let checked: usize = (0..bots).map(|i| truth.times(&bot(i)).len()).sum();
+        let owner_ok =
+            (0..3).filter(|_| srv.try_password(&ns, HOME, TEST_USER, &[TEST_PASSWORD]).success()).count();
+        let cpu = cpu_of(listener) - sshd0 + f2b.as_ref().map_or(0.0, Fail2ban::cpu) - daemon0;
+        eprintln!(
+            "{}: {checked} checked, owner {owner_ok}/3, cpu {cpu:.2} s, wall {wall:.1} s",
+            defender.name()
+        );
+        assert!(truth.times(HOME).len() >= before, "the home log");
+        rows.push((defender, checked, owner_ok, cpu, wall));
+        drop(relay);
+        drop(f2b);
+        drop(srv);
+    }
+    println!();
+    println!(
+        "# password spraying: {bots} addresses (each its own /24), one wrong password each, 64 at a time, against one account; \
+         maxretry {MAXRETRY} per host; the owner logged in from home before, and tries three times from home after"
+    );
+    println!();
+    println!(
+        "| defender | passwords checked (of {bots}) | owner's logins from home after | server CPU s | wall s |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (d, checked, owner, cpu, wall) in &rows {
+        println!("| {} | {checked} | {owner}/3 | {cpu:.2} | {wall:.1} |", d.name());
+    }
+    // The claims this benchmark makes for banguard: the budget, and the
+    // owner never locked out.
+    let budget = Config::default().accounts.budget as usize;
+    for (d, checked, owner, _, _) in &rows {
+        if *d == SprayDefender::Banguard {
+            assert_eq!(*checked, budget, "banguard let {checked} passwords of the spray through");
+            assert_eq!(*owner, 3, "banguard refused the owner");
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct Policy {
     /// `refusal_delay`: "0" by default so tests stay fast (as they set
     /// pam_unix's `nodelay`); benchmarks use the stock "2s".
     pub refusal_delay: &'static str,
+    /// Lines of `[accounts]` (the account side); empty: its defaults.
+    pub accounts: &'static str,
 }
 
 impl Default for Policy {
@@ -52,6 +54,7 @@ impl Default for Policy {
             synchronous: None,
             runtime_on_tmpfs: false,
             refusal_delay: "0",
+            accounts: "",
         }
     }
 }
@@ -215,6 +218,9 @@ impl Fixture {
         ));
         if let Some(v) = p.synchronous {
             conf = conf.key("store", "synchronous", v);
+        }
+        if !p.accounts.is_empty() {
+            conf = conf.with(&format!("[accounts]\n{}", p.accounts));
         }
         if let Some(shm) = &self.shm {
             conf = conf.key("store", "runtime", &shm.path().join("runtime.db").display().to_string());

@@ -295,6 +295,25 @@ impl Netns {
         self.run_ok(argv);
     }
 
+    /// Adds many addresses to the namespace's lo at once (`ip -batch`):
+    /// IPv4 ones as /32, IPv6 ones as /128 without duplicate detection.
+    pub fn add_lo_addrs(&self, addrs: &[String]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let batch = dir.path().join("addrs.batch");
+        let lines: String = addrs
+            .iter()
+            .map(|a| {
+                if a.contains(':') {
+                    format!("addr add {a}/128 dev lo nodad\n")
+                } else {
+                    format!("addr add {a}/32 dev lo\n")
+                }
+            })
+            .collect();
+        std::fs::write(&batch, lines).expect("write ip batch");
+        self.run_ok([OsStr::new("ip"), OsStr::new("-batch"), batch.as_os_str()]);
+    }
+
     /// Bind-mounts `src` over `dst` inside the namespace only.
     pub fn bind_mount(&self, src: &Path, dst: &Path) {
         self.run_ok([OsStr::new("mount"), OsStr::new("--bind"), src.as_os_str(), dst.as_os_str()]);

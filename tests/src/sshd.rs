@@ -640,6 +640,14 @@ impl SshdServer {
             "-l".into(),
             login.user.clone(),
         ];
+        let (pubkey, identity, method) = match &login.identity {
+            Some(key) => (
+                "PubkeyAuthentication=yes".to_string(),
+                format!("IdentityFile={}", key.display()),
+                "publickey",
+            ),
+            None => ("PubkeyAuthentication=no".to_string(), "IdentityFile=none".to_string(), method),
+        };
         for o in [
             "StrictHostKeyChecking=no",
             "UserKnownHostsFile=/dev/null",
@@ -648,11 +656,11 @@ impl SshdServer {
             "ConnectTimeout=5",
             "ConnectionAttempts=1",
             "BatchMode=no",
-            "PubkeyAuthentication=no",
+            &pubkey,
             "HostbasedAuthentication=no",
             "GSSAPIAuthentication=no",
             "IdentitiesOnly=yes",
-            "IdentityFile=none",
+            &identity,
             "ServerAliveInterval=0",
         ] {
             argv.push("-o".into());
@@ -730,6 +738,8 @@ pub struct Login {
     /// is set to their number).
     pub passwords: Vec<String>,
     pub action: Action,
+    /// A private key: log in with it (`publickey`) instead of passwords.
+    pub identity: Option<PathBuf>,
     /// Hard limit for connecting, authenticating and running the command
     /// (the client is killed after it; for `NoCommand` the hold comes on top).
     pub timeout: Duration,
@@ -744,6 +754,7 @@ impl Login {
             user: user.into(),
             passwords: passwords.iter().map(|p| p.to_string()).collect(),
             action: Action::Command("true".into()),
+            identity: None,
             timeout: Duration::from_secs(20),
         }
     }

@@ -83,6 +83,19 @@ pub fn render(c: &Config) -> String {
     o.push_str(&format!("busy_timeout_ms = {}\n", st.busy_timeout_ms));
     o.push_str(&format!("max_failures = {}\n", st.max_failures));
     o.push_str(&format!("history = \"{}\"\n", format_duration(st.history)));
+    let a = &c.accounts;
+    o.push_str("\n[accounts]\n");
+    o.push_str(&format!("enabled = {}\n", a.enabled));
+    o.push_str(&format!("budget = {}\n", a.budget));
+    o.push_str(&format!("refill = \"{}\"\n", format_duration(a.refill)));
+    o.push_str(&format!("lock = \"{}\"\n", format_duration(a.lock)));
+    o.push_str(&format!("lock_max = \"{}\"\n", format_duration(a.lock_max)));
+    o.push_str(&format!("learning = \"{}\"\n", format_duration(a.learning)));
+    o.push_str(&format!("familiar_ipv4_prefix = {}\n", a.familiar_ipv4_prefix));
+    o.push_str(&format!("familiar_ipv6_prefix = {}\n", a.familiar_ipv6_prefix));
+    o.push_str(&format!("familiar_max = {}\n", a.familiar_max));
+    o.push_str(&format!("familiar_for = \"{}\"\n", format_duration(a.familiar_for)));
+    o.push_str(&format!("max_tracked = {}\n", a.max_tracked));
     o
 }
 
@@ -146,6 +159,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
             );
         }
     }
+    w.extend(account_warnings(&c.accounts));
     for (name, p) in
         std::iter::once(("default", &c.default)).chain(c.services.iter().map(|(n, p)| (n.as_str(), p)))
     {
@@ -162,4 +176,36 @@ pub fn warnings(c: &Config) -> Vec<String> {
 
 fn section(name: &str) -> String {
     if name == "default" { "default".into() } else { format!("services.{name}") }
+}
+
+/// What the account side's settings mean for the owner and a spray, when
+/// it is surprising.
+pub fn account_warnings(a: &banguard::config::AccountsConfig) -> Vec<String> {
+    let mut w = Vec::new();
+    if !a.enabled {
+        return w;
+    }
+    if a.lock > a.lock_max {
+        w.push(format!(
+            "[accounts] lock {} is longer than lock_max {}: every lock lasts {}",
+            format_duration(a.lock),
+            format_duration(a.lock_max),
+            format_duration(a.lock)
+        ));
+    }
+    if a.familiar_ipv4_prefix < 16 || a.familiar_ipv6_prefix < 48 {
+        w.push(format!(
+            "[accounts] familiar_ipv4_prefix = {} / familiar_ipv6_prefix = {}: one login makes a wide network \
+             familiar for that account (a shared provider's customers share it)",
+            a.familiar_ipv4_prefix, a.familiar_ipv6_prefix
+        ));
+    }
+    let week = banguard::account::weekly_spray(a);
+    if week > 100 {
+        w.push(format!(
+            "[accounts] a spray that never stops gets {week} passwords a week checked per account at these \
+             settings (budget, refill, lock)"
+        ));
+    }
+    w
 }

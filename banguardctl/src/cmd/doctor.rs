@@ -7,7 +7,10 @@
 use crate::Outcome;
 use crate::cli::DoctorArgs;
 use crate::error::Result;
+use banguard::Banguard;
 use banguard::config::{Config, DEFAULT_CONFIG};
+use banguard::policy::{Clock, SystemClock};
+use banguard::store::Access;
 use banguard::sync::BackendKind;
 use serde::Serialize;
 use serde_json::json;
@@ -84,6 +87,7 @@ pub fn run(config: Option<PathBuf>, json_out: bool, args: &DoctorArgs) -> Result
     check_stacks(&mut d);
     check_sync(&mut d, &config);
     check_fleet(&mut d, &config);
+    check_accounts(&mut d, &config);
     check_selinux(&mut d);
     let failed = d.checks.iter().any(|c| c.verdict == Verdict::Fail);
     if json_out {
@@ -347,6 +351,50 @@ fn check_fleet(d: &mut Doctor, config: &Config) {
     }
     for w in warnings {
         d.add("fleet", Verdict::Fail, w);
+    }
+}
+
+/// The account side: on or off, learning or refusing, and its settings'
+/// bound on a spray.
+fn check_accounts(d: &mut Doctor, config: &Config) {
+    let a = &config.accounts;
+    if !a.enabled {
+        d.add(
+            "accounts",
+            Verdict::Warn,
+            "[accounts] enabled = false: a spray from many addresses gets every password checked",
+        );
+        return;
+    }
+    let learning = if d.live {
+        Banguard::open_with(config.clone(), Access::ReadOnly, std::sync::Arc::new(SystemClock))
+            .ok()
+            .and_then(|g| g.learning().ok().flatten())
+            .filter(|(_, until)| *until > SystemClock.now())
+    } else {
+        None
+    };
+    let settings = format!(
+        "budget {} from unfamiliar sources, one back every {}, lock {}..{}: a spray that never stops gets {} passwords a week per account",
+        a.budget,
+        banguard::duration::format_duration(a.refill),
+        banguard::duration::format_duration(a.lock),
+        banguard::duration::format_duration(a.lock_max),
+        banguard::account::weekly_spray(a)
+    );
+    match learning {
+        Some((_, until)) => d.add(
+            "accounts",
+            Verdict::Ok,
+            format!(
+                "learning until {}: locks are logged, nothing refused yet; {settings}",
+                banguard::text::time(until)
+            ),
+        ),
+        None => d.add("accounts", Verdict::Ok, settings),
+    }
+    for w in super::check_config::account_warnings(a) {
+        d.add("accounts", Verdict::Warn, w);
     }
 }
 

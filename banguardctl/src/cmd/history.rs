@@ -1,7 +1,9 @@
 //! `history ADDR|CIDR|NAME`: the events of one host (or of every host in
 //! a network), oldest first: bans and unbans recorded by the store, the
 //! expiry of each ban (derived from the ban rows), then the failures
-//! counting now. Exit 1 when nothing at all is recorded.
+//! counting now. `history --user NAME`: an account's locks, unlocks and
+//! familiar networks, then its budget now. Exit 1 when nothing at all is
+//! recorded.
 
 use crate::Outcome;
 use crate::cli::HistoryArgs;
@@ -22,7 +24,12 @@ struct Row {
 }
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
-    let target = target::parse(&args.target, Accept::NetOrName)?;
+    let text = match (&args.target, &args.user) {
+        (_, Some(user)) => return account(ctx, user),
+        (Some(t), None) => t,
+        (None, None) => unreachable!("clap requires a target or --user"),
+    };
+    let target = target::parse(text, Accept::NetOrName)?;
     let g = ctx.open_read()?;
     let now = g.now();
     let mut rows: Vec<Row> = retry(|| g.history(&target))?
@@ -113,4 +120,57 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
         ctx.print(&out)?;
     }
     Ok(if rows.is_empty() && failing.is_empty() { Outcome::NoMatch } else { Outcome::Ok })
+}
+
+/// `history --user NAME`.
+fn account(ctx: &Ctx, user: &str) -> Result<Outcome> {
+    let Some(key) = banguard::account::key(user) else {
+        return Err(crate::error::Error::msg(format!(
+            "invalid account {:?}: an empty name is no account",
+            clean(user)
+        )));
+    };
+    let g = ctx.open_read()?;
+    let now = g.now();
+    let mut rows: Vec<(i64, String, String)> =
+        retry(|| g.account_events(Some(&key)))?.into_iter().map(|e| (e.at, e.kind, e.detail)).collect();
+    for l in retry(|| g.account_locks(Some(&key), false))? {
+        if l.lifted.is_none() && l.until <= now {
+            rows.push((l.until, "expire".into(), format!("lock #{} ({}) ended", l.id, l.origin)));
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    let current = retry(|| g.accounts())?.into_iter().find(|a| a.account == key);
+    if ctx.json {
+        let events: Vec<_> = rows
+            .iter()
+            .map(|(at, kind, detail)| {
+                json!({ "at": at, "at_iso": output::time_iso(*at), "event": kind, "detail": detail })
+            })
+            .collect();
+        let now_json = current.as_ref().map(|a| {
+            json!({ "used": a.used, "budget": a.budget, "locked_until": a.locked_until, "sources": a.sources })
+        });
+        ctx.print_json(&json!({ "account": key, "events": events, "now": now_json }))?;
+    } else {
+        let mut t = Table::new(&["TIME", "ACCOUNT", "EVENT", "DETAIL"]);
+        for (at, kind, detail) in &rows {
+            t.row(vec![output::time(*at), clean(&key), clean(kind), clean(detail)]);
+        }
+        let mut out = t.render();
+        if let Some(a) = &current {
+            let lock = a.locked_until.map_or_else(String::new, |u| {
+                format!("; locked for unfamiliar sources for {}", output::until(u, now))
+            });
+            out.push_str(&format!(
+                "now: account {} has used {} of its {} passwords from unfamiliar sources ({} sources){lock}\n",
+                clean(&key),
+                a.used,
+                a.budget,
+                a.sources
+            ));
+        }
+        ctx.print(&out)?;
+    }
+    Ok(if rows.is_empty() && current.is_none() { Outcome::NoMatch } else { Outcome::Ok })
 }

@@ -89,6 +89,13 @@ fn from_fail2ban(ctx: &Ctx, args: &Fail2banArgs) -> Result<Outcome> {
         (false, false) => "not written (dry run)",
     };
     out.push_str(&format!("drop-in:  {}: {state}\n", clean(&opts.output.display().to_string())));
+    if plan.config.accounts.enabled {
+        // What fail2ban cannot carry over: say what applies instead.
+        out.push_str(
+            "accounts: fail2ban counts per address only; banguard also bounds password spraying per account \
+             ([accounts] in banguard.toml(5), its own settings: nothing in fail2ban maps to them)\n",
+        );
+    }
     if !plan.changes.is_empty() {
         out.push_str("what the drop-in changes in banguard's settings:\n");
         for c in &plan.changes {

@@ -1,5 +1,6 @@
 //! One file per command.
 
+pub(crate) mod accounts;
 mod ban;
 mod check_config;
 mod doctor;
@@ -39,6 +40,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Status(a) => status::run(&ctx, &a),
         Command::Test(a) => test::run(&ctx, &a),
         Command::History(a) => history::run(&ctx, &a),
+        Command::Accounts(a) => accounts::run(&ctx, &a),
         Command::CheckConfig => check_config::run(&ctx),
         Command::Sync(a) => sync::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),

@@ -48,6 +48,13 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         FleetProvider::None => None,
         FleetProvider::Crowdsec => Some(retry(|| g.fleet_status())?),
     };
+    // The account side: learning or refusing, accounts tried from
+    // unfamiliar sources, locks in force and in the last day.
+    let accounts = retry(|| g.accounts())?;
+    let locks = retry(|| g.account_locks(None, false))?;
+    let learning = retry(|| g.learning())?;
+    let locked_now = locks.iter().filter(|l| l.lifted.is_none() && l.until > now).count();
+    let locks_day = locks.iter().filter(|l| l.created > now - 86_400).count();
     if ctx.json {
         let rows: Vec<_> = list
             .iter()
@@ -80,7 +87,18 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
                 "imported_active": f.imported_active,
             })
         });
-        ctx.print_json(&json!({ "services": rows, "fleet": fleet }))?;
+        let accounts_json = json!({
+            "enabled": ctx.config.accounts.enabled,
+            "learning": ctx.config.accounts.enabled
+                && ctx.config.accounts.learning > 0
+                && learning.is_none_or(|(_, until)| now < until),
+            "learning_since": learning.map(|l| l.0),
+            "learning_until": learning.map(|l| l.1),
+            "tried": accounts.len(),
+            "locked": locked_now,
+            "locks_last_24h": locks_day,
+        });
+        ctx.print_json(&json!({ "services": rows, "fleet": fleet, "accounts": accounts_json }))?;
         return Ok(Outcome::Ok);
     }
     let mut out = String::new();
@@ -125,6 +143,12 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         out.push_str(&format!("|- Waiting to post:    {}\n", f.pending_exports));
         out.push_str(&format!("`- Taken from it:      {}\n", f.imported_active));
     }
+    out.push_str("\nAccounts (passwords from unfamiliar sources)\n");
+    let side = crate::cmd::accounts::learning_line(ctx, learning, now);
+    out.push_str(&format!("|- Account side:       {side}\n"));
+    out.push_str(&format!("|- Tried:              {}\n", accounts.len()));
+    out.push_str(&format!("|- Locked now:         {locked_now}\n"));
+    out.push_str(&format!("`- Locks in 24h:       {locks_day}\n"));
     let out = out.strip_prefix('\n').unwrap_or(&out);
     ctx.print(out)?;
     Ok(Outcome::Ok)

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::mail;
 use crate::syslog::Syslog;
 use banguard::config::{Config, FleetProvider};
+use banguard::policy::AccountLock;
 use banguard::sync::job::{
     self, BackendResult, JobLock, LOCK_WAIT, Level, NoticeResult, Notifier, Options, Report,
 };
@@ -105,6 +106,10 @@ struct Sendmail<'a>(&'a Config);
 impl Notifier for Sendmail<'_> {
     fn send(&mut self, ban: &Ban, now: i64) -> std::result::Result<(), String> {
         mail::send(&self.0.mail, &mail::compose(self.0, ban, now))
+    }
+
+    fn send_account_lock(&mut self, lock: &AccountLock, now: i64) -> std::result::Result<(), String> {
+        mail::send(&self.0.mail, &mail::compose_account_lock(self.0, lock, now))
     }
 }
 

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
         HostKey::Name(label) => label.as_str(),
         HostKey::Net(_) => client,
     };
-    let req = Request { service, rhost: Some(rhost), hint: None, user: None };
+    let req = Request { service, rhost: Some(rhost), hint: None, user: args.user.as_deref() };
     let verdict = retry(|| g.peek(&req))?;
     ctx.note_unconfigured(service);
     let policy = ctx.config.policy(service);
@@ -62,6 +62,25 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
             "granted",
             "counting",
             format!("{used} of {maxretry} failures used within {findtime}"),
+            Value::Null,
+        ),
+        Verdict::AccountLocked { account, .. } => (
+            "denied",
+            "account-locked",
+            format!(
+                "account {} is locked for unfamiliar sources {}: {} of its {} passwords from unfamiliar sources \
+                 used, and {} is not one of its familiar networks (a key, a familiar network or a local login \
+                 still works)",
+                clean(&account.account),
+                account.locked_until.map_or_else(String::new, |u| format!(
+                    "until {} ({} left)",
+                    output::time(u),
+                    output::until(u, now)
+                )),
+                account.used.min(account.budget),
+                account.budget,
+                clean(client)
+            ),
             Value::Null,
         ),
         Verdict::Refused { ban, .. } => {
@@ -94,13 +113,23 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
         }
     };
     let counted_as = match &verdict {
-        Verdict::Allowed { host, .. } | Verdict::Refused { host, .. } => Some(host.db_key()),
+        Verdict::Allowed { host, .. }
+        | Verdict::Refused { host, .. }
+        | Verdict::AccountLocked { host, .. } => Some(host.db_key()),
         Verdict::Untracked { .. } => None,
     };
     let (used, maxretry) = match &verdict {
-        Verdict::Allowed { used, maxretry, .. } => (Some(*used), Some(*maxretry)),
+        Verdict::Allowed { used, maxretry, .. } | Verdict::AccountLocked { used, maxretry, .. } => {
+            (Some(*used), Some(*maxretry))
+        }
         _ => (None, None),
     };
+    let side = match &verdict {
+        Verdict::Allowed { account, .. } => account.clone(),
+        Verdict::AccountLocked { account, .. } => Some(account.clone()),
+        _ => None,
+    };
+    let account_line = args.user.as_deref().map(|user| account_line(ctx, user, side.as_ref(), &verdict, now));
     if ctx.json {
         let ignored_by = match &verdict {
             Verdict::Untracked { reason: Untracked::Ignored(n) } => Some(n.trunc().to_string()),
@@ -119,6 +148,17 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
             "ignored_by": ignored_by,
             "ban": ban_json,
             "reason": reason,
+            "account": side.as_ref().map(|a| json!({
+                "account": a.account,
+                "familiar": a.familiar,
+                "used": a.used.min(a.budget),
+                "budget": a.budget,
+                "locked_until": a.locked_until,
+                "learning": a.learning,
+                "shared_budget": a.shared,
+                "refused": a.refuses(),
+            })),
+            "account_reason": account_line,
         }))?;
     } else {
         let mut out = String::new();
@@ -130,7 +170,52 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
         out.push_str(&format!("service:  {service} ({} {})\n", ctx.section(service), policy_line(policy)));
         out.push_str(&format!("access:   {access}\n"));
         out.push_str(&format!("reason:   {reason}\n"));
+        if let Some(line) = &account_line {
+            out.push_str(&format!("account:  {line}\n"));
+        }
         ctx.print(&out)?;
     }
     Ok(if access == "granted" { Outcome::Ok } else { Outcome::NoMatch })
+}
+
+/// What the account side says of an attempt by `user` (text).
+fn account_line(
+    ctx: &Ctx,
+    user: &str,
+    side: Option<&banguard::policy::AccountSide>,
+    verdict: &Verdict,
+    now: i64,
+) -> String {
+    let cfg = &ctx.config.accounts;
+    let Some(a) = side else {
+        return match verdict {
+            _ if !cfg.enabled => "the account side is off ([accounts] enabled = false)".into(),
+            _ if banguard::account::key(user).is_none() => "an empty name is no account: not counted".into(),
+            Verdict::Untracked { .. } => "not counted (the host is not tracked)".into(),
+            Verdict::Refused { .. } => "not reached: the host is refused first".into(),
+            _ => "not reached: the host's next attempt is refused first".into(),
+        };
+    };
+    let name = clean(&a.account);
+    if let Some(net) = &a.familiar {
+        let net = banguard::HostKey::from_db_key(net).map_or_else(|| clean(net), |k| k.to_string());
+        return format!(
+            "{name}: the source is in its familiar network {net}: never refused by the account rule"
+        );
+    }
+    let shared =
+        if a.shared { " (counted in the budget all new accounts share: max_tracked reached)" } else { "" };
+    let learning = if a.learning { "; learning: nothing is refused yet" } else { "" };
+    match a.locked_until {
+        Some(u) => format!(
+            "{name}: locked for unfamiliar sources until {} ({} left){shared}{learning}",
+            output::time(u),
+            output::until(u, now)
+        ),
+        None => format!(
+            "{name}: {} of {} passwords from unfamiliar sources used; this one would take one more{shared}{learning}",
+            a.used.saturating_sub(1).min(a.budget),
+            a.budget
+        ),
+    }
 }

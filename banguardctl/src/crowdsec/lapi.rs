@@ -7,6 +7,7 @@
 use super::stream::{self, List, RawDecision, TokenLimit};
 use super::{FleetError, Result, fail};
 use banguard::config::CrowdsecConfig;
+use banguard::policy::AccountLock;
 use banguard::{Ban, HostKey};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +29,9 @@ const ERROR_BODY_SHOWN: usize = 200;
 pub const MAX_SECRET_FILE: u64 = 1024 * 1024;
 /// "Permanent" posted as the LAPI's longest usual duration (it has none).
 pub const PERMANENT: &str = "87600h";
+
+/// The scenario of an account lock in the fleet.
+pub const ACCOUNT_SCENARIO: &str = "banguard/account-spray";
 
 /// One of this server's decisions in the fleet, as its alerts list them.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,6 +313,49 @@ impl Lapi {
             .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_i64())))
     }
 
+    /// Posts one account lock as an alert with one decision of scope
+    /// `Username`: "refuse unfamiliar sources for this account".
+    pub fn post_account_lock(&self, token: &str, lock: &AccountLock, now: i64) -> Result<()> {
+        let stamp = rfc3339(lock.created);
+        let value = &lock.account;
+        let alert = json!([{
+            "scenario": ACCOUNT_SCENARIO,
+            "scenario_hash": "",
+            "scenario_version": "",
+            "message": banguard::text::clean(&format!(
+                "banguard: account {value} locked for unfamiliar sources ({} passwords from {} addresses)",
+                lock.passwords, lock.sources
+            )),
+            "events_count": lock.passwords.max(1),
+            "start_at": stamp,
+            "stop_at": stamp,
+            "capacity": 0,
+            "leakspeed": "0",
+            "simulated": false,
+            "events": [],
+            "source": { "scope": "Username", "value": value },
+            "decisions": [{
+                "origin": "banguard",
+                "type": "ban",
+                "scope": "Username",
+                "value": value,
+                "duration": format!("{}s", (lock.until - now).max(1)),
+                "scenario": ACCOUNT_SCENARIO,
+            }],
+        }]);
+        let bearer = format!("Bearer {token}");
+        self.send("post alert", |left| {
+            self.agent
+                .post(self.url("/v1/alerts"))
+                .header("Authorization", &bearer)
+                .config()
+                .timeout_global(Some(left))
+                .build()
+                .send_json(&alert)
+        })?;
+        Ok(())
+    }
+
     /// Deletes exactly one decision, one this server's alert holds (never
     /// a filter that could match other origins' decisions).
     pub fn delete_decision(&self, token: &str, id: i64) -> Result<()> {
@@ -332,7 +379,10 @@ impl Lapi {
         let Some(key) = &self.bouncer_key else {
             return Err(fail("no bouncer key ([fleet.crowdsec] import = false)"));
         };
-        let url = self.url(&format!("/v1/decisions/stream?startup={startup}"));
+        // Usernames too (the account side's locks): CrowdSec matches scopes
+        // other than ip and range exactly, and cscli stores them as typed.
+        let url =
+            self.url(&format!("/v1/decisions/stream?startup={startup}&scopes=ip,range,{ACCOUNT_SCOPES}"));
         let mut resp = self.send("decision stream", |left| {
             self.agent.get(&url).header("X-Api-Key", key).config().timeout_global(Some(left)).build().call()
         })?;
@@ -341,8 +391,20 @@ impl Lapi {
     }
 }
 
-/// The store key of a decision's value: an address or a network.
+/// The scopes an account lock may come under (banguard posts `Username`).
+pub const ACCOUNT_SCOPES: &str = "username,Username";
+
+/// Whether a decision's scope is an account's.
+pub fn is_account_scope(scope: &str) -> bool {
+    ACCOUNT_SCOPES.split(',').any(|s| s == scope)
+}
+
+/// The store key of a decision's value: an address or a network, or an
+/// account (`user:NAME`).
 pub fn decision_key(scope: &str, value: &str) -> Option<String> {
+    if is_account_scope(scope) {
+        return banguard::account::key(value).map(|a| banguard::account::fleet_key(&a));
+    }
     let host = match scope {
         "Ip" => HostKey::Net(banguard::addr::parse_addr(value)?.into()),
         "Range" => HostKey::Net(banguard::addr::parse_net(value).ok()?),

@@ -20,7 +20,9 @@ mod stream;
 pub use lapi::{Secrecy, open_checked};
 
 use banguard::config::CrowdsecConfig;
-use banguard::policy::{BanOrigin, FleetApplied, FleetDecision, FleetPull, SAME_END, Tally};
+use banguard::policy::{
+    AccountLock, BanOrigin, FleetAccountLock, FleetApplied, FleetDecision, FleetPull, SAME_END, Tally,
+};
 use banguard::{Ban, Banguard, HostKey};
 use lapi::{Lapi, decision_key};
 use std::collections::HashSet;
@@ -130,14 +132,22 @@ fn export(
 ) -> Result<()> {
     let withdraw = g.fleet_to_withdraw().map_err(core)?;
     let post = g.fleet_to_export().map_err(core)?;
-    if withdraw.is_empty() && post.is_empty() {
+    let unlocked = g.fleet_locks_to_withdraw().map_err(core)?;
+    let locked = g.fleet_locks_to_export().map_err(core)?;
+    if withdraw.is_empty() && post.is_empty() && unlocked.is_empty() && locked.is_empty() {
         return Ok(());
     }
     let token = lapi.login()?;
-    // What of this server's is in the fleet now, for these hosts.
-    let values: HashSet<String> =
-        withdraw.iter().map(|b| b.host.db_key()).chain(post.iter().map(|(b, _)| b.host.db_key())).collect();
+    // What of this server's is in the fleet now, for these hosts and
+    // accounts.
+    let values: HashSet<String> = withdraw
+        .iter()
+        .map(|b| b.host.db_key())
+        .chain(post.iter().map(|(b, _)| b.host.db_key()))
+        .chain(unlocked.iter().chain(&locked).map(|l| banguard::account::fleet_key(&l.account)))
+        .collect();
     let mut ours = lapi.our_decisions(&token, &values)?;
+    export_account_locks(lapi, g, &token, &unlocked, &locked, &mut ours, now, out, log)?;
     for ban in &withdraw {
         // Every decision of ours for the host goes; a ban made here again
         // since is posted afresh below.
@@ -184,6 +194,53 @@ fn export(
     Ok(())
 }
 
+/// Withdraws the account locks lifted here, then posts those made here
+/// (an account's lock found in the fleet already is not posted again).
+#[allow(clippy::too_many_arguments)]
+fn export_account_locks(
+    lapi: &Lapi,
+    g: &mut Banguard,
+    token: &str,
+    unlocked: &[AccountLock],
+    locked: &[AccountLock],
+    ours: &mut std::collections::HashMap<String, Vec<lapi::OurDecision>>,
+    now: i64,
+    out: &mut Exchange,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    for lock in unlocked {
+        let key = banguard::account::fleet_key(&lock.account);
+        for d in ours.remove(&key).unwrap_or_default() {
+            lapi.delete_decision(token, d.id)?;
+            log(&format!(
+                "fleet: withdrew decision {} for account {} (unlocked here)",
+                d.id,
+                banguard::text::clean(&lock.account)
+            ));
+        }
+        g.fleet_lock_exported(lock.id, true).map_err(core)?;
+        out.withdrawn += 1;
+    }
+    for lock in locked {
+        let key = banguard::account::fleet_key(&lock.account);
+        let left = (lock.until - now) as f64;
+        let already =
+            ours.get(&key).is_some_and(|found| found.iter().any(|d| d.left >= left - SAME_END as f64));
+        if !already {
+            lapi.post_account_lock(token, lock, now)?;
+            log(&format!(
+                "fleet: posted the lock of account {} (unfamiliar sources refused)",
+                banguard::text::clean(&lock.account)
+            ));
+        } else {
+            out.found += 1;
+        }
+        g.fleet_lock_exported(lock.id, false).map_err(core)?;
+        out.exported += 1;
+    }
+    Ok(())
+}
+
 /// [`lapi::PERMANENT`] in seconds.
 const PERMANENT_SECS: f64 = 87_600.0 * 3600.0;
 
@@ -206,10 +263,18 @@ fn import(
     // Decisions for hosts held here always matter; others are kept up to
     // max_decisions, so memory follows that setting, not the LAPI.
     let held = g.fleet_held_hosts().map_err(core)?;
+    let locked = g.fleet_locked_accounts().map_err(core)?;
     let mut pull = FleetPull { startup, ..FleetPull::default() };
     let mut fresh: u64 = 0;
     let mut over_cap: u64 = 0;
     lapi.stream(startup, &mut |list, raw| match list {
+        List::Deleted if raw.scope.text().is_some_and(lapi::is_account_scope) => {
+            if let Some(account) = raw.value.text().and_then(banguard::account::key)
+                && locked.contains(&account)
+            {
+                pull.accounts_deleted.push(account);
+            }
+        }
         List::Deleted => {
             let key = raw
                 .scope
@@ -222,6 +287,17 @@ fn import(
             }
         }
         List::New => match checked(cfg, &raw, now) {
+            Check::Account(d, capped) => {
+                out.capped += u64::from(capped);
+                if locked.contains(&d.account) {
+                    pull.accounts.push(d);
+                } else if fresh < cfg.max_decisions {
+                    fresh += 1;
+                    pull.accounts.push(d);
+                } else {
+                    over_cap += 1;
+                }
+            }
             Check::Take(d, capped) => {
                 out.capped += u64::from(capped);
                 if held.contains(&d.host.db_key()) {
@@ -246,6 +322,21 @@ fn import(
         log(&format!(
             "fleet: and {} more hosts refused on all services",
             applied.taken - applied.taken_shown.len() as u64
+        ));
+    }
+    for line in &applied.accounts_shown {
+        log(&format!("fleet: {line}: unfamiliar sources refused (familiar networks unaffected)"));
+    }
+    if applied.accounts_locked > applied.accounts_shown.len() as u64 {
+        log(&format!(
+            "fleet: and {} more accounts locked",
+            applied.accounts_locked - applied.accounts_shown.len() as u64
+        ));
+    }
+    if applied.accounts_lifted > 0 {
+        log(&format!(
+            "fleet: {} account locks lifted (the fleet has no decision for them any more)",
+            applied.accounts_lifted
         ));
     }
     for host in &applied.lifted_shown {
@@ -293,6 +384,8 @@ fn core(e: banguard::Error) -> FleetError {
 
 enum Check {
     Take(FleetDecision, bool),
+    /// An account lock (scope `Username`).
+    Account(FleetAccountLock, bool),
     Filtered,
     /// Why (a reason shared by many), and which decision (an example).
     Bad(String, String),
@@ -333,7 +426,15 @@ fn checked(cfg: &CrowdsecConfig, d: &RawDecision, now: i64) -> Check {
     let (Some(scope), Some(value)) = (d.scope.text(), d.value.text()) else {
         return Check::Bad(format!("scope is {}, value is {}", d.scope.kind(), d.value.kind()), example());
     };
+    let account = match scope {
+        s if lapi::is_account_scope(s) => match banguard::account::key(value) {
+            Some(a) if value.len() <= banguard::account::MAX_KEY => Some(a),
+            _ => return Check::Bad(format!("scope {s}, value not an account name"), example()),
+        },
+        _ => None,
+    };
     let host = match scope {
+        _ if account.is_some() => HostKey::Name(String::new()),
         "Ip" => match banguard::addr::parse_addr(value) {
             Some(a) => HostKey::Net(a.into()),
             None => return Check::Bad("scope Ip, value not an address".into(), example()),
@@ -344,7 +445,7 @@ fn checked(cfg: &CrowdsecConfig, d: &RawDecision, now: i64) -> Check {
         },
         other => {
             let other = banguard::text::clean(&other.chars().take(30).collect::<String>());
-            return Check::Bad(format!("scope {other:?} is neither Ip nor Range"), example());
+            return Check::Bad(format!("scope {other:?} is neither Ip, Range nor Username"), example());
         }
     };
     let Some(secs) = d.duration.text().and_then(go_duration) else {
@@ -356,6 +457,15 @@ fn checked(cfg: &CrowdsecConfig, d: &RawDecision, now: i64) -> Check {
     let capped = secs > MAX_IMPORTED as f64;
     let secs = (secs.min(MAX_IMPORTED as f64)).ceil() as i64;
     let clean = |s: &str| banguard::text::clean(s).chars().take(100).collect::<String>();
+    if let Some(account) = account {
+        let lock = FleetAccountLock {
+            account,
+            expires: now + secs,
+            scenario: clean(scenario),
+            origin: clean(origin),
+        };
+        return Check::Account(lock, capped);
+    }
     Check::Take(
         FleetDecision { host, expires: now + secs, scenario: clean(scenario), origin: clean(origin) },
         capped,
@@ -465,7 +575,7 @@ mod tests {
         );
         assert!(matches!(checked(&cfg, &raw("Range", "2001:db8::/64", "10m", "ban"), now), Check::Take(..)));
         assert!(
-            matches!(checked(&cfg, &raw("ip", "198.51.100.7", "1h", "ban"), now), Check::Bad(w, _) if w.contains("neither Ip nor Range"))
+            matches!(checked(&cfg, &raw("ip", "198.51.100.7", "1h", "ban"), now), Check::Bad(w, _) if w.contains("neither Ip, Range nor Username"))
         );
         assert!(
             matches!(checked(&cfg, &raw("Ip", "not-an-ip", "1h", "ban"), now), Check::Bad(w, _) if w.contains("not an address"))

@@ -156,12 +156,28 @@ const char *banguard_last_error(const banguard_t *bg);
 BANGUARD_WARN_UNUSED int banguard_check(banguard_t *bg, const char *service, const char *client_addr);
 
 /*
- * Records one failed authentication of client_addr on service (user may be
- * NULL; it goes into the history, never into the decision). When this makes
- * `maxretry` failures within `findtime`, the host is banned at once (syslog
- * authpriv line, sync trigger touched).
+ * banguard_check for a password about to be checked for account user
+ * (NULL: as banguard_check): also refuses when the account is locked for
+ * unfamiliar sources and client_addr is not in one of its familiar
+ * networks ([accounts] in banguard.toml(5)). Like banguard_check it takes
+ * nothing of the account's budget: banguard_record_failure counts the
+ * failure, banguard_record_success gives it back and makes the client's
+ * network familiar for user. The answer is the same whether the account
+ * exists or not.
+ */
+BANGUARD_WARN_UNUSED int banguard_check_user(banguard_t *bg, const char *service, const char *client_addr,
+                                             const char *user);
+
+/*
+ * Records one failed authentication of client_addr on service, for account
+ * user (may be NULL). When this makes `maxretry` failures within
+ * `findtime`, the host is banned at once (syslog authpriv line, sync
+ * trigger touched). From an unfamiliar source, the failure also counts
+ * against the account's budget, and may lock the account for unfamiliar
+ * sources (syslog line, trigger).
  * Returns BANGUARD_ALLOW if the host may still try, BANGUARD_DENY if this
- * failure banned it or it was banned already, or a negative error.
+ * failure banned it or it was banned already, or locked the account, or a
+ * negative error.
  */
 BANGUARD_WARN_UNUSED int banguard_record_failure(banguard_t *bg, const char *service,
                                                  const char *client_addr, const char *user);
@@ -169,8 +185,9 @@ BANGUARD_WARN_UNUSED int banguard_record_failure(banguard_t *bg, const char *ser
 /*
  * Records a successful authentication (user may be NULL). With
  * `reset_on_success = true` for the service, the host's counted failures
- * there are forgotten; otherwise nothing changes (a valid account is no way
- * to keep guessing).
+ * there are forgotten; otherwise they stay (a valid account is no way to
+ * keep guessing). The client's network becomes familiar for user: call it
+ * only once the password was checked and right.
  * Returns BANGUARD_OK or a negative error.
  */
 int banguard_record_success(banguard_t *bg, const char *service, const char *client_addr,

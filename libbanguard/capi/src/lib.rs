@@ -318,7 +318,19 @@ unsafe fn request<'a>(
 /// ALLOW or DENY; a ban this call created is announced.
 fn answer(engine: &Banguard, verdict: &Verdict) -> c_int {
     match verdict {
-        Verdict::Untracked { .. } | Verdict::Allowed { .. } => BANGUARD_ALLOW,
+        Verdict::Untracked { .. } => BANGUARD_ALLOW,
+        Verdict::Allowed { account, .. } => {
+            if let Some(a) = account.as_ref().filter(|a| a.new_lock) {
+                announce(engine, &a.lock_line(engine.now()));
+            }
+            BANGUARD_ALLOW
+        }
+        Verdict::AccountLocked { account, .. } => {
+            if account.new_lock {
+                announce(engine, &account.lock_line(engine.now()));
+            }
+            BANGUARD_DENY
+        }
         Verdict::Refused { ban, new, escalated, .. } => {
             if *new {
                 // The wording pam_banguard uses.
@@ -431,6 +443,28 @@ pub unsafe extern "C" fn banguard_check(
     let run = |engine: &mut Banguard| {
         // SAFETY: caller's contract on the strings.
         let req = unsafe { request(service, client_addr, std::ptr::null()) }?;
+        let verdict = engine.check(&req).map_err(|e| fail(&e, Stage::Store))?;
+        Ok(answer(engine, &verdict))
+    };
+    // SAFETY: caller's contract on the handle.
+    unsafe { with_handle(bg, run) }
+}
+
+/// `banguard_check` for a password about to be checked for `user`: also
+/// refuses while the account is locked for unfamiliar sources.
+///
+/// # Safety
+/// `bg` is NULL or a live handle; the strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banguard_check_user(
+    bg: *mut Handle,
+    service: *const c_char,
+    client_addr: *const c_char,
+    user: *const c_char,
+) -> c_int {
+    let run = |engine: &mut Banguard| {
+        // SAFETY: caller's contract on the strings.
+        let req = unsafe { request(service, client_addr, user) }?;
         let verdict = engine.check(&req).map_err(|e| fail(&e, Stage::Store))?;
         Ok(answer(engine, &verdict))
     };

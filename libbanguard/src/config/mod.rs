@@ -235,6 +235,41 @@ pub struct CrowdsecConfig {
     pub insecure_skip_verify: bool,
 }
 
+/// `[accounts]`: the account side. Per account (PAM_USER), a budget of
+/// passwords from unfamiliar sources, refilled slowly; used up, the
+/// account is locked for unfamiliar sources only (growing on each relock,
+/// with one attempt let through when a lock ends). Familiar sources (the
+/// networks the account logged in from, ignoreip, networks an admin adds)
+/// are never refused by it; local logins are never read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountsConfig {
+    pub enabled: bool,
+    /// Unfamiliar attempts an account may have at once (the bucket).
+    pub budget: u32,
+    /// One attempt of the budget comes back this often (seconds).
+    #[serde(serialize_with = "ser_secs")]
+    pub refill: i64,
+    /// The first lock; each relock doubles it, up to `lock_max`.
+    #[serde(serialize_with = "ser_secs")]
+    pub lock: i64,
+    #[serde(serialize_with = "ser_secs")]
+    pub lock_max: i64,
+    /// From the account side's first start, it counts and logs what it
+    /// would do but refuses nothing for this long (0: refuse at once).
+    #[serde(serialize_with = "ser_secs")]
+    pub learning: i64,
+    /// A successful login makes this network of its source familiar.
+    pub familiar_ipv4_prefix: u8,
+    pub familiar_ipv6_prefix: u8,
+    /// Learned familiar networks kept per account (the oldest go first).
+    pub familiar_max: u32,
+    /// A learned network stays familiar this long after its last login.
+    #[serde(serialize_with = "ser_secs")]
+    pub familiar_for: i64,
+    /// Accounts tracked at once; beyond, new names share one budget.
+    pub max_tracked: u64,
+}
+
 /// How hard SQLite pushes the store's writes to the disk (`PRAGMA
 /// synchronous` of `database`; the runtime state is never synced, it is
 /// rebuilt from the store after a reboot).
@@ -292,6 +327,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub store: StoreConfig,
     pub fleet: FleetConfig,
+    pub accounts: AccountsConfig,
 }
 
 impl Default for Config {
@@ -343,6 +379,19 @@ impl Default for Config {
                 busy_timeout_ms: 10_000,
                 max_failures: 1_000_000,
                 history: 30 * 86_400,
+            },
+            accounts: AccountsConfig {
+                enabled: true,
+                budget: 10,
+                refill: 12 * 3600,
+                lock: 15 * 60,
+                lock_max: 86_400,
+                learning: 7 * 86_400,
+                familiar_ipv4_prefix: 24,
+                familiar_ipv6_prefix: 64,
+                familiar_max: 20,
+                familiar_for: 90 * 86_400,
+                max_tracked: 100_000,
             },
             fleet: FleetConfig {
                 provider: FleetProvider::None,

@@ -8,8 +8,8 @@
 
 use super::values::*;
 use super::{
-    Config, CrowdsecConfig, FailMode, FleetProvider, MailConfig, Recidive, ServicePolicy, StoreConfig,
-    SyncConfig, SyncScope, Synchronous,
+    AccountsConfig, Config, CrowdsecConfig, FailMode, FleetProvider, MailConfig, Recidive, ServicePolicy,
+    StoreConfig, SyncConfig, SyncScope, Synchronous,
 };
 use crate::duration::BanTime;
 use crate::sync::BackendKind;
@@ -153,6 +153,23 @@ section! {
     }
 }
 
+section! {
+    /// `[accounts]`.
+    RawAccounts => AccountsConfig {
+        enabled: bool,
+        budget: u32 => "de_budget",
+        refill: i64 => "de_duration",
+        lock: i64 => "de_duration",
+        lock_max: i64 => "de_duration",
+        learning: i64 => "de_duration_or_zero",
+        familiar_ipv4_prefix: u8 => "de_prefix4",
+        familiar_ipv6_prefix: u8 => "de_prefix6",
+        familiar_max: u32 => "de_familiar_max",
+        familiar_for: i64 => "de_duration",
+        max_tracked: u64 => "de_max_tracked",
+    }
+}
+
 /// `[fleet]`: a key and a table, merged key by key inside the table too.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +190,7 @@ pub(super) struct RawFile {
     mail: Option<RawMail>,
     store: Option<RawStore>,
     fleet: Option<RawFleet>,
+    accounts: Option<RawAccounts>,
 }
 
 /// Merges an optional section of a later file into this one's.
@@ -193,6 +211,7 @@ impl RawFile {
         merge_section(&mut self.sync, later.sync, RawSync::merge);
         merge_section(&mut self.mail, later.mail, RawMail::merge);
         merge_section(&mut self.store, later.store, RawStore::merge);
+        merge_section(&mut self.accounts, later.accounts, RawAccounts::merge);
         merge_section(&mut self.fleet, later.fleet, |mine, l| {
             if l.provider.is_some() {
                 mine.provider = l.provider;
@@ -225,6 +244,9 @@ impl RawFile {
         }
         if let Some(s) = &self.store {
             s.apply(&mut c.store);
+        }
+        if let Some(a) = &self.accounts {
+            a.apply(&mut c.accounts);
         }
         if let Some(f) = &self.fleet {
             if let Some(p) = f.provider {

@@ -196,3 +196,37 @@ pub(super) fn de_abs_path_or_none<'de, D: Deserializer<'de>>(
     }
     Ok(Some(p))
 }
+
+/// A duration, or 0 for none.
+pub(super) fn de_duration_or_zero<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i64>, D::Error> {
+    let secs = match DurationText::deserialize(d)
+        .map_err(|_| custom::<D::Error>("expected a duration such as \"7d\", or 0 for none".into()))?
+    {
+        DurationText::Seconds(n) => parse_duration(&n.to_string()),
+        DurationText::Text(t) => parse_duration(&t),
+    }
+    .map_err(custom::<D::Error>)?;
+    Ok(Some(secs))
+}
+
+fn de_bounded<'de, D: Deserializer<'de>>(d: D, min: i64, max: i64) -> std::result::Result<i64, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(min..=max).contains(&n) {
+        return Err(custom(format!("must be a whole number from {min} to {max}, not {n}")));
+    }
+    Ok(n)
+}
+
+pub(super) fn de_budget<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    de_bounded(d, 1, 1000).map(|n| Some(n as u32))
+}
+
+pub(super) fn de_familiar_max<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    de_bounded(d, 1, 1000).map(|n| Some(n as u32))
+}
+
+pub(super) fn de_max_tracked<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    de_bounded(d, 100, 10_000_000).map(|n| Some(n as u64))
+}

@@ -46,6 +46,11 @@ pub struct FleetPull {
     pub startup: bool,
     pub new: Vec<FleetDecision>,
     pub deleted: Vec<HostKey>,
+    /// Decisions of scope `Username`: accounts to refuse unfamiliar
+    /// sources for.
+    pub accounts: Vec<super::accounts::FleetAccountLock>,
+    /// Accounts whose decisions ended or were deleted.
+    pub accounts_deleted: Vec<String>,
 }
 
 /// Counts by reason, with a few examples each: what a log line or the
@@ -127,12 +132,22 @@ pub struct FleetApplied {
     /// Some of the bans taken and lifted, for the log.
     pub taken_shown: Vec<String>,
     pub lifted_shown: Vec<String>,
+    /// Account locks taken from the fleet, and lifted.
+    pub accounts_locked: u64,
+    pub accounts_lifted: u64,
+    /// Some of the account locks taken, for the log.
+    pub accounts_shown: Vec<String>,
 }
 
 impl FleetApplied {
     /// Whether the bans here changed (the firewall needs another push).
     pub fn changed(&self) -> bool {
         self.taken + self.lifted > 0
+    }
+
+    /// Whether the account locks here changed.
+    pub fn accounts_changed(&self) -> bool {
+        self.accounts_locked + self.accounts_lifted > 0
     }
 }
 
@@ -311,6 +326,7 @@ impl Banguard {
             .map(|b| format!("{} until {} ({})", b.host, crate::text::time(b.expires.unwrap_or(0)), b.reason))
             .collect();
         self.insert_in_batches(take)?;
+        self.fleet_apply_accounts(pull, &mut out)?;
         Ok(out)
     }
 

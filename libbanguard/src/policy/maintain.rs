@@ -18,6 +18,8 @@ pub struct MaintainReport {
     pub bans_pruned: u64,
     pub events_pruned: u64,
     pub timestamps_fixed: u64,
+    /// Accounts whose bucket emptied and whose lock ended.
+    pub accounts_forgotten: u64,
 }
 
 impl Banguard {
@@ -60,6 +62,7 @@ impl Banguard {
         report.bans_pruned = durable_report.bans_pruned;
         report.events_pruned = durable_report.events_pruned;
         report.timestamps_fixed += durable_report.timestamps_fixed;
+        report.accounts_forgotten = self.maintain_accounts(now)?;
         self.store.vacuum()?;
         Ok(report)
     }

@@ -8,6 +8,7 @@
 //! (`maintain`) and bans brought in from other tools (`import`) live
 //! beside it.
 
+mod accounts;
 mod clock;
 mod fleet;
 mod import;
@@ -16,6 +17,9 @@ mod outbox;
 mod reports;
 
 pub use crate::ban::{ALL_SERVICES, Ban, BanOrigin, firewall_entries, overlaps};
+pub use accounts::{
+    AccountEvent, AccountLock, AccountSide, AccountStatus, Familiar, FleetAccountLock, familiar_target,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fleet::{FleetApplied, FleetDecision, FleetPull, FleetStatus, SAME_END, Tally};
 pub use import::{ForeignBan, Imported};
@@ -49,7 +53,8 @@ pub struct Request<'a> {
     /// A numeric client address the application vouches for (sshd's
     /// SSH_CONNECTION); wins over a name in `rhost`.
     pub hint: Option<IpAddr>,
-    /// PAM_USER, recorded for the history; never part of the decision.
+    /// PAM_USER: the account the password is for (the account side), and
+    /// the history's.
     pub user: Option<&'a str>,
 }
 
@@ -89,8 +94,20 @@ pub enum Verdict {
     /// Not counted, not refused.
     Untracked { reason: Untracked },
     /// Let through to the password check. `used` attempts of `maxretry`
-    /// are now counted in the window (including this one, if recorded).
-    Allowed { host: HostKey, attempt: Option<AttemptId>, used: u32, maxretry: u32 },
+    /// are now counted in the window (including this one, if recorded);
+    /// `account`: what the account side made of it (a new lock while
+    /// learning, a familiar source, the budget used).
+    Allowed {
+        host: HostKey,
+        attempt: Option<AttemptId>,
+        used: u32,
+        maxretry: u32,
+        account: Option<AccountSide>,
+    },
+    /// Refused before the password by the account side: the account is
+    /// locked for unfamiliar sources (the host's own count went up by one:
+    /// `used` of `maxretry`).
+    AccountLocked { host: HostKey, account: AccountSide, used: u32, maxretry: u32 },
     /// Refused before the password is looked at. `new` is true when this
     /// call created the ban; `escalated` when this refusal sent the ban to
     /// the kernel (the host kept knocking: [`Ban::kernel_reason`]).
@@ -99,7 +116,7 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn is_refused(&self) -> bool {
-        matches!(self, Verdict::Refused { .. })
+        matches!(self, Verdict::Refused { .. } | Verdict::AccountLocked { .. })
     }
 
     /// Let through, but with no tries left: the next attempt is refused
@@ -258,12 +275,41 @@ impl Banguard {
         let db_key = key.db_key();
         let since = now - policy.findtime;
         let mut used = attempts::counted(&tx, &db_key, service, since).map_err(e)?;
+        // The account side, for a host that may still try (an exhausted
+        // host is banned below and its password never checked).
+        let side = match accounts::account_of(config, req) {
+            Some(name) if mode == Mode::Failure || !used_up(used, policy.maxretry) => {
+                Some(accounts::judge(&tx, store, config, name, &key, addr, now, mode)?)
+            }
+            _ => None,
+        };
+        if let Some(side) = side.as_ref().filter(|s| s.refuses() && mode != Mode::Failure) {
+            // Refused before the password: one failure of the host, so a
+            // source that keeps spraying ends up banned like any other.
+            if mode != Mode::Peek {
+                let account = attempts::ForAccount { account: Some(side.bucket()), reserved: false };
+                let id = attempts::insert(&tx, &db_key, service, req.user, account, now, true).map_err(e)?;
+                used += 1;
+                if id % PRUNE_EVERY == 0 {
+                    prune_attempts(&tx, config, now, PRUNE_BATCH).map_err(e)?;
+                }
+            }
+            tx.commit().map_err(e)?;
+            let account = side.clone();
+            return Ok(Verdict::AccountLocked { host: key, account, used, maxretry: policy.maxretry });
+        }
         // A recorded failure counts before the threshold test; a pending
         // attempt only if there is room for it.
         let mut attempt = None;
         if mode == Mode::Failure || (mode == Mode::Attempt && !used_up(used, policy.maxretry)) {
             let failed = mode == Mode::Failure;
-            let id = attempts::insert(&tx, &db_key, service, req.user, now, failed).map_err(e)?;
+            let account = match &side {
+                Some(s) if s.familiar.is_none() => {
+                    attempts::ForAccount { account: Some(s.bucket()), reserved: s.reserves() && !failed }
+                }
+                _ => attempts::ForAccount::default(),
+            };
+            let id = attempts::insert(&tx, &db_key, service, req.user, account, now, failed).map_err(e)?;
             attempt = Some(AttemptId(id));
             used += 1;
             if id % PRUNE_EVERY == 0 {
@@ -277,7 +323,14 @@ impl Banguard {
         };
         if !exhausted {
             tx.commit().map_err(e)?;
-            return Ok(Verdict::Allowed { host: key, attempt, used, maxretry: policy.maxretry });
+            let maxretry = policy.maxretry;
+            return Ok(match side {
+                // authfail's failure made the lock.
+                Some(account) if account.refuses() => {
+                    Verdict::AccountLocked { host: key, account, used, maxretry }
+                }
+                account => Verdict::Allowed { host: key, attempt, used, maxretry, account },
+            });
         }
         let ban = change_bans(&tx, store, |dt| {
             let made = create_auto_ban(dt, config, policy, &key, service, used, now)?;
@@ -302,7 +355,7 @@ impl Banguard {
     fn record_success_once(&mut self, req: &Request<'_>, attempt: AttemptRef) -> Result<bool> {
         let user = req.user.map(bounded_user);
         let req = &Request { user: user.as_deref(), ..*req };
-        let (key, _, policy) = match Banguard::resolve(&self.config, req) {
+        let (key, addr, policy) = match Banguard::resolve(&self.config, req) {
             Ok(v) => v,
             Err(_) => return Ok(false),
         };
@@ -317,14 +370,22 @@ impl Banguard {
         // an origin then stays "spoken for", so a second give-back by origin
         // (account and setcred hooks both firing) cannot hand back an older
         // failed attempt.
-        let gone = match attempt {
+        let found = match attempt {
             AttemptRef::Id(AttemptId(id)) => attempts::give_back(&tx, id, &db_key, service),
             AttemptRef::Origin { pid } => {
                 attempts::give_back_by_origin(&tx, &db_key, service, req.user, now - findtime, pid)
             }
-            AttemptRef::None => Ok(false),
+            AttemptRef::None => Ok(None),
         }
         .map_err(e)?;
+        let gone = found.is_some();
+        // A password proved right: given back, and (with an explicit
+        // authsucc, placed after the password module) any success.
+        if gone || attempt == AttemptRef::None {
+            let name = accounts::account_of(&self.config, req);
+            let reserved = found.flatten();
+            accounts::succeeded(&tx, &self.store, &self.config, name, reserved, &key, addr, now)?;
+        }
         if reset {
             attempts::delete_of(&tx, &db_key, Some(service)).map_err(e)?;
         }
@@ -560,3 +621,5 @@ fn create_auto_ban(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_accounts;

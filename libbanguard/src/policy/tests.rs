@@ -673,7 +673,12 @@ fn decision(host: &str, ends_in: i64, origin: &str) -> FleetDecision {
 }
 
 fn pull(startup: bool, new: Vec<FleetDecision>, deleted: &[&str]) -> FleetPull {
-    FleetPull { startup, new, deleted: deleted.iter().map(|h| HostKey::from_db_key(h).unwrap()).collect() }
+    FleetPull {
+        startup,
+        new,
+        deleted: deleted.iter().map(|h| HostKey::from_db_key(h).unwrap()).collect(),
+        ..FleetPull::default()
+    }
 }
 
 /// Until when `host` is refused on sshd, if it is.

@@ -3,7 +3,7 @@
 //! deleted with their failures added to the totals.
 
 use super::history;
-use rusqlite::{Connection, ToSql, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, params};
 
 /// The attempts of one host on one service that count now: failed ones and
 /// pending ones (being checked), not given back. `state IN (0, 1)` lets
@@ -16,19 +16,39 @@ pub(crate) fn counted(conn: &Connection, host: &str, service: &str, since: i64) 
     )
 }
 
+/// Which account an attempt was for, and whether it holds one of that
+/// account's budget (given back with the attempt).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ForAccount<'a> {
+    pub account: Option<&'a str>,
+    pub reserved: bool,
+}
+
 /// A new attempt row (pending or already failed) of this process; its id.
 pub(crate) fn insert(
     tx: &Transaction<'_>,
     host: &str,
     service: &str,
     user: Option<&str>,
+    account: ForAccount<'_>,
     at: i64,
     failed: bool,
 ) -> rusqlite::Result<i64> {
-    tx.execute(
-        "INSERT INTO attempts (host, service, user, at, state, pid, ppid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![host, service, user, at, i64::from(failed), std::process::id(), std::os::unix::process::parent_id()],
-    )?;
+    tx.prepare_cached(
+        "INSERT INTO attempts (host, service, user, at, state, pid, ppid, account, reserved)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        host,
+        service,
+        user,
+        at,
+        i64::from(failed),
+        std::process::id(),
+        std::os::unix::process::parent_id(),
+        account.account,
+        account.reserved
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -38,19 +58,28 @@ pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// What a give-back found: `None` when no pending attempt matched;
+/// otherwise the account whose budget the attempt held, if any.
+pub(crate) type GivenBack = Option<Option<String>>;
+
 /// Gives back the pending attempt `id` if it is this host's on this
-/// service; whether it was.
-pub(crate) fn give_back(tx: &Transaction<'_>, id: i64, host: &str, service: &str) -> rusqlite::Result<bool> {
-    let n = tx.execute(
-        "UPDATE attempts SET state = 2 WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3",
-        params![id, host, service],
-    )?;
-    Ok(n > 0)
+/// service.
+pub(crate) fn give_back(
+    tx: &Transaction<'_>,
+    id: i64,
+    host: &str,
+    service: &str,
+) -> rusqlite::Result<GivenBack> {
+    tx.prepare_cached(
+        "UPDATE attempts SET state = 2 WHERE id = ?1 AND state = 0 AND host = ?2 AND service = ?3
+         RETURNING CASE WHEN reserved THEN account END",
+    )?
+    .query_row(params![id, host, service], |r| r.get(0))
+    .optional()
 }
 
 /// Gives back the newest pending attempt of this host, service and user
-/// recorded since `since` by process `pid` or a child of it; whether
-/// there was one.
+/// recorded since `since` by process `pid` or a child of it.
 pub(crate) fn give_back_by_origin(
     tx: &Transaction<'_>,
     host: &str,
@@ -58,15 +87,16 @@ pub(crate) fn give_back_by_origin(
     user: Option<&str>,
     since: i64,
     pid: u32,
-) -> rusqlite::Result<bool> {
-    let n = tx.execute(
+) -> rusqlite::Result<GivenBack> {
+    tx.prepare_cached(
         "UPDATE attempts SET state = 2 WHERE state = 0 AND id = (SELECT id FROM attempts
            WHERE host = ?1 AND service = ?2 AND at > ?3
              AND (pid = ?4 OR ppid = ?4) AND user IS ?5
-           ORDER BY id DESC LIMIT 1)",
-        params![host, service, since, pid, user],
-    )?;
-    Ok(n > 0)
+           ORDER BY id DESC LIMIT 1)
+         RETURNING CASE WHEN reserved THEN account END",
+    )?
+    .query_row(params![host, service, since, pid, user], |r| r.get(0))
+    .optional()
 }
 
 /// The hosts (store keys) that have attempt rows.

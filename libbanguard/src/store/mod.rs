@@ -28,6 +28,7 @@
 //! write: [`check_dir`] refuses any other before a file is created, and no
 //! file is opened through a symbolic link.
 
+pub(crate) mod accounts;
 pub(crate) mod attempts;
 pub(crate) mod bans;
 pub(crate) mod fleet;
@@ -177,6 +178,48 @@ const MIGRATIONS: &[&str] = &[
     DELETE FROM fleet_state WHERE key = 'last_pull';
     CREATE INDEX bans_by_origin ON bans(origin);
     "#,
+    // 6: the account side: the networks each account logged in from (or
+    // an admin named: `until` NULL), its locks (kept like bans: history,
+    // the fleet, a reboot), its events, and when it started learning (0:
+    // not yet; it starts with the first unfamiliar attempt, by the
+    // engine's clock, new install or upgrade alike). Mail notices name a
+    // ban or an account lock.
+    r#"
+    CREATE TABLE familiar (
+        account TEXT NOT NULL,
+        net     TEXT NOT NULL,
+        until   INTEGER,
+        origin  TEXT NOT NULL,
+        PRIMARY KEY (account, net)
+    ) WITHOUT ROWID;
+    CREATE TABLE account_locks (
+        id        INTEGER PRIMARY KEY,
+        account   TEXT    NOT NULL,
+        created   INTEGER NOT NULL,
+        until     INTEGER NOT NULL,
+        level     INTEGER NOT NULL,
+        passwords INTEGER NOT NULL,
+        sources   INTEGER NOT NULL,
+        origin    TEXT    NOT NULL,
+        lifted    INTEGER,
+        exported  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX account_locks_by_account ON account_locks(account, until);
+    CREATE TABLE account_events (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        account TEXT    NOT NULL,
+        kind    TEXT    NOT NULL,
+        detail  TEXT    NOT NULL
+    );
+    CREATE INDEX account_events_by_account ON account_events(account, at);
+    CREATE TABLE account_meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO account_meta VALUES ('learning_since', 0);
+    ALTER TABLE outbox ADD COLUMN lock_id INTEGER;
+    "#,
 ];
 
 /// Migrations of the runtime state file, numbered like [`MIGRATIONS`].
@@ -252,6 +295,27 @@ const RUNTIME_MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE bans ADD COLUMN origin TEXT NOT NULL DEFAULT 'banguard';
     ALTER TABLE bans ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // 5: the account side. Which account an attempt was for and whether
+    // it holds one of that account's budget (given back with it); each
+    // account's bucket, lock and familiar networks, one row per account
+    // (`store::accounts`; the empty name's row holds the side's figures).
+    r#"
+    ALTER TABLE attempts ADD COLUMN account TEXT;
+    ALTER TABLE attempts ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE accounts (
+        account      TEXT PRIMARY KEY,
+        used         INTEGER NOT NULL DEFAULT 0,
+        leak_at      INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER NOT NULL DEFAULT 0,
+        level        INTEGER NOT NULL DEFAULT 0,
+        probe_used   INTEGER NOT NULL DEFAULT 0,
+        tries        INTEGER NOT NULL DEFAULT 0,
+        first_at     INTEGER NOT NULL DEFAULT 0,
+        last_at      INTEGER NOT NULL DEFAULT 0,
+        familiar     TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO accounts (account, first_at) VALUES ('', 0);
     "#,
 ];
 
@@ -375,7 +439,9 @@ impl Store {
             // After a reboot: the bans are copied from the store.
             let store = open_durable(&loc.database, loc.busy_timeout, loc.synchronous, access)?;
             let copy = |conn: &Connection| {
-                bans::mirror_rebuild(conn, &store).map_err(|e| Error::store(&loc.database, e))
+                bans::mirror_rebuild(conn, &store)
+                    .and_then(|()| accounts::mirror_rebuild(conn, &store, 0))
+                    .map_err(|e| Error::store(&loc.database, e))
             };
             let runtime = match access {
                 Access::ReadOnly => {
@@ -474,6 +540,21 @@ impl Store {
         }
         let conn = open_durable(&self.path, self.busy_timeout, self.sync, self.access)?;
         Ok(self.durable.get_or_init(|| conn))
+    }
+
+    /// Runs `write` on the store in its own IMMEDIATE transaction (callers
+    /// on the attempt path hold the runtime state's write lock: lock order
+    /// runtime, then store).
+    pub(crate) fn write_durable<T>(
+        &self,
+        write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let durable = self.durable()?;
+        let e = |err| Error::store(&self.path, err);
+        let dt = Transaction::new_unchecked(durable, TransactionBehavior::Immediate).map_err(e)?;
+        let out = write(&dt).map_err(e)?;
+        dt.commit().map_err(e)?;
+        Ok(out)
     }
 
     /// Returns free pages of both files to the disk and folds the store's

@@ -11,6 +11,21 @@ pub(crate) fn queue(tx: &Transaction<'_>, now: i64, ban_id: i64) -> rusqlite::Re
     Ok(())
 }
 
+/// Queues a notice about account lock `lock_id` (ban 0: none).
+pub(crate) fn queue_lock(tx: &Transaction<'_>, now: i64, lock_id: i64) -> rusqlite::Result<()> {
+    tx.execute("INSERT INTO outbox (created, ban_id, lock_id) VALUES (?1, 0, ?2)", params![now, lock_id])?;
+    Ok(())
+}
+
+/// Account lock notices waiting: (notice id, tries so far, lock id),
+/// oldest first.
+pub(crate) fn pending_locks(conn: &Connection) -> rusqlite::Result<Vec<(i64, u32, i64)>> {
+    let mut stmt =
+        conn.prepare("SELECT id, tries, lock_id FROM outbox WHERE lock_id IS NOT NULL ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
 /// Notices waiting: (notice id, tries so far, ban), oldest first.
 pub(crate) fn pending(conn: &Connection) -> rusqlite::Result<Vec<(i64, u32, Ban)>> {
     let sql = format!(

@@ -31,7 +31,7 @@
 use super::{Backend, BackendKind, FirewallEntry, HostsDeny, Runner, SyncReport, SyncRequest};
 use crate::config::SyncConfig;
 use crate::error::{Error, Result};
-use crate::policy::{Ban, MaintainReport};
+use crate::policy::{AccountLock, Ban, MaintainReport};
 use crate::store::{admin_patience, retry_busy};
 use crate::text::{clean, time};
 use crate::{Banguard, HostKey};
@@ -68,6 +68,8 @@ pub enum Level {
 /// sendmail); an error keeps the notice queued.
 pub trait Notifier {
     fn send(&mut self, ban: &Ban, now: i64) -> std::result::Result<(), String>;
+    /// The notice about an account locked for unfamiliar sources.
+    fn send_account_lock(&mut self, lock: &AccountLock, now: i64) -> std::result::Result<(), String>;
 }
 
 /// What one back-end did: its report, or why it failed.
@@ -81,7 +83,10 @@ pub struct BackendResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeResult {
     pub notice: i64,
+    /// The ban it is about (0: an account lock's notice).
     pub ban: i64,
+    /// The account lock it is about.
+    pub account_lock: Option<i64>,
     pub sent: bool,
     /// A dry run: nothing was sent.
     pub dry_run: bool,
@@ -324,10 +329,11 @@ pub fn run(
     // 1. Housekeeping.
     if !dry {
         let m = retry_busy(patience, || g.maintain())?;
-        if m.attempts_pruned + m.bans_pruned + m.events_pruned + m.timestamps_fixed > 0 {
+        if m.attempts_pruned + m.bans_pruned + m.events_pruned + m.timestamps_fixed + m.accounts_forgotten > 0
+        {
             r.lines.push(format!(
-                "maintenance: pruned {} failures, {} bans, {} events; fixed {} future timestamps",
-                m.attempts_pruned, m.bans_pruned, m.events_pruned, m.timestamps_fixed
+                "maintenance: pruned {} failures, {} bans, {} events, {} idle accounts; fixed {} future timestamps",
+                m.attempts_pruned, m.bans_pruned, m.events_pruned, m.accounts_forgotten, m.timestamps_fixed
             ));
         }
         r.maintenance = Some(m);
@@ -500,8 +506,14 @@ pub fn run(
     } else {
         let to = &config.mail.to;
         for (id, tries, ban) in &pending {
-            let mut result =
-                NoticeResult { notice: *id, ban: ban.id, sent: false, dry_run: dry, error: None };
+            let mut result = NoticeResult {
+                notice: *id,
+                ban: ban.id,
+                account_lock: None,
+                sent: false,
+                dry_run: dry,
+                error: None,
+            };
             if dry {
                 r.lines.push(format!("would mail {to} about {}", describe(ban)));
             } else {
@@ -526,6 +538,43 @@ pub fn run(
             }
             r.notices.push(result);
         }
+    }
+    let locks = retry_busy(patience, || g.pending_lock_notices())?;
+    for (id, tries, lock) in &locks {
+        let about = format!("account {} locked until {}", clean(&lock.account), time(lock.until));
+        let mut result = NoticeResult {
+            notice: *id,
+            ban: 0,
+            account_lock: Some(lock.id),
+            sent: false,
+            dry_run: dry,
+            error: None,
+        };
+        if dry {
+            let verb = if config.mail.enabled { "mail" } else { "discard the notice" };
+            r.lines.push(format!("would {verb} about {about}"));
+        } else if !config.mail.enabled {
+            retry_busy(patience, || g.notice_sent(*id))?;
+        } else {
+            match notifier.send_account_lock(lock, now) {
+                Ok(()) => {
+                    retry_busy(patience, || g.notice_sent(*id))?;
+                    say(&mut r, log, Level::Notice, format!("mailed {} about {about}", config.mail.to));
+                    result.sent = true;
+                }
+                Err(e) => {
+                    retry_busy(patience, || g.notice_failed(*id, &e))?;
+                    let w = format!(
+                        "notice about {about} not sent (try {}): {e}; kept for the next sync",
+                        tries + 1
+                    );
+                    log(Level::Warning, &w);
+                    r.warnings.push(w);
+                    result.error = Some(e);
+                }
+            }
+        }
+        r.notices.push(result);
     }
 
     // 7. Remember this run.
@@ -562,6 +611,14 @@ mod tests {
                 return Err("sendmail exited 75".into());
             }
             self.sent.push(ban.id);
+            Ok(())
+        }
+
+        fn send_account_lock(&mut self, lock: &AccountLock, _now: i64) -> std::result::Result<(), String> {
+            if self.fail {
+                return Err("sendmail exited 75".into());
+            }
+            self.sent.push(-lock.id);
             Ok(())
         }
     }
@@ -604,6 +661,7 @@ mod tests {
         assert_eq!(
             r.notices,
             [NoticeResult {
+                account_lock: None,
                 notice: 1,
                 ban: ban.id,
                 sent: false,

@@ -3,10 +3,10 @@
 //! close) for every attempt, after waiting on a start barrier so that all
 //! workers collide.
 //!
-//! usage: bg-hammer CONFIG BARRIER same-host N | distinct-hosts WORKER N
+//! usage: bg-hammer CONFIG BARRIER same-host N | distinct-hosts WORKER N | spray WORKER N
 //! prints: `allowed=A refused=R errors=E` and the first error, if any.
 
-use banguard::{Banguard, Config, Request, Verdict};
+use banguard::{Banguard, Config, Request};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: bg-hammer CONFIG BARRIER same-host N | distinct-hosts WORKER N");
+        eprintln!("usage: bg-hammer CONFIG BARRIER same-host N | distinct-hosts WORKER N | spray WORKER N");
         return ExitCode::from(2);
     }
     let config_path = Path::new(&args[1]);
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             if record_failure { g.record_failure(&req) } else { g.attempt(&req, None) }
         });
         match outcome {
-            Ok(Verdict::Refused { .. }) => refused += 1,
+            Ok(v) if v.is_refused() => refused += 1,
             Ok(_) => allowed += 1,
             Err(e) => {
                 errors += 1;
@@ -50,6 +50,15 @@ fn main() -> ExitCode {
             let n: u32 = args[4].parse().expect("N");
             for _ in 0..n {
                 run("198.51.100.7", false);
+            }
+        }
+        "spray" => {
+            // One password each from distinct hosts, all for the account
+            // root, checked before the password (the single line).
+            let worker: u32 = args[4].parse().expect("WORKER");
+            let n: u32 = args.get(5).and_then(|s| s.parse().ok()).expect("N");
+            for i in 0..n {
+                run(&format!("10.{}.{}.{}", worker, i / 256, i % 256), false);
             }
         }
         "distinct-hosts" => {

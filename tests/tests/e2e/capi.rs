@@ -14,8 +14,9 @@ use std::process::{Command, Output};
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/capi/check.c");
 
 /// The functions banguard.h declares.
-const API: [&str; 9] = [
+const API: [&str; 10] = [
     "banguard_check",
+    "banguard_check_user",
     "banguard_close",
     "banguard_ctl",
     "banguard_last_error",
@@ -144,6 +145,34 @@ fn c_program_gets_real_answers() {
         assert_eq!(engine.peek(&req).unwrap().is_refused(), banned, "{addr}");
     }
     assert!(env.path("run/ban.trigger").exists(), "a ban touches the sync trigger file");
+}
+
+/// The account side through the C ABI: a C daemon that reports its
+/// failures and successes with the user gets password spraying bounded,
+/// and the account's familiar networks are never refused.
+#[test]
+fn c_program_gets_the_account_side() {
+    if !require("c_program_gets_the_account_side", false, &["cc"]) {
+        return;
+    }
+    let env = Env::new();
+    ConfigFile::under(env.dir.path())
+        .with("maxretry = 3\nfindtime = \"10m\"\n[accounts]\nlearning = 0\nbudget = 2")
+        .write(&env.config());
+    let exe = env.compile_direct();
+    let run = Command::new(&exe).arg("accounts").arg(env.config()).output().unwrap();
+    let text = stdout(&run);
+    assert_success("check accounts", &run);
+    assert!(
+        text.contains("ok check_user unfamiliar = 0\n") && text.contains("ok check_user familiar = 1\n"),
+        "{text}"
+    );
+    let config = Config::load(&env.config()).unwrap();
+    let engine = Banguard::open(config).unwrap();
+    let locks = engine.account_locks(Some("ops"), true).unwrap();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(engine.familiar(Some("ops")).unwrap()[0].net, "198.51.100.0/24");
+    assert!(engine.bans(None, false).unwrap().is_empty(), "no host banned for one try");
 }
 
 #[test]

@@ -14,7 +14,7 @@
 use banguard::duration::BanTime;
 use banguard::policy::{Clock, ManualClock, Request, SystemClock};
 use banguard::store::Access;
-use banguard::{Banguard, Config, HostKey};
+use banguard::{AttemptRef, Banguard, Config, HostKey, Verdict};
 use banguard_e2e::fixture::ConfigFile;
 use banguard_e2e::{artifacts, find_program, is_root, require, workspace_root};
 use std::fs;
@@ -157,6 +157,10 @@ enabled = false
 
 [recidive]
 bans = 2
+
+[accounts]
+learning = 0
+budget = 3
 "#;
 
 /// A store with one of everything, prepared at fixed times around T0.
@@ -197,6 +201,16 @@ fn scenario() -> Env {
     assert_eq!(recidive.len(), 1);
     g.mark_pushed(&recidive).unwrap();
     assert!(manual.firewall);
+    // The account side: admin logs in from home, then a spray from four
+    // addresses locks it for unfamiliar sources.
+    clock.set(T0 + 220);
+    let home = Request { user: Some("admin"), ..req("sshd", "198.51.100.200") };
+    let Verdict::Allowed { attempt: Some(id), .. } = g.attempt(&home, None).unwrap() else { panic!() };
+    g.record_success(&home, AttemptRef::Id(id)).unwrap();
+    clock.set(T0 + 250);
+    for bot in ["192.0.2.101", "192.0.2.102", "192.0.2.103", "192.0.2.104"] {
+        g.attempt(&Request { user: Some("admin"), ..req("sshd", bot) }, None).unwrap();
+    }
     env
 }
 
@@ -264,6 +278,14 @@ fn golden_reports() {
         ("history.json", &["history", "192.0.2.66", "--json"]),
         ("history-network.txt", &["history", "198.51.100.0/24"]),
         ("history-none.txt", &["history", "192.0.2.1"]),
+        ("accounts.txt", &["accounts"]),
+        ("accounts.json", &["accounts", "--json"]),
+        ("accounts-familiar.txt", &["accounts", "familiar"]),
+        ("test-account-locked.txt", &["test", "192.0.2.200", "sshd", "--user", "admin"]),
+        ("test-account-locked.json", &["test", "192.0.2.200", "sshd", "--user", "admin", "--json"]),
+        ("test-account-familiar.txt", &["test", "198.51.100.201", "sshd", "--user", "Admin"]),
+        ("test-account-counting.txt", &["test", "192.0.2.200", "sshd", "--user", "alice"]),
+        ("history-account.txt", &["history", "--user", "admin"]),
         ("check-config.txt", &["check-config"]),
         ("check-config.json", &["check-config", "--json"]),
     ];

@@ -89,6 +89,27 @@ fn thirty_two_processes_times_500_failures_are_all_counted() {
     assert_eq!(count(&config, File::Store, "PRAGMA integrity_check"), 0, "integrity_check is ok");
 }
 
+/// 32 processes × 32 attempts at once, each from its own address, all for
+/// the same account: exactly the account's budget reaches the password
+/// check, every other attempt is refused before it, and no host is banned.
+#[test]
+fn a_thousand_concurrent_unfamiliar_attempts_on_one_account_get_exactly_the_budget() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("banguard.toml");
+    ConfigFile::under(dir.path())
+        .with("maxretry = 5\nfindtime = \"1h\"\nbantime = \"1h\"\n[accounts]\nlearning = 0\nlock = \"1h\"")
+        .write(&config);
+    let (allowed, refused, errors) =
+        hammer(dir.path(), &config, |w| vec!["spray".into(), w.to_string(), "32".into()]);
+    let budget = banguard::Config::default().accounts.budget;
+    assert_eq!(errors, 0);
+    assert_eq!(allowed, budget, "exactly the budget of unfamiliar passwords checked");
+    assert_eq!(refused, WORKERS * 32 - budget);
+    assert_eq!(count(&config, File::Store, "SELECT count(*) FROM bans"), 0, "no host banned for one try");
+    assert_eq!(count(&config, File::Store, "SELECT count(*) FROM account_locks"), 1, "one lock");
+}
+
 enum File {
     Store,
     Runtime,

@@ -430,3 +430,59 @@ fn every_decision_in_force_is_enforced_whatever_became_of_the_ids() {
     assert_eq!(b.login("198.51.100.8", "right").0, PAM_SUCCESS);
     drop(lapi);
 }
+
+/// The account side across the fleet: an account locked on A (a spray)
+/// is locked for unfamiliar sources on B after both sync, as a decision
+/// of scope Username; B's familiar networks for it are unaffected; an
+/// unlock on A withdraws it, and B lifts it.
+#[test]
+fn an_account_lock_on_one_server_refuses_unfamiliar_sources_on_the_other() {
+    if !require("an_account_lock_on_one_server_refuses_unfamiliar_sources_on_the_other", true, TOOLS) {
+        return;
+    }
+    let ns = Netns::new();
+    let lapi = lapi_up(&ns);
+    let accounts = "[accounts]\nlearning = 0\nbudget = 2\nlock = \"1h\"\n";
+    let a = Server::new(&ns, &lapi, "a", "hosts.deny", accounts);
+    let b = Server::new(&ns, &lapi, "b", "nftables", accounts);
+    // alice logs in on B from home: 198.51.100.0/24 is familiar there.
+    assert_eq!(b.login("198.51.100.7", "right").0, PAM_SUCCESS);
+    b.sync_ok(&ns);
+    // A spray on A, one password per address: two checked, then locked.
+    for (i, host) in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"].iter().enumerate() {
+        let (rc, looked_at) = a.login(host, "wrong");
+        if i < 2 {
+            assert_eq!((rc, looked_at), (PAM_AUTH_ERR, true), "{host}");
+        } else {
+            assert_eq!((rc, looked_at), (PAM_PERM_DENIED, false), "{host}");
+        }
+    }
+    let x = a.sync_ok(&ns);
+    assert_eq!(x["fleet"]["exported"], 1, "{x:#}");
+    let posted = lapi.decisions(&ns);
+    assert!(posted.contains(&("banguard".into(), "Username".into(), "alice".into())), "{posted:?}");
+    assert_eq!(x["fleet"]["applied"]["ours"], 1, "A's own lock comes back and is skipped: {x:#}");
+
+    let x = b.sync_ok(&ns);
+    assert_eq!(x["fleet"]["applied"]["accounts_locked"], 1, "{x:#}");
+    assert_eq!(
+        b.login("192.0.2.77", "right"),
+        (PAM_PERM_DENIED, false),
+        "unfamiliar: refused unchecked on B"
+    );
+    assert_eq!(b.login("198.51.100.9", "right").0, PAM_SUCCESS, "familiar on B: unaffected");
+    let listed: Value = serde_json::from_slice(&b.ctl(&["--json", "accounts"]).stdout).unwrap();
+    assert_eq!(listed["locks"][0]["origin"], "crowdsec", "{listed:#}");
+    // No host is banned anywhere for it.
+    assert!(a.bans().is_empty() && b.bans().is_empty());
+
+    // Unlocked on A: withdrawn from the fleet, lifted on B.
+    let out = a.ctl(&["accounts", "unlock", "alice"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let x = a.sync_ok(&ns);
+    assert_eq!(x["fleet"]["withdrawn"], 1, "{x:#}");
+    assert!(!lapi.decisions(&ns).iter().any(|d| d.2 == "alice"), "{:?}", lapi.decisions(&ns));
+    let x = b.sync_ok(&ns);
+    assert_eq!(x["fleet"]["applied"]["accounts_lifted"], 1, "{x:#}");
+    assert_eq!(b.login("192.0.2.78", "right").0, PAM_SUCCESS, "lifted on B");
+}

@@ -8,6 +8,7 @@
 //! is counted as skipped elsewhere: `make test` lists the skipped tests at
 //! the end.
 
+mod account_spray;
 mod authselect;
 mod ban_to_drop;
 mod capi;
