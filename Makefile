@@ -22,6 +22,11 @@ INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# On a first install the sync units are enabled (started where systemd
+# runs): the path unit syncs the moment the module bans a host, the timer
+# every minute. Packages set `no`: their maintainer scripts do it.
+ENABLE_UNITS ?= yes
+SYNC_UNITS = banguard-sync.path banguard-sync.timer
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 # Where libpam looks for modules: next to pam_unix.so.
 PAMDIR ?= $(shell d=$$(find /lib /usr/lib /lib64 /usr/lib64 -name pam_unix.so 2>/dev/null | head -1); \
@@ -164,9 +169,16 @@ install: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbang
 	sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/cron.d/banguard > $(DESTDIR)$(CRONDIR)/banguard
 	chmod 0644 $(DESTDIR)$(CRONDIR)/banguard
 	install -m 0644 conf/tmpfiles.d/banguard.conf $(DESTDIR)$(TMPFILESDIR)/banguard.conf
+	@fresh=yes; [ -e $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path ] && fresh=no; \
 	for u in banguard-sync.service banguard-sync.timer banguard-sync.path banguard-fleet.timer; do \
 		sed -e 's|/usr/sbin/banguardctl|$(SBINDIR)/banguardctl|g' conf/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
-		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; done
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; done; \
+	if [ $$fresh = yes ] && [ "$(ENABLE_UNITS)" = yes ] && command -v systemctl >/dev/null; then \
+		if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+			systemctl daemon-reload && systemctl enable --now $(SYNC_UNITS); \
+		else systemctl --root=$(DESTDIR)/ enable $(SYNC_UNITS); fi && \
+		echo "make install: $(SYNC_UNITS) enabled: the sync runs the moment a host is banned, and every minute" || \
+		echo "make install: could not enable $(SYNC_UNITS) ($(SYSTEMDUNITDIR) is not where systemd looks?): the cron job syncs every minute"; fi
 	@if [ -e $(DESTDIR)$(CONFDIR)/banguard.toml ]; then \
 		install -m 0644 conf/banguard.toml $(DESTDIR)$(CONFDIR)/banguard.toml.dist; \
 		echo "make install: kept your $(CONFDIR)/banguard.toml; the shipped one is $(CONFDIR)/banguard.toml.dist"; \
@@ -186,6 +198,10 @@ enable-pam:
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -e $(PAMCONFIGDIR)/banguard ] && command -v pam-auth-update >/dev/null; then \
 		pam-auth-update --package --remove banguard banguard-success; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && [ -e $(SYSTEMDUNITDIR)/banguard-sync.path ]; then \
+		systemctl disable --now $(SYNC_UNITS) banguard-fleet.timer 2>/dev/null || true; \
+	elif [ -e $(DESTDIR)$(SYSTEMDUNITDIR)/banguard-sync.path ] && command -v systemctl >/dev/null; then \
+		systemctl --root=$(DESTDIR)/ disable $(SYNC_UNITS) banguard-fleet.timer >/dev/null 2>&1 || true; fi
 	@if [ -z "$(DESTDIR)" ] && [ -z "$(FORCE)" ] && refs=$$(grep -lE '^[^#]*pam_banguard\.so' /etc/pam.d/* 2>/dev/null); then \
 		echo "make uninstall: these still load pam_banguard.so; remove the line first (or FORCE=1):" $$refs; exit 1; fi
 	rm -f $(DESTDIR)$(SBINDIR)/banguardctl $(DESTDIR)$(PAMDIR)/pam_banguard.so \
@@ -223,7 +239,7 @@ RPM_DIST ?= dist
 rpm: floor
 	$(MAKE) --no-print-directory man selinux RELEASE=$(FLOOR_DIR)
 	rm -rf $(RPM_TOP) && mkdir -p $(RPM_STAGE)
-	$(MAKE) --no-print-directory install RELEASE=$(FLOOR_DIR) DESTDIR=$(RPM_STAGE) PREFIX=/usr \
+	$(MAKE) --no-print-directory install RELEASE=$(FLOOR_DIR) DESTDIR=$(RPM_STAGE) PREFIX=/usr ENABLE_UNITS=no \
 		SBINDIR=/usr/sbin LIBDIR=/usr/lib64 PAMDIR=/usr/lib64/security \
 		SYSTEMDUNITDIR=/usr/lib/systemd/system TMPFILESDIR=/usr/lib/tmpfiles.d
 	rm -rf $(RPM_STAGE)/usr/share/pam-configs $(RPM_STAGE)/etc/cron.d $(RPM_STAGE)/etc/banguard/banguard.toml.dist
@@ -245,7 +261,7 @@ rpm: floor
 # libdir, the PAM directory libpam-modules uses, /lib/systemd/system.
 deb: $(RELEASE)/banguardctl $(RELEASE)/libpam_banguard.so $(RELEASE)/libbanguard_capi.so man
 	rm -rf $(DEB_STAGE)
-	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEB_STAGE)) PREFIX=/usr \
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEB_STAGE)) PREFIX=/usr ENABLE_UNITS=no \
 		LIBDIR=/usr/lib/$(DEB_MULTIARCH) SYSTEMDUNITDIR=/lib/systemd/system \
 		PAMDIR=/lib/$(DEB_MULTIARCH)/security TARGET_DIR=$(TARGET_DIR)
 	rm -rf $(DEB_STAGE)$(STATEDIR) $(DEB_STAGE)/var

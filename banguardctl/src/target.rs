@@ -77,6 +77,73 @@ pub fn looks_like_name(s: &str) -> bool {
         && s.chars().any(|c| c.is_ascii_alphabetic())
 }
 
+/// A host name given as it is (not as a `name:` label): what the admin
+/// copied from a log line such as sshd's `Failed password for root from
+/// host.example.com` (UseDNS yes). sshd counts by the numeric address it
+/// vouches for (SSH_CONNECTION), so commands look at the addresses the
+/// name resolves to as well as its label.
+pub fn plain_name(text: &str) -> Option<&str> {
+    let s = text.trim();
+    (!s.starts_with("name:") && looks_like_name(s)).then_some(s)
+}
+
+/// What a name resolves to now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    Addrs(Vec<std::net::IpAddr>),
+    /// Why not (no such name, no answer within [`RESOLVE_TIMEOUT`]).
+    Failed(String),
+}
+
+/// The longest a lookup may take before the command goes on without it.
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolves `name` through the system's resolver (hosts file, DNS), in a
+/// thread so that a hung resolver costs at most [`RESOLVE_TIMEOUT`];
+/// addresses deduplicated, in the resolver's order, at most 16.
+pub fn resolve(name: &str) -> Resolved {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = name.to_string();
+    std::thread::spawn(move || {
+        let _ =
+            tx.send((owned.as_str(), 0).to_socket_addrs().map(|it| it.map(|a| a.ip()).collect::<Vec<_>>()));
+    });
+    match rx.recv_timeout(RESOLVE_TIMEOUT) {
+        Ok(Ok(found)) => {
+            let mut addrs = Vec::new();
+            for a in found {
+                let a = banguard::addr::parse_addr(&a.to_string()).unwrap_or(a);
+                if !addrs.contains(&a) && addrs.len() < 16 {
+                    addrs.push(a);
+                }
+            }
+            if addrs.is_empty() { Resolved::Failed("no address".into()) } else { Resolved::Addrs(addrs) }
+        }
+        Ok(Err(e)) => Resolved::Failed(banguard::text::clean(&e.to_string())),
+        Err(_) => Resolved::Failed(format!("no answer within {} s", RESOLVE_TIMEOUT.as_secs())),
+    }
+}
+
+/// The line every command prints for a plain name.
+pub fn name_note(name: &str, resolved: &Resolved) -> String {
+    let name = banguard::text::clean(name);
+    let found = match resolved {
+        Resolved::Addrs(a) => {
+            format!(
+                "{name} resolves to {} now",
+                a.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            )
+        }
+        Resolved::Failed(why) => format!("{name} could not be resolved ({why})"),
+    };
+    format!(
+        "note: sshd counts its attempts by the client's address (SSH_CONNECTION), not by the name it logs; {found}; \
+         the name's own label (name:{}) is what applications that give no address are counted under",
+        banguard::addr::name_label(&name)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

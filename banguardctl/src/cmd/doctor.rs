@@ -85,6 +85,7 @@ pub fn run(config: Option<PathBuf>, json_out: bool, args: &DoctorArgs) -> Result
     check_store(&mut d, &config);
     check_module(&mut d);
     check_stacks(&mut d);
+    check_give_back(&mut d);
     check_sync(&mut d, &config);
     check_fleet(&mut d, &config);
     check_accounts(&mut d, &config);
@@ -232,6 +233,83 @@ fn reaches(d: &Doctor, service: &str, seen: &mut Vec<String>) -> Option<String> 
     None
 }
 
+/// Every line of `service`'s stack (includes followed) that loads
+/// pam_banguard.so: (type, its words after the module).
+fn banguard_lines(d: &Doctor, service: &str, seen: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    if seen.iter().any(|s| s == service) || seen.len() > 16 {
+        return out;
+    }
+    seen.push(service.to_string());
+    let Ok(text) = fs::read_to_string(d.at(Path::new("/etc/pam.d")).join(service)) else { return out };
+    for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["@include", other, ..] => out.extend(banguard_lines(d, other, seen)),
+            [kind, control, module, rest @ ..] => {
+                let kind = kind.trim_start_matches('-');
+                if matches!(*control, "include" | "substack") {
+                    out.extend(banguard_lines(d, module, seen));
+                } else if module.ends_with("pam_banguard.so") {
+                    out.push((kind.to_string(), rest.iter().map(|w| w.to_string()).collect()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether each stack that refuses through banguard also gives a right
+/// password back for every shape of application: sshd and vsftpd call
+/// pam_setcred (the auth line does it), Dovecot pam_acct_mgmt (an account
+/// line), some call neither (only the success line after the password
+/// module serves them: their users would be banned after maxretry
+/// correct logins).
+fn check_give_back(d: &mut Doctor) {
+    let mut without_success = Vec::new();
+    let mut acct_only_unserved = Vec::new();
+    for service in SERVICES {
+        if !d.at(Path::new("/etc/pam.d")).join(service).exists()
+            || reaches(d, service, &mut Vec::new()).is_none()
+        {
+            continue;
+        }
+        let lines = banguard_lines(d, service, &mut Vec::new());
+        let success_line =
+            lines.iter().any(|(kind, args)| kind == "auth" && args.iter().any(|a| a == "authsucc"));
+        let account_line = lines.iter().any(|(kind, _)| kind == "account");
+        if !success_line {
+            without_success.push(service.to_string());
+            if !account_line {
+                acct_only_unserved.push(service.to_string());
+            }
+        }
+    }
+    if without_success.is_empty() {
+        d.add(
+            "giving back",
+            Verdict::Ok,
+            "every protected stack gives a right password back, whatever the application calls",
+        );
+        return;
+    }
+    let mut detail = format!(
+        "{}: no success line, so a right password is given back only by applications that call pam_setcred \
+         (sshd, vsftpd){}; one that calls neither gets its users banned after maxretry correct logins",
+        without_success.join(", "),
+        if acct_only_unserved.len() < without_success.len() { " or pam_acct_mgmt (Dovecot)" } else { "" }
+    );
+    if !acct_only_unserved.is_empty() {
+        detail.push_str(&format!(
+            "; {} also lack banguard's account line, so Dovecot's users are banned that way too",
+            acct_only_unserved.join(", ")
+        ));
+    }
+    detail.push_str(" (pam-auth-update --enable banguard banguard-success; by hand: `auth optional pam_banguard.so authsucc` after the password module, `account optional pam_banguard.so`)");
+    d.add("giving back", Verdict::Warn, detail);
+}
+
 fn check_stacks(d: &mut Doctor) {
     let mut protected = Vec::new();
     let mut open = Vec::new();
@@ -289,7 +367,15 @@ fn check_sync(d: &mut Doctor, config: &Config) {
             if cron {
                 parts.push("/etc/cron.d/banguard".into());
             }
-            (Verdict::Ok, parts.join(", "))
+            // How long a ban takes to reach the kernel with what runs.
+            let latency = if enabled.contains(&"banguard-sync.path") {
+                "a ban reaches the firewall within about a second (the path unit syncs on each ban)"
+            } else if !d.live {
+                "as installed here: within a second where banguard-sync.path is enabled, else within a minute"
+            } else {
+                "a ban reaches the firewall within a minute (systemctl enable --now banguard-sync.path: within a second)"
+            };
+            (Verdict::Ok, format!("{}; {latency}", parts.join(", ")))
         }
     };
     d.add("sync job", verdict, detail);

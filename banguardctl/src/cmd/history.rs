@@ -11,6 +11,7 @@ use crate::ctx::{Ctx, retry};
 use crate::error::Result;
 use crate::output::{self, Table, clean};
 use crate::target::{self, Accept};
+use banguard::HostKey;
 use banguard::duration::format_duration;
 use banguard::policy::overlaps;
 use serde_json::json;
@@ -30,9 +31,21 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
         (None, None) => unreachable!("clap requires a target or --user"),
     };
     let target = target::parse(text, Accept::NetOrName)?;
+    // A plain name: sshd counted its attempts by the addresses it resolves
+    // to, so their events are shown with the label's.
+    let by_name = target::plain_name(text).map(|name| (name, target::resolve(name)));
+    let mut targets = vec![target.clone()];
+    if let Some((_, target::Resolved::Addrs(addrs))) = &by_name {
+        targets.extend(addrs.iter().map(|a| HostKey::Net((*a).into())));
+    }
+    let covered = |host: &HostKey| targets.iter().any(|t| overlaps(t, host));
     let g = ctx.open_read()?;
     let now = g.now();
-    let mut rows: Vec<Row> = retry(|| g.history(&target))?
+    let mut events = Vec::new();
+    for t in &targets {
+        events.extend(retry(|| g.history(t))?);
+    }
+    let mut rows: Vec<Row> = events
         .into_iter()
         .map(|e| Row {
             at: e.at,
@@ -45,7 +58,7 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
     // Expiries are not events in the store; every ban row still in the
     // history tells when it ended by itself.
     for b in retry(|| g.bans(None, true))? {
-        if !overlaps(&target, &b.host) || b.lifted.is_some() {
+        if !covered(&b.host) || b.lifted.is_some() {
             continue;
         }
         if let Some(e) = b.expires.filter(|e| *e <= now) {
@@ -59,8 +72,7 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
         }
     }
     rows.sort_by_key(|r| r.at);
-    let failing: Vec<_> =
-        retry(|| g.failing(None))?.into_iter().filter(|f| overlaps(&target, &f.host)).collect();
+    let failing: Vec<_> = retry(|| g.failing(None))?.into_iter().filter(|f| covered(&f.host)).collect();
     if ctx.json {
         let events: Vec<_> = rows
             .iter()
@@ -93,6 +105,7 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
             "target": target.to_string(),
             "events": events,
             "failing": failing_json,
+            "note": by_name.as_ref().map(|(name, resolved)| target::name_note(name, resolved)),
         }))?;
     } else {
         let mut t = Table::new(&["TIME", "HOST", "SERVICE", "EVENT", "DETAIL"]);
@@ -106,6 +119,10 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Outcome> {
             ]);
         }
         let mut out = t.render();
+        if let Some((name, resolved)) = &by_name {
+            out.push_str(&target::name_note(name, resolved));
+            out.push('\n');
+        }
         for f in &failing {
             out.push_str(&format!(
                 "now: {} has {} of {} failures on {} within {} (last at {})\n",

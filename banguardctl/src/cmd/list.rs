@@ -88,6 +88,15 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<Outcome> {
         }
         t.row(row);
     }
-    ctx.print(&t.render())?;
+    let mut out = t.render();
+    if bans.iter().any(|b| matches!(b.host, banguard::HostKey::Name(_))) {
+        // What `name:` rows mean (and do not).
+        out.push_str(
+            "note: a name: row refuses only applications that give that name as the client (no address); \
+             sshd counts by the client's address (SSH_CONNECTION) whatever name it logs, and a name never \
+             reaches the firewall (banguardctl test NAME sshd shows the addresses it resolves to)\n",
+        );
+    }
+    ctx.print(&out)?;
     Ok(Outcome::Ok)
 }

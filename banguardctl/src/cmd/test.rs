@@ -130,6 +130,53 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
         _ => None,
     };
     let account_line = args.user.as_deref().map(|user| account_line(ctx, user, side.as_ref(), &verdict, now));
+    // A plain name (from a log line): what sshd counts is the address.
+    let by_address = target::plain_name(client).map(|name| {
+        let resolved = target::resolve(name);
+        let mut verdicts = Vec::new();
+        if let target::Resolved::Addrs(addrs) = &resolved {
+            for a in addrs {
+                let text = a.to_string();
+                let req = Request { service, rhost: Some(&text), hint: None, user: args.user.as_deref() };
+                verdicts.push((*a, retry(|| g.peek(&req))));
+            }
+        }
+        (name, resolved, verdicts)
+    });
+    let mut address_lines = Vec::new();
+    let mut address_json = Vec::new();
+    let mut any_address_denied = false;
+    if let Some((_, _, verdicts)) = &by_address {
+        for (a, v) in verdicts {
+            let v = v.as_ref().map_err(|e| Error::msg(e.to_string()))?;
+            let denied = v.is_refused() || v.is_exhausted();
+            any_address_denied |= denied;
+            let what = match v {
+                Verdict::Refused { ban, .. } => format!(
+                    "denied: banned on {} ({})",
+                    ban.service_label(),
+                    ban.expires
+                        .map_or("permanent".to_string(), |e| format!("{} left", output::until(e, now)))
+                ),
+                Verdict::AccountLocked { .. } => {
+                    "denied: the account is locked for unfamiliar sources".into()
+                }
+                Verdict::Allowed { used, maxretry, .. } if denied => {
+                    format!("denied: {used} of {maxretry} failures used, the next attempt bans")
+                }
+                Verdict::Allowed { used, maxretry, .. } => {
+                    format!("granted: {used} of {maxretry} failures used")
+                }
+                Verdict::Untracked { reason: Untracked::Ignored(n) } => {
+                    format!("granted: in ignoreip {}", n.trunc())
+                }
+                Verdict::Untracked { .. } => "granted: not counted".into(),
+            };
+            address_lines.push(format!("  {a}: {what}"));
+            address_json.push(json!({ "address": a.to_string(), "access": if denied { "denied" } else { "granted" }, "reason": what }));
+        }
+    }
+    let access = if any_address_denied { "denied" } else { access };
     if ctx.json {
         let ignored_by = match &verdict {
             Verdict::Untracked { reason: Untracked::Ignored(n) } => Some(n.trunc().to_string()),
@@ -159,6 +206,13 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
                 "refused": a.refuses(),
             })),
             "account_reason": account_line,
+            "by_address": by_address.as_ref().map(|(name, resolved, _)| json!({
+                "note": target::name_note(name, resolved),
+                "resolved": match resolved {
+                    target::Resolved::Addrs(_) => Value::Array(address_json.clone()),
+                    target::Resolved::Failed(why) => json!({ "error": why }),
+                },
+            })),
         }))?;
     } else {
         let mut out = String::new();
@@ -172,6 +226,14 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<Outcome> {
         out.push_str(&format!("reason:   {reason}\n"));
         if let Some(line) = &account_line {
             out.push_str(&format!("account:  {line}\n"));
+        }
+        if let Some((name, resolved, _)) = &by_address {
+            out.push_str(&target::name_note(name, resolved));
+            out.push('\n');
+            for l in &address_lines {
+                out.push_str(&clean(l));
+                out.push('\n');
+            }
         }
         ctx.print(&out)?;
     }

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::output::{self, clean};
 use crate::syslog::Syslog;
 use crate::target::{self, Accept};
+use banguard::HostKey;
 use banguard::policy::overlaps;
 use serde_json::json;
 
@@ -37,14 +38,27 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
         }
         return Ok(Outcome::NoMatch);
     }
+    // A plain name: sshd counted its attempts by the addresses it resolves
+    // to now; those are unbanned with the name's label.
+    let by_name = args.target.as_deref().and_then(target::plain_name).map(|n| (n, target::resolve(n)));
+    let mut targets: Vec<HostKey> = host.iter().cloned().collect();
+    if let Some((_, target::Resolved::Addrs(addrs))) = &by_name {
+        targets.extend(addrs.iter().map(|a| HostKey::Net((*a).into())));
+    }
     let mut g = ctx.open_write("unban")?;
     // The failures the unban will clear, to say so.
     let cleared: Vec<_> = retry(|| g.failing(service))?
         .into_iter()
-        .filter(|f| host.as_ref().is_none_or(|h| overlaps(h, &f.host)))
+        .filter(|f| host.is_none() || targets.iter().any(|h| overlaps(h, &f.host)))
         .collect();
     let lifted = match &host {
-        Some(h) => retry(|| g.unban(h, service))?,
+        Some(_) => {
+            let mut lifted = Vec::new();
+            for t in &targets {
+                lifted.extend(retry(|| g.unban(t, service))?);
+            }
+            lifted
+        }
         None => retry(|| g.unban_all(service))?,
     };
     let now = g.now();
@@ -77,6 +91,10 @@ pub fn run(ctx: &Ctx, args: &UnbanArgs) -> Result<Outcome> {
     }
     if !cleared.is_empty() && lifted.is_empty() {
         log.notice(&format!("reset the failures of {target_text} by {who}"));
+    }
+    if let Some((name, resolved)) = &by_name {
+        out.push_str(&target::name_note(name, resolved));
+        out.push('\n');
     }
     let matched = !lifted.is_empty() || !cleared.is_empty();
     if !matched {

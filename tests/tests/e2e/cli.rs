@@ -1037,3 +1037,67 @@ fn a_manual_ban_leaves_ignored_hosts_out_of_the_firewall() {
         show(&out)
     );
 }
+
+/// A name copied from sshd's log (`UseDNS yes`): `test`, `history` and
+/// `unban` answer for the addresses it resolves to (through a hosts file
+/// bind-mounted in a private mount namespace), because sshd's attempts
+/// count by address; a name that does not resolve is said so.
+#[test]
+fn a_name_from_sshds_log_is_answered_by_the_addresses_it_resolves_to() {
+    if !require(
+        "a_name_from_sshds_log_is_answered_by_the_addresses_it_resolves_to",
+        true,
+        &["unshare", "mount"],
+    ) {
+        return;
+    }
+    let env = scenario();
+    let hosts = env.path("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n198.51.100.7 bad.example.test\n198.51.100.99 ok.example.test\n")
+        .unwrap();
+    // banguardctl in a namespace whose /etc/hosts is ours.
+    let run = |args: &[&str], now: bool| -> Output {
+        let mut script = format!("mount --bind '{}' /etc/hosts && exec", hosts.display());
+        script.push_str(&format!(
+            " '{}' --config '{}'",
+            artifacts().banguardctl.display(),
+            env.config.display()
+        ));
+        for a in args {
+            script.push_str(&format!(" '{a}'"));
+        }
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        c.env("TZ", "UTC").env_remove("SUDO_USER").stdin(Stdio::null());
+        if now {
+            c.env("BANGUARD_NOW", NOW.to_string());
+        } else {
+            c.env_remove("BANGUARD_NOW");
+        }
+        c.output().unwrap()
+    };
+    let out = run(&["test", "bad.example.test", "sshd"], true);
+    let o = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(o.contains("access:   denied"), "{o}");
+    assert!(o.contains("sshd counts its attempts by the client's address"), "{o}");
+    assert!(o.contains("bad.example.test resolves to 198.51.100.7 now"), "{o}");
+    assert!(o.contains("  198.51.100.7: denied: banned on sshd"), "{o}");
+    let out = run(&["test", "ok.example.test", "sshd"], true);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stdout).contains("  198.51.100.99: granted"), "{}", show(&out));
+    let out = run(&["test", "nowhere.invalid", "sshd"], true);
+    assert!(text(&out.stdout).contains("nowhere.invalid could not be resolved"), "{}", show(&out));
+    // A label stays a label: no lookup.
+    let out = run(&["test", "name:bad.example.test", "sshd"], true);
+    assert!(!text(&out.stdout).contains("resolves to"), "{}", show(&out));
+    let out = run(&["history", "bad.example.test"], true);
+    assert!(text(&out.stdout).contains("198.51.100.7"), "{}", show(&out));
+    // unban by name lifts the address's ban.
+    let out = run(&["unban", "bad.example.test", "--no-sync"], false);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stdout).contains("unbanned 198.51.100.7"), "{}", show(&out));
+    assert!(env.load().policy("sshd").enabled);
+    let g = Banguard::open_with(env.load(), Access::ReadOnly, Arc::new(SystemClock)).unwrap();
+    assert!(!g.bans(None, false).unwrap().iter().any(|b| b.host == net("198.51.100.7/32")));
+}

@@ -51,7 +51,12 @@ fn install_and_uninstall_into_destdir() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
     let destdir = format!("DESTDIR={}", d.display());
-    let vars = [destdir.as_str(), "PREFIX=/opt/bg", "PAMDIR=/lib/security"];
+    let vars = [
+        destdir.as_str(),
+        "PREFIX=/opt/bg",
+        "PAMDIR=/lib/security",
+        "SYSTEMDUNITDIR=/usr/lib/systemd/system",
+    ];
     make(&[&["install"], &vars[..]].concat());
 
     for (path, want) in [
@@ -68,10 +73,10 @@ fn install_and_uninstall_into_destdir() {
         ("etc/cron.d/banguard", 0o644),
         ("usr/share/pam-configs/banguard", 0o644),
         ("usr/share/pam-configs/banguard-success", 0o644),
-        ("opt/bg/lib/systemd/system/banguard-sync.service", 0o644),
-        ("opt/bg/lib/systemd/system/banguard-sync.timer", 0o644),
-        ("opt/bg/lib/systemd/system/banguard-sync.path", 0o644),
-        ("opt/bg/lib/systemd/system/banguard-fleet.timer", 0o644),
+        ("usr/lib/systemd/system/banguard-sync.service", 0o644),
+        ("usr/lib/systemd/system/banguard-sync.timer", 0o644),
+        ("usr/lib/systemd/system/banguard-sync.path", 0o644),
+        ("usr/lib/systemd/system/banguard-fleet.timer", 0o644),
         ("opt/bg/lib/tmpfiles.d/banguard.conf", 0o644),
         ("var/lib/banguard", 0o700),
     ] {
@@ -94,15 +99,28 @@ fn install_and_uninstall_into_destdir() {
     let cron = fs::read_to_string(d.join("etc/cron.d/banguard")).unwrap();
     assert!(cron.contains("/opt/bg/sbin/banguardctl sync --quiet"), "{cron}");
     assert!(cron.contains("systemctl -q is-active banguard-sync.timer"), "{cron}");
-    let service = fs::read_to_string(d.join("opt/bg/lib/systemd/system/banguard-sync.service")).unwrap();
+    let service = fs::read_to_string(d.join("usr/lib/systemd/system/banguard-sync.service")).unwrap();
     assert!(service.contains("ExecStart=/opt/bg/sbin/banguardctl sync"), "{service}");
 
-    // A second install keeps the admin's config and says so.
+    // A first install enables the sync on each ban (path unit) and every
+    // minute (timer); here in the tree, offline.
+    for link in ["paths.target.wants/banguard-sync.path", "timers.target.wants/banguard-sync.timer"] {
+        let l = d.join("etc/systemd/system").join(link);
+        assert!(
+            fs::symlink_metadata(&l).is_ok_and(|m| m.file_type().is_symlink()),
+            "{} missing",
+            l.display()
+        );
+    }
+    // A second install keeps the admin's config and says so, and an
+    // admin's disabled unit stays disabled.
+    fs::remove_file(d.join("etc/systemd/system/timers.target.wants/banguard-sync.timer")).unwrap();
     fs::write(d.join("etc/banguard/banguard.toml"), "# mine\n").unwrap();
     let out = make(&[&["install"], &vars[..]].concat());
     assert!(out.contains("banguard.toml.dist"), "{out}");
     assert_eq!(fs::read_to_string(d.join("etc/banguard/banguard.toml")).unwrap(), "# mine\n");
     assert!(d.join("etc/banguard/banguard.toml.dist").is_file());
+    assert!(!d.join("etc/systemd/system/timers.target.wants/banguard-sync.timer").exists());
 
     make(&[&["uninstall"], &vars[..]].concat());
     let left: Vec<PathBuf> =
@@ -115,12 +133,18 @@ fn install_and_uninstall_into_destdir() {
     assert!(d.join("var/lib/banguard").is_dir(), "the store's directory is kept");
 }
 
-/// `pam-auth-update --enable banguard banguard-success` puts `requisite
-/// pam_banguard.so` first in common-auth with pam_unix's jump intact, and
-/// the success line after pam_permit (reached only when a password module
-/// succeeded); `--remove` restores
-/// the file byte for byte. Runs on copies bind-mounted in a private mount
-/// namespace: the machine's /etc/pam.d is never written.
+/// `pam-auth-update` with banguard's profiles, in a private mount
+/// namespace on copies of /etc/pam.d (the machine's is never written): the
+/// first profile alone puts `requisite pam_banguard.so` first in
+/// common-auth with pam_unix's jump intact and banguard's account line in
+/// common-account; with the second, the success line follows pam_permit;
+/// `--remove` restores both files byte for byte. Then the generated files
+/// drive two shapes of application through libpam (pam_unix swapped for a
+/// password checker, the module pointed at a test store), five right
+/// passwords each with maxretry 3: Dovecot's (authenticate, acct_mgmt) is
+/// never refused with the first profile alone; one that calls
+/// pam_authenticate alone is, after maxretry right passwords, unless the
+/// second profile is on (what `doctor` warns about).
 #[test]
 fn pam_auth_update_profile() {
     if !require("pam_auth_update_profile", true, &["unshare", "pam-auth-update"]) {
@@ -137,15 +161,21 @@ for d in /etc/pam.d /usr/share/pam-configs /var/lib/pam; do
   t=$(mktemp -d -p {w}); cp -a "$d"/. "$t"/; mount --bind "$t" "$d"
 done
 rm -f /usr/share/pam-configs/*
-printf 'Name: Unix authentication\nDefault: yes\nPriority: 256\nAuth-Type: Primary\nAuth:\n\t[success=end default=ignore]\tpam_unix.so nullok try_first_pass\nAuth-Initial:\n\t[success=end default=ignore]\tpam_unix.so nullok\n' > /usr/share/pam-configs/unix
+printf 'Name: Unix authentication\nDefault: yes\nPriority: 256\nAuth-Type: Primary\nAuth:\n\t[success=end default=ignore]\tpam_unix.so nullok try_first_pass\nAuth-Initial:\n\t[success=end default=ignore]\tpam_unix.so nullok\nAccount-Type: Primary\nAccount:\n\t[success=end new_authtok_reqd=done default=ignore]\tpam_unix.so\nAccount-Initial:\n\t[success=end new_authtok_reqd=done default=ignore]\tpam_unix.so\n' > /usr/share/pam-configs/unix
 export DEBIAN_FRONTEND=noninteractive
 pam-auth-update --package --force
-cp /etc/pam.d/common-auth {w}/before
+cp /etc/pam.d/common-auth {w}/before-auth
+cp /etc/pam.d/common-account {w}/before-account
 cp {profiles}/banguard {profiles}/banguard-success /usr/share/pam-configs/
-pam-auth-update --enable banguard banguard-success
-cp /etc/pam.d/common-auth {w}/enabled
+pam-auth-update --enable banguard
+cp /etc/pam.d/common-auth {w}/first-auth
+cp /etc/pam.d/common-account {w}/first-account
+pam-auth-update --enable banguard-success
+cp /etc/pam.d/common-auth {w}/both-auth
+cp /etc/pam.d/common-account {w}/both-account
 pam-auth-update --remove banguard banguard-success
-cp /etc/pam.d/common-auth {w}/removed
+cp /etc/pam.d/common-auth {w}/removed-auth
+cp /etc/pam.d/common-account {w}/removed-account
 "#,
         w = w.display(),
         profiles = profiles.display()
@@ -168,21 +198,74 @@ cp /etc/pam.d/common-auth {w}/removed
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect()
     };
+    let first_auth = [
+        "auth requisite pam_banguard.so",
+        "auth [success=1 default=ignore] pam_unix.so nullok try_first_pass",
+        "auth requisite pam_deny.so",
+        "auth required pam_permit.so",
+    ];
+    assert_eq!(rules("first-auth"), first_auth);
+    let mut both_auth = first_auth.to_vec();
+    both_auth.push("auth optional pam_banguard.so authsucc");
+    assert_eq!(rules("both-auth"), both_auth);
+    for f in ["first-account", "both-account"] {
+        assert!(rules(f).contains(&"account optional pam_banguard.so".to_string()), "{f}: {:?}", rules(f));
+    }
+    for f in ["auth", "account"] {
+        assert_eq!(
+            fs::read(w.join(format!("removed-{f}"))).unwrap(),
+            fs::read(w.join(format!("before-{f}"))).unwrap(),
+            "--remove must restore common-{f}"
+        );
+    }
+
+    // The generated stacks, driven through libpam as two applications do.
+    use banguard_e2e::fixture::{Fixture, Policy};
+    use banguard_e2e::pamtest::{Confdir, PAM_PERM_DENIED, PAM_SUCCESS, Pam, write_password_checker};
+    let logins = |profiles: &str, calls_acct_mgmt: bool| -> Vec<i32> {
+        let fx = Fixture::new(&Policy { maxretry: 3, ..Policy::default() });
+        let checker = fx.dir().join("checker.sh");
+        write_password_checker(&checker, &fx.dir().join("evaluated.log"), "right");
+        let module = format!("{} config={}", artifacts().pam_module.display(), fx.config.display());
+        let adapt = |f: &str| -> Vec<String> {
+            rules(f)
+                .into_iter()
+                .map(|l| {
+                    l.replace("pam_banguard.so", &module)
+                        .replace(
+                            "pam_unix.so nullok try_first_pass",
+                            &format!("pam_exec.so quiet expose_authtok {}", checker.display()),
+                        )
+                        .replace("pam_unix.so", "pam_permit.so")
+                })
+                .collect()
+        };
+        let conf = fx.dir().join("pam.d");
+        let mut stack = adapt(&format!("{profiles}-auth"));
+        stack.extend(adapt(&format!("{profiles}-account")));
+        Confdir::new(&conf).service("app", &stack);
+        (0..5)
+            .map(|_| {
+                let mut pam = Pam::start(&conf, "app", "alice");
+                pam.rhost("192.0.2.5");
+                pam.passwords(["right"]);
+                let rc = pam.authenticate();
+                if rc == PAM_SUCCESS && calls_acct_mgmt {
+                    assert_eq!(pam.acct_mgmt(), PAM_SUCCESS);
+                }
+                pam.end(rc);
+                rc
+            })
+            .collect()
+    };
+    assert_eq!(logins("first", true), [PAM_SUCCESS; 5], "Dovecot's shape, first profile alone");
     assert_eq!(
-        rules("enabled"),
-        [
-            "auth requisite pam_banguard.so",
-            "auth [success=1 default=ignore] pam_unix.so nullok try_first_pass",
-            "auth requisite pam_deny.so",
-            "auth required pam_permit.so",
-            "auth optional pam_banguard.so authsucc",
-        ]
+        logins("first", false),
+        [PAM_SUCCESS, PAM_SUCCESS, PAM_SUCCESS, PAM_PERM_DENIED, PAM_PERM_DENIED],
+        "authenticate alone, first profile alone: banned after maxretry right passwords"
     );
-    assert_eq!(
-        fs::read(w.join("removed")).unwrap(),
-        fs::read(w.join("before")).unwrap(),
-        "--remove must restore common-auth"
-    );
+    assert_eq!(logins("both", false), [PAM_SUCCESS; 5], "authenticate alone, both profiles");
+    assert_eq!(logins("both", true), [PAM_SUCCESS; 5], "Dovecot's shape, both profiles");
 }
 
 /// `make deb`: the package's files, modes, fields, conffiles and
@@ -286,10 +369,19 @@ for d in usr etc var run; do
   mkdir -p {w}/ov/u-$d {w}/ov/w-$d
   mount -t overlay overlay -o lowerdir=/$d,upperdir={w}/ov/u-$d,workdir={w}/ov/w-$d /$d
 done
+# No systemd manager here: the maintainer scripts enable units (links in
+# /etc) but never talk to this machine's systemd.
+mount -t tmpfs tmpfs /run/systemd
 export DEBIAN_FRONTEND=noninteractive
 dpkg-query -W banguard >/dev/null 2>&1 && {{ echo "banguard is installed on this machine already"; exit 3; }}
 cp /etc/pam.d/common-auth /run/common-auth.before
 dpkg -i {deb}
+echo "== units"
+ls /etc/systemd/system/paths.target.wants/ /etc/systemd/system/timers.target.wants/ 2>/dev/null | grep banguard || true
+systemctl --root=/ disable banguard-sync.timer 2>&1
+dpkg -i {deb}
+echo "== upgraded"
+ls /etc/systemd/system/paths.target.wants/ /etc/systemd/system/timers.target.wants/ 2>/dev/null | grep banguard || true
 echo "== installed"
 stat -c '%a %U %n' /usr/sbin/banguardctl $(dpkg -L banguard | grep 'security/pam_banguard.so$') \
   /var/lib/banguard /etc/banguard/banguard.toml /etc/cron.d/banguard
@@ -307,8 +399,10 @@ dpkg -r banguard
 grep -l pam_banguard /etc/pam.d/* || echo "no stack names pam_banguard"
 ls /usr/sbin/banguardctl 2>/dev/null || echo "banguardctl gone"
 cat /etc/banguard/banguard.toml >/dev/null && echo "config kept"
+ls -l /etc/systemd/system/ | grep banguard || true
 echo "== purged"
 dpkg -P banguard
+ls -lR /etc/systemd/system/ | grep banguard || echo "no unit links left"
 test -e /etc/banguard || echo "/etc/banguard gone"
 test -e /var/lib/banguard || echo "/var/lib/banguard gone"
 "#,
@@ -329,6 +423,13 @@ test -e /var/lib/banguard || echo "/var/lib/banguard gone"
         let rest = &stdout[start + name.len() + 4..];
         rest[..rest.find("\n== ").unwrap_or(rest.len())].to_string()
     };
+    // The sync runs on each ban (path unit) and every minute (timer) as
+    // installed; an admin's "disabled" survives an upgrade.
+    let units = part("units");
+    assert!(units.contains("banguard-sync.path") && units.contains("banguard-sync.timer"), "{all}");
+    let upgraded = part("upgraded");
+    assert!(upgraded.contains("banguard-sync.path") && !upgraded.contains("banguard-sync.timer"), "{all}");
+    assert!(part("purged").contains("no unit links left"), "{all}");
     let installed = part("installed");
     for want in [
         "755 root /usr/sbin/banguardctl",
@@ -416,6 +517,26 @@ fn doctor_tells_a_working_installation_from_broken_ones() {
         "{stacks}"
     );
     assert!(line(&good, "sync job").1.contains("banguard-sync.timer"), "{good:#}");
+    // No success line: a warning that names the stack, and Dovecot's
+    // shape (no account line either).
+    let (verdict, detail) = line(&good, "giving back");
+    assert_eq!(verdict, "warn", "{detail}");
+    assert!(detail.starts_with("sshd: no success line") && detail.contains("Dovecot"), "{detail}");
+    // The two profiles' lines: nothing to warn about.
+    pam(
+        "common-auth",
+        "auth requisite pam_banguard.so\nauth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\nauth required pam_permit.so\nauth optional pam_banguard.so authsucc\n",
+    );
+    pam("common-account", "account optional pam_banguard.so\naccount required pam_unix.so\n");
+    pam("sshd", "@include common-auth\n@include common-account\n");
+    let (code, both) = doctor();
+    assert_eq!(code, Some(0), "{both:#}");
+    assert_eq!(line(&both, "giving back").0, "ok", "{both:#}");
+    pam(
+        "common-auth",
+        "auth requisite pam_banguard.so\nauth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\nauth required pam_permit.so\n",
+    );
+    pam("sshd", "# PAM configuration for sshd\n@include common-auth\naccount required pam_unix.so\n");
 
     let fails = |name: &str, why: &str| {
         let (code, report) = doctor();
