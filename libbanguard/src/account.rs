@@ -38,6 +38,10 @@ pub fn key(user: &str) -> Option<String> {
         }
         out.push(c);
     }
+    if out == OVERFLOW {
+        // A user named like the shared budget is not the shared budget.
+        out = "?".into();
+    }
     Some(out)
 }
 
@@ -183,6 +187,7 @@ mod tests {
         let long_multibyte = "é".repeat(200);
         assert!(key(&long_multibyte).unwrap().len() <= MAX_KEY);
         assert_ne!(key("alice"), key("alicia"));
+        assert_ne!(key(OVERFLOW).as_deref(), Some(OVERFLOW));
     }
 
     #[test]

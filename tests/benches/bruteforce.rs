@@ -742,9 +742,9 @@ impl Sustained {
 
     fn name(self) -> &'static str {
         match self {
-            Sustained::Banguard => "banguard, defaults (path unit, refusal_delay 2 s)",
+            Sustained::Banguard => "banguard as installed on systemd (path unit + timer, refusal_delay 2 s)",
             Sustained::BanguardNoDelay => "banguard, path unit, refusal_delay = 0",
-            Sustained::BanguardCron => "banguard, cron instead of the path unit, refusal_delay 2 s",
+            Sustained::BanguardCron => "banguard as installed without systemd (cron, refusal_delay 2 s)",
             Sustained::BanguardCronNoDelay => "banguard, cron, refusal_delay = 0",
             Sustained::BanguardPamOnly => "banguard as before (escalate_after = 0, no refusal delay)",
             Sustained::Fail2ban => "fail2ban (iptables-multiport)",
@@ -937,6 +937,15 @@ enum SprayDefender {
 }
 
 impl SprayDefender {
+    fn key(self) -> &'static str {
+        match self {
+            SprayDefender::BanguardHostsOnly => "hosts-only",
+            SprayDefender::Banguard => "banguard",
+            SprayDefender::Fail2ban => "fail2ban",
+            SprayDefender::Faillock => "faillock",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             SprayDefender::BanguardHostsOnly => "banguard, account side off",
@@ -967,12 +976,17 @@ fn bench_account_spray() {
     let bot = |n: usize| format!("10.{}.{}.1", n / 256, n % 256);
     const HOME: &str = "198.51.100.7";
     let mut rows = Vec::new();
+    // BANGUARD_BENCH_SPRAY_DEFENDERS=hosts-only,banguard,fail2ban,faillock for a subset.
+    let only = std::env::var("BANGUARD_BENCH_SPRAY_DEFENDERS").ok();
     for defender in [
         SprayDefender::BanguardHostsOnly,
         SprayDefender::Banguard,
         SprayDefender::Fail2ban,
         SprayDefender::Faillock,
     ] {
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|k| k == defender.key())) {
+            continue;
+        }
         let mut ns = Netns::new();
         let mut addrs: Vec<String> = (0..bots).map(bot).collect();
         addrs.push(HOME.into());
@@ -995,7 +1009,8 @@ fn bench_account_spray() {
                     "auth requisite pam_faillock.so preauth {fl}\n{}\n\
                      auth [success=1 default=ignore] pam_unix.so nullok nodelay\n\
                      auth [default=die] pam_faillock.so authfail {fl}\n\
-                     auth requisite pam_deny.so\nauth required pam_permit.so\n\
+                     auth sufficient pam_faillock.so authsucc {fl}\n\
+                     auth requisite pam_deny.so\n\
                      account required pam_faillock.so {fl}\n{rest}",
                     truth.line()
                 )
