@@ -107,7 +107,7 @@ pub fn compose(config: &Config, ban: &Ban, now: i64) -> String {
 /// set dropped (the account key is already lowercased and cleaned).
 fn safe_account(account: &str) -> String {
     let s: String =
-        account.chars().filter(|c| c.is_ascii_alphanumeric() || "._-@+".contains(*c)).take(64).collect();
+        account.chars().filter(|c| c.is_ascii_alphanumeric() || "._-@+*".contains(*c)).take(64).collect();
     if s.is_empty() { "(unprintable name)".into() } else { s }
 }
 
@@ -147,8 +147,9 @@ pub fn compose_account_lock(config: &Config, lock: &AccountLock, now: i64) -> St
          source, so bots that keep trying are banned.\n",
     );
     m.push_str("\nTo see the account, or lift the lock, run as root:\n\n");
-    m.push_str(&format!("  banguardctl history --user {who}\n"));
-    m.push_str(&format!("  banguardctl accounts unlock {who}\n"));
+    let arg = if who == "*" { "'*'".to_string() } else { who.clone() };
+    m.push_str(&format!("  banguardctl history --user {arg}\n"));
+    m.push_str(&format!("  banguardctl accounts unlock {arg}\n"));
     if who != lock.account {
         m.push_str("\n(The name holds characters left out above: `banguardctl accounts` lists it.)\n");
     }

@@ -11,7 +11,8 @@
 //! locked again, longer). The bucket's level and the lock's length go back
 //! to nothing once the bucket has emptied. So however many addresses a
 //! spray comes from, an account gets about `budget` + a week's refills + a
-//! week's lock ends checked per week (34 at the defaults; the engine's
+//! week's lock ends checked per week (23 at the defaults at a steady pace,
+//! at most about three dozen however it is timed; the engine's
 //! tests bound it), and its owner, from a familiar network, never notices.
 
 use crate::config::AccountsConfig;

@@ -328,6 +328,12 @@ fn body(
             // credential renewals (REINITIALIZE, REFRESH).
             let by_pid = hook != Hook::Setcred || flags & PAM_ESTABLISH_CRED != 0;
             give_back(pamh, ctx, &mut bg, &req, by_pid)?;
+            if hook == Hook::Authenticate && opts.mode == Mode::Authsucc {
+                // Placed after the password module: the password was right.
+                // The explicit preauth/authfail stack records no attempt to
+                // give back, so its familiar networks are learned here.
+                bg.password_proven(&req)?;
+            }
             Ok(ctx.pass())
         }
     }

@@ -25,8 +25,12 @@ pub fn run(ctx: &Ctx, args: &AccountsArgs) -> Result<Outcome> {
     }
 }
 
-/// The account a name stands for, or why it stands for none.
+/// The account a name stands for (`*`: the budget all accounts share past
+/// `max_tracked`), or why it stands for none.
 fn account(name: &str) -> Result<String> {
+    if name.trim() == banguard::account::OVERFLOW {
+        return Ok(banguard::account::OVERFLOW.to_string());
+    }
     banguard::account::key(name)
         .ok_or_else(|| Error::msg(format!("invalid account {:?}: an empty name is no account", clean(name))))
 }
@@ -174,7 +178,16 @@ fn unlock(ctx: &Ctx, name: &str) -> Result<Outcome> {
     } else if done {
         ctx.print(&format!("account {} unlocked: its budget is full again\n", clean(&key)))?;
     } else {
-        ctx.print(&format!("account {} is not locked and has no budget used\n", clean(&key)))?;
+        let mut text = format!("account {} is not locked and has no budget used\n", clean(&key));
+        // An account with no row of its own is counted in the shared budget.
+        let shared = retry(|| g.accounts())?.into_iter().find(|a| a.account == banguard::account::OVERFLOW);
+        if key != banguard::account::OVERFLOW && shared.is_some_and(|a| a.locked_until.is_some()) {
+            text.push_str(
+                "note: the budget all new accounts share ([accounts] max_tracked reached) is locked; \
+                 `banguardctl accounts unlock '*'` lifts it\n",
+            );
+        }
+        ctx.print(&text)?;
     }
     Ok(if done { Outcome::Ok } else { Outcome::NoMatch })
 }

@@ -266,6 +266,8 @@ fn import(
     let locked = g.fleet_locked_accounts().map_err(core)?;
     let mut pull = FleetPull { startup, ..FleetPull::default() };
     let mut fresh: u64 = 0;
+    let mut fresh_accounts: u64 = 0;
+    let account_cap = banguard::policy::fleet_account_cap(&g.config().accounts);
     let mut over_cap: u64 = 0;
     lapi.stream(startup, &mut |list, raw| match list {
         List::Deleted if raw.scope.text().is_some_and(lapi::is_account_scope) => {
@@ -288,11 +290,13 @@ fn import(
         }
         List::New => match checked(cfg, &raw, now) {
             Check::Account(d, capped) => {
+                // Their own cap (the engine's), so that a flood of names
+                // never crowds out the fleet's bans of addresses.
                 out.capped += u64::from(capped);
                 if locked.contains(&d.account) {
                     pull.accounts.push(d);
-                } else if fresh < cfg.max_decisions {
-                    fresh += 1;
+                } else if fresh_accounts < account_cap {
+                    fresh_accounts += 1;
                     pull.accounts.push(d);
                 } else {
                     over_cap += 1;

@@ -147,7 +147,7 @@ pub struct AccountEvent {
 /// The widest network an admin may make familiar: wider would switch the
 /// account rule off for most of the Internet.
 const WIDEST_FAMILIAR_V4: u8 = 8;
-const WIDEST_FAMILIAR_V6: u8 = 16;
+const WIDEST_FAMILIAR_V6: u8 = 32;
 
 /// Whether a stored familiar network or name covers the source.
 fn covers(net: &str, key: &HostKey, addr: Option<IpAddr>) -> bool {
@@ -364,7 +364,7 @@ fn shown_net(net: &str) -> String {
 }
 
 /// Checks a network an admin makes familiar: an address or network no
-/// wider than /8 (IPv4) or /16 (IPv6), or a `name:` label.
+/// wider than /8 (IPv4) or /32 (IPv6), or a `name:` label.
 pub fn familiar_target(target: &HostKey) -> std::result::Result<String, String> {
     if let HostKey::Net(n) = target {
         let widest = if n.addr().is_ipv4() { WIDEST_FAMILIAR_V4 } else { WIDEST_FAMILIAR_V6 };
@@ -378,7 +378,12 @@ pub fn familiar_target(target: &HostKey) -> std::result::Result<String, String> 
     Ok(target.db_key())
 }
 
+/// The account an admin names: `*` is the budget all accounts share past
+/// `max_tracked` (no user's name ever becomes it).
 fn account_name(user: &str) -> Result<String> {
+    if user.trim() == OVERFLOW {
+        return Ok(OVERFLOW.to_string());
+    }
     account::key(user).ok_or_else(|| Error::InvalidInput {
         what: "account",
         value: user.to_string(),
@@ -394,11 +399,12 @@ impl Banguard {
         let path = self.store.runtime_path();
         let e = |err| Error::store(path, err);
         let window = cfg.refill.saturating_mul(i64::from(cfg.budget));
+        let sources = rows::sources_by_account(&self.store.runtime, now - window).map_err(e)?;
         let mut out = Vec::new();
         for (account, row) in rows::all(&self.store.runtime).map_err(e)? {
             let state = row.state.leaked(cfg, now);
             out.push(AccountStatus {
-                sources: rows::sources(&self.store.runtime, &account, now - window).map_err(e)?,
+                sources: sources.get(&account).copied().unwrap_or(0),
                 account,
                 // The probes after locks may take the bucket past it.
                 used: state.used.min(cfg.budget),
@@ -595,6 +601,14 @@ pub struct FleetAccountLock {
 /// Account locks written per transaction when applying a pull.
 const FLEET_LOCK_BATCH: usize = 200;
 
+/// The most accounts the fleet may hold locked here at once: a tenth of
+/// `max_tracked`, at most 10,000 (a fleet's locks are the accounts being
+/// sprayed now, a handful; any peer may post any number, and each takes a
+/// row of the table that new names share once it is full).
+pub fn fleet_account_cap(cfg: &crate::config::AccountsConfig) -> u64 {
+    (cfg.max_tracked / 10).clamp(1, 10_000)
+}
+
 impl Banguard {
     /// Applies a pull's account locks: deletions lift the fleet's locks of
     /// those accounts, each account's longest decision is held as a lock
@@ -631,6 +645,8 @@ impl Banguard {
         }
         let mut take: Vec<&FleetAccountLock> = Vec::new();
         let mut listed: HashSet<&str> = HashSet::new();
+        let cap = fleet_account_cap(&self.config.accounts);
+        let mut held_here = fleet.values().filter(|locks| !locks.is_empty()).count() as u64;
         for d in &pull.accounts {
             if !longest.get(d.account.as_str()).is_some_and(|best| std::ptr::eq(*best, d)) {
                 continue;
@@ -654,7 +670,10 @@ impl Banguard {
             }
             if locks.iter().any(|(_, end)| *end >= d.expires - SAME_END) {
                 out.present += 1;
+            } else if locks.is_empty() && held_here >= cap {
+                out.over_cap += 1;
             } else {
+                held_here += u64::from(locks.is_empty());
                 take.push(d);
             }
         }
@@ -764,7 +783,8 @@ impl Banguard {
         let now = self.clock.now();
         let rows = rows::locks_to_export(self.store.durable()?, now, crate::ban::BanOrigin::Banguard.name())
             .map_err(|e| Error::store(self.store.path(), e))?;
-        Ok(rows.into_iter().map(AccountLock::from).collect())
+        // The shared budget is this server's own bookkeeping, no account.
+        Ok(rows.into_iter().filter(|l| l.account != OVERFLOW).map(AccountLock::from).collect())
     }
 
     /// Account locks posted to the fleet and lifted here since.

@@ -19,6 +19,7 @@ mod reports;
 pub use crate::ban::{ALL_SERVICES, Ban, BanOrigin, firewall_entries, overlaps};
 pub use accounts::{
     AccountEvent, AccountLock, AccountSide, AccountStatus, Familiar, FleetAccountLock, familiar_target,
+    fleet_account_cap,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fleet::{FleetApplied, FleetDecision, FleetPull, FleetStatus, SAME_END, Tally};
@@ -391,6 +392,23 @@ impl Banguard {
         }
         tx.commit().map_err(e)?;
         Ok(gone)
+    }
+
+    /// The password of this request was checked and right (the success
+    /// line, `authsucc`, placed after the password module): its source's
+    /// network becomes familiar for the account, whatever was given back.
+    pub fn password_proven(&mut self, req: &Request<'_>) -> Result<()> {
+        let limit = Duration::from_millis(u64::from(self.config.store.busy_timeout_ms));
+        retry_busy(limit, || {
+            let user = req.user.map(bounded_user);
+            let req = &Request { user: user.as_deref(), ..*req };
+            let Some(name) = accounts::account_of(&self.config, req) else { return Ok(()) };
+            let Ok((key, addr, _)) = Banguard::resolve(&self.config, req) else { return Ok(()) };
+            let now = self.clock.now();
+            let tx = self.store.begin()?;
+            accounts::succeeded(&tx, &self.store, &self.config, Some(name), None, &key, addr, now)?;
+            tx.commit().map_err(|e| Error::store(self.store.runtime_path(), e))
+        })
     }
 
     /// A manual ban of an address, network or name, on one service or all,

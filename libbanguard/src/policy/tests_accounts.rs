@@ -341,3 +341,42 @@ fn a_new_lock_queues_a_mail_notice_when_mail_is_on() {
     assert_eq!(pending[0].2.account, "admin");
     assert!(g.pending_notices().unwrap().is_empty(), "not a ban notice");
 }
+
+#[test]
+fn the_success_line_makes_the_network_familiar_without_a_recorded_attempt() {
+    let (mut g, _) = engine("");
+    g.password_proven(&from("198.51.100.7", "admin")).unwrap();
+    assert_eq!(g.familiar(Some("admin")).unwrap()[0].net, "198.51.100.0/24");
+    // A local login proves nothing about a network.
+    let local = Request { service: "login", rhost: None, hint: None, user: Some("bob") };
+    g.password_proven(&local).unwrap();
+    assert!(g.familiar(Some("bob")).unwrap().is_empty());
+}
+
+#[test]
+fn the_shared_budget_can_be_unlocked_and_never_goes_to_the_fleet() {
+    let (mut g, _) = engine("max_tracked = 100\n");
+    for i in 0..100 {
+        g.attempt(&from(&bot(i), &format!("name-{i}")), None).unwrap();
+    }
+    for i in 0..5 {
+        g.attempt(&from(&bot(200 + i), "bob"), None).unwrap();
+    }
+    assert!(matches!(g.attempt(&from(&bot(300), "bob"), None).unwrap(), Verdict::AccountLocked { .. }));
+    assert!(g.fleet_locks_to_export().unwrap().iter().all(|l| l.account != crate::account::OVERFLOW));
+    assert!(!g.unlock_account("bob", "root").unwrap(), "bob has no budget of his own");
+    assert!(g.unlock_account("*", "root").unwrap());
+    assert!(checked(&g.attempt(&from(&bot(301), "bob"), None).unwrap()));
+}
+
+#[test]
+fn the_fleet_holds_at_most_a_tenth_of_max_tracked_accounts_locked() {
+    let (mut g, _) = engine("max_tracked = 100\n");
+    let accounts = (0..50).map(|i| fleet_lock(&format!("junk-{i}"), T0 + 86_400, "x")).collect();
+    let applied = g.fleet_apply(&FleetPull { accounts, ..FleetPull::default() }, 1_000_000).unwrap();
+    assert_eq!((applied.accounts_locked, applied.over_cap), (10, 40));
+    // New accounts keep budgets of their own.
+    for i in 0..3 {
+        assert!(checked(&g.attempt(&from(&bot(i), "newcomer"), None).unwrap()));
+    }
+}

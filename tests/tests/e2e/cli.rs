@@ -270,7 +270,7 @@ fn golden_reports() {
         ("test-counting.json", &["test", "198.51.100.20", "vsftpd", "--json"]),
         ("test-exhausted.txt", &["test", "198.51.100.30", "sshd"]),
         ("test-ipv6.txt", &["test", "2001:db8:1:2::77", "sshd"]),
-        ("test-name.txt", &["test", "dyn-7.example.net", "vsftpd"]),
+        ("test-name.txt", &["test", "name:dyn-7.example.net", "vsftpd"]),
         ("test-ignored.txt", &["test", "127.0.0.1", "sshd"]),
         ("test-disabled.txt", &["test", "198.51.100.7", "login"]),
         ("test-unconfigured.txt", &["test", "198.51.100.7", "ftpd"]),

@@ -1177,3 +1177,43 @@ fn pamtester_200_at_once_with_a_short_wait_never_evaluate_uncounted() {
     }
     eprintln!("short wait: {outcomes:?}");
 }
+
+/// The explicit stack (preauth / authfail / authsucc, as pam_faillock's)
+/// with the account side: the success line makes the login's network
+/// familiar, so after a spray locks the account the owner still logs in
+/// from home, while an unfamiliar source is refused before its password.
+#[test]
+fn explicit_modes_learn_familiar_networks_and_refuse_a_locked_account() {
+    if !ready("explicit_modes_learn_familiar_networks_and_refuse_a_locked_account") {
+        return;
+    }
+    let f = Fixture::new("maxretry = 3", "[accounts]\nlearning = 0\nbudget = 2");
+    f.service(
+        "faillock-style",
+        vec![
+            f.line("auth", "requisite", "preauth"),
+            format!("auth [success=1 default=bad] pam_exec.so quiet expose_authtok {}", f.checker.display()),
+            f.line("auth", "[default=die]", "authfail"),
+            f.line("auth", "sufficient", "authsucc"),
+            "account required pam_permit.so".into(),
+        ],
+    );
+    let login = |rhost: &str, pw: &str| f.pam("faillock-style", Some(rhost)).try_password(pw);
+    assert_rc(login("198.51.100.7", "right"), PAM_SUCCESS, "the owner from home");
+    let config = Config::load(&f.config).unwrap();
+    let g = Banguard::open_with(config, Access::ReadOnly, Arc::new(SystemClock)).unwrap();
+    assert_eq!(g.familiar(Some(USER)).unwrap()[0].net, "198.51.100.0/24", "learned by the success line");
+    drop(g);
+    for (i, bot) in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"].iter().enumerate() {
+        let rc = login(bot, "wrong");
+        assert_ne!(rc, PAM_SUCCESS, "bot {i}");
+    }
+    let before = f.evaluated();
+    assert_rc(
+        login("192.0.2.9", "right"),
+        PAM_PERM_DENIED,
+        "locked: an unfamiliar source is refused unchecked",
+    );
+    assert_eq!(f.evaluated(), before);
+    assert_rc(login("198.51.100.8", "right"), PAM_SUCCESS, "the owner from home still logs in");
+}
