@@ -56,6 +56,27 @@ pub fn fleet_key(account: &str) -> String {
 /// made-up names fills one budget, not the table.
 pub const OVERFLOW: &str = "*";
 
+/// An account lock, as the store keeps it: made here (a spray used the
+/// budget) or taken from the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountLock {
+    pub id: i64,
+    pub account: String,
+    pub created: i64,
+    pub until: i64,
+    /// Locks in a row before this one (its doubling).
+    pub level: u32,
+    /// Unfamiliar passwords in the bucket when it locked.
+    pub passwords: u32,
+    /// Distinct sources of those.
+    pub sources: u32,
+    /// "banguard" or "crowdsec" (the fleet's).
+    pub origin: String,
+    pub lifted: Option<i64>,
+    /// 0: not in the fleet, 1: posted, 2: withdrawn.
+    pub exported: i64,
+}
+
 /// One account's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct State {

@@ -295,16 +295,7 @@ impl Lapi {
                 "scenario": scenario,
             }],
         }]);
-        let bearer = format!("Bearer {token}");
-        let resp = self.send("post alert", |left| {
-            self.agent
-                .post(self.url("/v1/alerts"))
-                .header("Authorization", &bearer)
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .send_json(&alert)
-        })?;
+        let resp = self.post_alert(token, &alert)?;
         // The decision's id is not needed: it is found by what it is.
         let ids = self.json("post alert", resp).unwrap_or(serde_json::Value::Null);
         Ok(ids
@@ -343,6 +334,11 @@ impl Lapi {
                 "scenario": ACCOUNT_SCENARIO,
             }],
         }]);
+        self.post_alert(token, &alert).map(drop)
+    }
+
+    /// POSTs alerts as this machine.
+    fn post_alert(&self, token: &str, alert: &serde_json::Value) -> Result<ureq::http::Response<ureq::Body>> {
         let bearer = format!("Bearer {token}");
         self.send("post alert", |left| {
             self.agent
@@ -351,9 +347,8 @@ impl Lapi {
                 .config()
                 .timeout_global(Some(left))
                 .build()
-                .send_json(&alert)
-        })?;
-        Ok(())
+                .send_json(alert)
+        })
     }
 
     /// Deletes exactly one decision, one this server's alert holds (never

@@ -440,14 +440,8 @@ pub unsafe extern "C" fn banguard_check(
     service: *const c_char,
     client_addr: *const c_char,
 ) -> c_int {
-    let run = |engine: &mut Banguard| {
-        // SAFETY: caller's contract on the strings.
-        let req = unsafe { request(service, client_addr, std::ptr::null()) }?;
-        let verdict = engine.check(&req).map_err(|e| fail(&e, Stage::Store))?;
-        Ok(answer(engine, &verdict))
-    };
-    // SAFETY: caller's contract on the handle.
-    unsafe { with_handle(bg, run) }
+    // SAFETY: the caller's contract, forwarded; a NULL user is allowed.
+    unsafe { banguard_check_user(bg, service, client_addr, std::ptr::null()) }
 }
 
 /// `banguard_check` for a password about to be checked for `user`: also

@@ -5,8 +5,9 @@
 //! are never refused by it. Rows: `store::accounts`.
 
 use super::*;
+pub use crate::account::AccountLock;
 use crate::account::{self, Judgement, OVERFLOW};
-use crate::store::accounts::{self as rows, LockRow, Row};
+use crate::store::accounts::{self as rows, Row};
 use std::collections::{HashMap, HashSet};
 
 /// What the account side made of an attempt.
@@ -99,39 +100,6 @@ pub struct Familiar {
     pub until: Option<i64>,
     /// "login" (learned), "admin".
     pub origin: String,
-}
-
-/// An account lock as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AccountLock {
-    pub id: i64,
-    pub account: String,
-    pub created: i64,
-    pub until: i64,
-    pub level: u32,
-    /// Unfamiliar passwords in the bucket when it locked.
-    pub passwords: u32,
-    /// Distinct sources of those.
-    pub sources: u32,
-    /// "banguard" or "crowdsec" (the fleet's).
-    pub origin: String,
-    pub lifted: Option<i64>,
-}
-
-impl From<LockRow> for AccountLock {
-    fn from(r: LockRow) -> AccountLock {
-        AccountLock {
-            id: r.id,
-            account: r.account,
-            created: r.created,
-            until: r.until,
-            level: r.level,
-            passwords: r.passwords,
-            sources: r.sources,
-            origin: r.origin,
-            lifted: r.lifted,
-        }
-    }
 }
 
 /// A line of an account's history.
@@ -283,7 +251,7 @@ fn record_lock(
         }
         let id = rows::insert_lock(
             dt,
-            &LockRow {
+            &AccountLock {
                 id: 0,
                 account: bucket.to_string(),
                 created: now,
@@ -442,7 +410,6 @@ impl Banguard {
             .into_iter()
             .filter(|l| name.as_ref().is_none_or(|n| *n == l.account))
             .filter(|l| !active_only || (l.lifted.is_none() && l.until > now))
-            .map(AccountLock::from)
             .collect())
     }
 
@@ -459,9 +426,7 @@ impl Banguard {
 
     /// One lock by id (the mail).
     pub fn account_lock(&self, id: i64) -> Result<Option<AccountLock>> {
-        rows::lock_by_id(self.store.durable()?, id)
-            .map(|l| l.map(AccountLock::from))
-            .map_err(|e| Error::store(self.store.path(), e))
+        rows::lock_by_id(self.store.durable()?, id).map_err(|e| Error::store(self.store.path(), e))
     }
 
     /// When the account side started learning, and when it stops; `None`:
@@ -717,7 +682,7 @@ impl Banguard {
         }
         self.store.write_durable(|dt| {
             for d in locks {
-                let lock = LockRow {
+                let lock = AccountLock {
                     id: 0,
                     account: d.account.clone(),
                     created: now,
@@ -784,14 +749,14 @@ impl Banguard {
         let rows = rows::locks_to_export(self.store.durable()?, now, crate::ban::BanOrigin::Banguard.name())
             .map_err(|e| Error::store(self.store.path(), e))?;
         // The shared budget is this server's own bookkeeping, no account.
-        Ok(rows.into_iter().filter(|l| l.account != OVERFLOW).map(AccountLock::from).collect())
+        Ok(rows.into_iter().filter(|l| l.account != OVERFLOW).collect())
     }
 
     /// Account locks posted to the fleet and lifted here since.
     pub fn fleet_locks_to_withdraw(&self) -> Result<Vec<AccountLock>> {
         let rows =
             rows::locks_to_withdraw(self.store.durable()?).map_err(|e| Error::store(self.store.path(), e))?;
-        Ok(rows.into_iter().map(AccountLock::from).collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// An account lock is in the fleet now (`withdrawn`: taken out again).

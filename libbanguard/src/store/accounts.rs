@@ -9,7 +9,7 @@
 //! accounts' events and when learning started. The runtime state's rows
 //! are rebuilt from the store's after a reboot ([`mirror_rebuild`]).
 
-use crate::account::State;
+use crate::account::{AccountLock, State};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// The name of the side's own row.
@@ -330,26 +330,10 @@ pub(crate) fn learning_since(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT value FROM account_meta WHERE key = 'learning_since'", [], |r| r.get(0))
 }
 
-/// An account lock as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LockRow {
-    pub id: i64,
-    pub account: String,
-    pub created: i64,
-    pub until: i64,
-    pub level: u32,
-    pub passwords: u32,
-    pub sources: u32,
-    pub origin: String,
-    pub lifted: Option<i64>,
-    /// 0: not in the fleet, 1: posted, 2: withdrawn.
-    pub exported: i64,
-}
-
 const LOCK_COLUMNS: &str = "id, account, created, until, level, passwords, sources, origin, lifted, exported";
 
-fn lock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LockRow> {
-    Ok(LockRow {
+fn lock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountLock> {
+    Ok(AccountLock {
         id: r.get(0)?,
         account: r.get(1)?,
         created: r.get(2)?,
@@ -364,7 +348,7 @@ fn lock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LockRow> {
 }
 
 /// Stores a lock; its id.
-pub(crate) fn insert_lock(dt: &Transaction<'_>, lock: &LockRow) -> rusqlite::Result<i64> {
+pub(crate) fn insert_lock(dt: &Transaction<'_>, lock: &AccountLock) -> rusqlite::Result<i64> {
     dt.prepare_cached(
         "INSERT INTO account_locks (account, created, until, level, passwords, sources, origin)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -386,7 +370,7 @@ pub(crate) fn active_locks(
     conn: &Connection,
     account: Option<&str>,
     now: i64,
-) -> rusqlite::Result<Vec<LockRow>> {
+) -> rusqlite::Result<Vec<AccountLock>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {LOCK_COLUMNS} FROM account_locks
          WHERE lifted IS NULL AND until > ?1 AND (?2 IS NULL OR account = ?2) ORDER BY until DESC, id"
@@ -396,14 +380,14 @@ pub(crate) fn active_locks(
 }
 
 /// Every lock still in the history, newest first.
-pub(crate) fn all_locks(conn: &Connection) -> rusqlite::Result<Vec<LockRow>> {
+pub(crate) fn all_locks(conn: &Connection) -> rusqlite::Result<Vec<AccountLock>> {
     let mut stmt = conn.prepare(&format!("SELECT {LOCK_COLUMNS} FROM account_locks ORDER BY id DESC"))?;
     let rows = stmt.query_map([], lock_row)?;
     rows.collect()
 }
 
 /// One lock by id.
-pub(crate) fn lock_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<LockRow>> {
+pub(crate) fn lock_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<AccountLock>> {
     conn.query_row(&format!("SELECT {LOCK_COLUMNS} FROM account_locks WHERE id = ?1"), [id], lock_row)
         .optional()
 }
@@ -421,7 +405,7 @@ pub(crate) fn lock_exported(conn: &Connection, id: i64, state: i64) -> rusqlite:
 }
 
 /// Locks posted to the fleet and lifted here since, oldest first.
-pub(crate) fn locks_to_withdraw(conn: &Connection) -> rusqlite::Result<Vec<LockRow>> {
+pub(crate) fn locks_to_withdraw(conn: &Connection) -> rusqlite::Result<Vec<AccountLock>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {LOCK_COLUMNS} FROM account_locks WHERE exported = 1 AND lifted IS NOT NULL ORDER BY id"
     ))?;
@@ -430,7 +414,11 @@ pub(crate) fn locks_to_withdraw(conn: &Connection) -> rusqlite::Result<Vec<LockR
 }
 
 /// Locks made here, in force, not in the fleet yet, oldest first.
-pub(crate) fn locks_to_export(conn: &Connection, now: i64, origin: &str) -> rusqlite::Result<Vec<LockRow>> {
+pub(crate) fn locks_to_export(
+    conn: &Connection,
+    now: i64,
+    origin: &str,
+) -> rusqlite::Result<Vec<AccountLock>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {LOCK_COLUMNS} FROM account_locks
          WHERE lifted IS NULL AND until > ?1 AND origin = ?2 AND exported = 0 ORDER BY id"

@@ -1029,6 +1029,40 @@ mod tests {
         assert_eq!(totals, [("login".to_string(), 2), ("sshd".to_string(), 3), ("vsftpd".to_string(), 0)]);
     }
 
+    /// Both files of the build before the account side upgrade in place:
+    /// what they held stays, the account side starts empty and not yet
+    /// learning.
+    #[test]
+    fn files_from_before_the_account_side_upgrade_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        for (path, migrations) in [(&l.database, &MIGRATIONS[..5]), (&l.runtime, &RUNTIME_MIGRATIONS[..4])] {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::set_permissions(path.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+            let old = Connection::open(path).unwrap();
+            old.execute_batch(&migrations.concat()).unwrap();
+            old.pragma_update(None, "user_version", migrations.len() as i64).unwrap();
+            drop(old);
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        Connection::open(&l.runtime)
+            .unwrap()
+            .execute(
+                "INSERT INTO attempts (host, service, at, state) VALUES ('198.51.100.1/32', 'sshd', 1, 1)",
+                [],
+            )
+            .unwrap();
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let version: i64 = store.runtime.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, RUNTIME_SCHEMA_VERSION);
+        let kept: i64 = store.runtime.query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 1);
+        let view = accounts::view(&store.runtime, "alice").unwrap();
+        assert_eq!((view.learning_since, view.tracked, view.row.is_none()), (0, 0, true));
+        assert_eq!(accounts::learning_since(store.durable().unwrap()).unwrap(), 0);
+    }
+
     #[test]
     fn an_attempt_does_not_open_the_store_proper() {
         let dir = tempfile::tempdir().unwrap();

@@ -56,6 +56,11 @@ fn make_rpm_builds_packages_for_rhel() {
     }
     assert!(!files.contains("pam-configs") && !files.contains("cron.d"), "Debian's files stay out:\n{files}");
     assert_eq!(rpm_query(&["-qp", "--configfiles"], &main).trim(), "/etc/banguard/banguard.toml");
+    // The sync units: enabled and started on a first install, never shipped
+    // as links (an admin's choice survives an upgrade).
+    let scripts = rpm_query(&["-qp", "--scripts"], &main);
+    assert!(scripts.contains("systemctl enable --now banguard-sync.path banguard-sync.timer"), "{scripts}");
+    assert!(!files.contains("/etc/systemd/system"), "{files}");
     let modes = rpm_query(&["-qp", "--queryformat", "[%{FILEMODES:perms} %{FILENAMES}\n]"], &main);
     assert!(modes.lines().any(|l| l == "drwx------ /var/lib/banguard"), "{modes}");
     assert!(rpm_query(&["-qlp"], &selinux).contains("/usr/share/selinux/packages/targeted/banguard.pp.bz2"));
