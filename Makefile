@@ -50,7 +50,8 @@ TEST_PACKAGES = openssh-server openssh-client pamtester libpam0g-dev \
 	iptables ipset nftables vsftpd tcpd sshpass curl \
 	gcc libc6-dev binutils pkgconf iproute2 util-linux procps psmisc openssl \
 	groff-base mandoc dpkg-dev fakeroot python3 systemd dovecot-imapd sqlite3 fail2ban \
-	selinux-policy-dev selinux-policy-default setools rpm rpmlint crowdsec
+	selinux-policy-dev selinux-policy-default setools rpm rpmlint crowdsec \
+	prometheus prometheus-node-exporter
 
 .PHONY: all build test deps bench-deps demo bench clean install uninstall enable-pam deb man selinux rpm floor
 
@@ -59,8 +60,9 @@ all: build
 build:
 	$(CARGO) build --release --workspace
 
-# Keeps package scripts from starting sshd/vsftpd/fail2ban/crowdsec on this
-# machine while installing, and fail2ban and crowdsec from starting at boot
+# Keeps package scripts from starting sshd/vsftpd/fail2ban/crowdsec/prometheus
+# on this machine while installing, and fail2ban, crowdsec and prometheus
+# (with its node exporter) from starting at boot
 # (fail2ban would change this machine's firewall); the tests start their
 # own, inside network namespaces or on loopback. crowdsec's package registers
 # with the central API unless told not to (its README.Debian): the tests need
@@ -73,8 +75,8 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES); rc=$$?; \
 	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban crowdsec 2>/dev/null || true; \
-	else systemctl disable fail2ban crowdsec 2>/dev/null || true; fi; \
+	if [ -d /run/systemd/system ]; then systemctl disable --now fail2ban crowdsec prometheus prometheus-node-exporter 2>/dev/null || true; \
+	else systemctl disable fail2ban crowdsec prometheus prometheus-node-exporter 2>/dev/null || true; fi; \
 	[ $$rc = 0 ] || exit $$rc; \
 	python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(FLOOR_TOOLS)
 

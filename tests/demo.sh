@@ -156,6 +156,10 @@ else
     ok "TCP from 192.0.2.7 to port 2222 is now dropped by the kernel: no key exchange, no sshd work"
 fi
 
+say "banguardctl metrics (what Prometheus reads through node_exporter; status draws the last day)"
+"$ctl" --config "$tmp/banguard.toml" metrics | grep -E '^banguard_(attempts_total|bans_total|bans_active)' | sed 's/^/   /'
+"$ctl" --config "$tmp/banguard.toml" status sshd | grep -A2 'Last 24 hours' | sed 's/^/   /'
+
 say "banguardctl unban 192.0.2.7 (removes the ban and the kernel entry at once)"
 "$ctl" --config "$tmp/banguard.toml" unban 192.0.2.7 | sed 's/^/   /'
 if out=$(try 192.0.2.7 correct-horse); then ok "192.0.2.7: $out"; else bad "192.0.2.7 still refused"; fi

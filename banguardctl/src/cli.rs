@@ -77,6 +77,13 @@ pub enum Command {
     Accounts(AccountsArgs),
     /// Read and check the whole config, print the effective settings.
     CheckConfig,
+    /// Print the figures in the Prometheus text format (see METRICS).
+    ///
+    /// Counters survive syncs, restarts and reboots; each sync run folds
+    /// in what the PAM module counted and, with [metrics] enabled in
+    /// banguard.toml(5), writes the same text for node_exporter's
+    /// textfile collector. Reads only.
+    Metrics,
     /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
     Sync(SyncArgs),
     /// Bring another tool's set-up over: `import fail2ban`.
@@ -331,7 +338,7 @@ fn usage_outcome(e: clap::Error) -> Result<Outcome, Error> {
             Ok(Outcome::Ok)
         }
         DisplayHelpOnMissingArgumentOrSubcommand | MissingSubcommand => Err(Error::msg(
-            "a command is required: list, unban, ban, status, test, history, check-config or sync (try --help)",
+            "a command is required: list, unban, ban, status, test, history, accounts, check-config, metrics or sync (try --help)",
         )),
         _ => Err(Error::msg(one_line(&e.render().to_string()))),
     }

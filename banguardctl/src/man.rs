@@ -107,6 +107,23 @@ pub fn render(w: &mut dyn Write) -> io::Result<()> {
         }
     }
 
+    writeln!(w, ".SH METRICS")?;
+    writeln!(
+        w,
+        "{}",
+        text(
+            "banguardctl metrics prints these families in the Prometheus text format. Labels never carry an \
+             address or a user name; a service that is not a plain name, and services past the 64th, count as \
+             \"other\". Counters only grow, across syncs, restarts and reboots (what the module counted after the \
+             last sync before a reboot is lost)."
+        )
+    )?;
+    for f in crate::cmd::metrics::CATALOGUE {
+        writeln!(w, ".TP")?;
+        let labels = if f.labels.is_empty() { String::new() } else { format!("; {}", f.labels) };
+        writeln!(w, "\\fB{}\\fR ({}{})", esc(f.name), f.kind, esc(&labels))?;
+        writeln!(w, "{}", text(f.help))?;
+    }
     writeln!(w, ".SH FILES")?;
     for (path, what) in [
         ("/etc/banguard/banguard.toml", "the configuration, see banguard.toml(5)"),

@@ -54,6 +54,18 @@ pub enum BanOrigin {
     Crowdsec,
 }
 
+/// Why a ban was made, in one word of a small set (the metrics' `reason`
+/// label): maxretry, recidive, manual (an admin's), fleet, import.
+pub fn reason_kind(origin: BanOrigin, reason: &str) -> &'static str {
+    match (origin, reason) {
+        (BanOrigin::Banguard, "maxretry") => "maxretry",
+        (BanOrigin::Banguard, "recidive") => "recidive",
+        (BanOrigin::Banguard, _) => "manual",
+        (BanOrigin::Crowdsec, _) => "fleet",
+        (BanOrigin::Fail2ban, _) => "import",
+    }
+}
+
 impl BanOrigin {
     /// The name in the store, the lists and JSON.
     pub fn name(self) -> &'static str {

@@ -37,6 +37,8 @@ struct Ctx {
     pass_is_success: bool,
     debug: bool,
     run_dir: PathBuf,
+    /// The PAM service, once known (for the metrics' trouble count).
+    service: String,
 }
 
 impl Ctx {
@@ -95,6 +97,7 @@ pub fn run(pamh: &mut PamHandle, args: &[&CStr], hook: Hook, flags: PamFlag) -> 
         pass_is_success: false,
         debug: false,
         run_dir: PathBuf::from(runfiles::DEFAULT_RUN_DIR),
+        service: String::new(),
     };
     let result = panic::catch_unwind(AssertUnwindSafe(|| body(pamh, args, hook, flags, &mut ctx)));
     let result = result.unwrap_or_else(|payload| Err(Trouble::Panic(panic_message(payload))));
@@ -143,6 +146,7 @@ fn outcome(pamh: &PamHandle, hook: Hook, ctx: &Ctx, result: Result<PamResultCode
     // nothing may unwind into libpam, and the code is already decided.
     let logged = panic::catch_unwind(AssertUnwindSafe(|| {
         let period = runfiles::ERROR_LOG_PERIOD;
+        runfiles::count_for_metrics(&ctx.run_dir, trouble.kind(), &ctx.service);
         if overload {
             let count = runfiles::count_and_report(&ctx.run_dir, trouble.kind(), period);
             if let Some(n) = count.or(ctx.debug.then_some(1)) {
@@ -197,6 +201,7 @@ fn body(
         Some(s) => s.clone(),
         None => item_text(pamh.get_item::<Service>().ok().flatten().map(|s| *s)).unwrap_or_default(),
     };
+    ctx.service.clone_from(&service);
     let rhost = item_text(pamh.get_item::<RHost>().ok().flatten().map(|s| *s));
     // sshd vouches for the numeric client address here even when PAM_RHOST
     // holds a name (UseDNS yes).

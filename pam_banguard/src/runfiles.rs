@@ -61,6 +61,25 @@ pub fn count_and_report(dir: &Path, kind: &str, period: Duration) -> Option<u64>
     Some(n)
 }
 
+/// Appends one line "kind service" to the troubles file the sync folds
+/// into the metrics ([`banguard::policy::TROUBLES_FILE`]): one write under
+/// O_APPEND, atomic across processes. Past the cap (no sync running for a
+/// long time) lines are dropped until the next fold.
+pub fn count_for_metrics(dir: &Path, kind: &str, service: &str) {
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(banguard::policy::TROUBLES_FILE));
+    if let Ok(mut f) = file
+        && f.metadata().is_ok_and(|m| m.is_file() && m.len() < banguard::policy::TROUBLES_CAP)
+    {
+        let line = format!("{kind} {}\n", banguard::policy::service_label(service));
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +102,18 @@ mod tests {
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(first_in_period(&ro, "store", p));
         assert!(first_in_period(&ro, "store", p));
+    }
+
+    #[test]
+    fn troubles_are_appended_for_the_metrics_up_to_the_cap() {
+        let t = tempfile::tempdir().unwrap();
+        count_for_metrics(t.path(), "overload", "sshd");
+        count_for_metrics(t.path(), "store", "bad\nname");
+        let file = t.path().join(banguard::policy::TROUBLES_FILE);
+        assert_eq!(fs::read_to_string(&file).unwrap(), "overload sshd\nstore other\n");
+        fs::write(&file, vec![b'x'; banguard::policy::TROUBLES_CAP as usize]).unwrap();
+        count_for_metrics(t.path(), "overload", "sshd");
+        assert_eq!(fs::metadata(&file).unwrap().len(), banguard::policy::TROUBLES_CAP, "full: nothing added");
     }
 
     #[test]

@@ -11,11 +11,14 @@
 //! Passwords come from a queue the conversation function pops for every
 //! echo-off prompt; an empty queue answers PAM_CONV_ERR.
 
+use crate::Netns;
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Stdio;
 use std::ptr;
 use std::sync::Mutex;
 
@@ -350,4 +353,36 @@ pub fn password_lines(checker: &Path) -> Vec<String> {
         "auth requisite pam_deny.so".to_string(),
         "auth required pam_permit.so".to_string(),
     ]
+}
+
+/// A namespace whose /etc/pam.d is `root/pam.d` and whose /dev/log is
+/// `log` (a tmpfs /dev with the few device nodes PAM programs need).
+pub fn pam_namespace(root: &Path, log: &Path) -> Netns {
+    let ns = Netns::new();
+    ns.bind_mount(&root.join("pam.d"), Path::new("/etc/pam.d"));
+    ns.run_ok(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/dev"]);
+    for (name, minor) in [("null", "3"), ("zero", "5"), ("random", "8"), ("urandom", "9")] {
+        ns.run_ok(["mknod", "-m", "666", &format!("/dev/{name}"), "c", "1", minor]);
+    }
+    ns.run_ok(["touch", "/dev/log"]);
+    ns.bind_mount(log, Path::new("/dev/log"));
+    ns
+}
+
+/// Runs pamtester in `ns` with `password` on stdin; returns (exit code, output).
+pub fn pamtester(ns: &Netns, prefix: &[&str], args: &[&str], password: &str) -> (i32, String) {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend(["pamtester", "-v"]);
+    argv.extend(args);
+    let mut child = ns
+        .command(&argv)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
 }

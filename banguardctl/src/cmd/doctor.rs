@@ -89,6 +89,7 @@ pub fn run(config: Option<PathBuf>, json_out: bool, args: &DoctorArgs) -> Result
     check_sync(&mut d, &config);
     check_fleet(&mut d, &config);
     check_accounts(&mut d, &config);
+    check_metrics(&mut d, &config);
     check_selinux(&mut d);
     let failed = d.checks.iter().any(|c| c.verdict == Verdict::Fail);
     if json_out {
@@ -439,6 +440,45 @@ fn check_fleet(d: &mut Doctor, config: &Config) {
         d.add("fleet", Verdict::Fail, w);
     }
 }
+
+/// The metrics' textfile: its directory exists, and (live) the last sync
+/// wrote it recently.
+fn check_metrics(d: &mut Doctor, config: &Config) {
+    if !config.metrics.enabled {
+        d.add("metrics", Verdict::Skip, "[metrics] enabled = false");
+        return;
+    }
+    let file = d.at(&config.metrics.textfile);
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        let msg = format!(
+            "{} does not exist: node_exporter's textfile directory? (install prometheus-node-exporter, or set [metrics] textfile)",
+            dir.display()
+        );
+        d.add("metrics", Verdict::Warn, msg);
+        return;
+    }
+    let age = std::fs::metadata(&file).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    match age {
+        Some(age) if !d.live || age.as_secs() <= METRICS_STALE => {
+            d.add("metrics", Verdict::Ok, format!("{} (node_exporter's textfile collector)", file.display()));
+        }
+        Some(age) => d.add(
+            "metrics",
+            Verdict::Warn,
+            format!("{} was last written {} ago: is the sync running?", file.display(), age.as_secs()),
+        ),
+        None => d.add(
+            "metrics",
+            Verdict::Warn,
+            format!("{} not written yet: the next sync writes it", file.display()),
+        ),
+    }
+}
+
+/// A textfile older than this means no sync ran for a while (the timer
+/// and cron run it every minute).
+const METRICS_STALE: u64 = 600;
 
 /// The account side: on or off, learning or refusing, and its settings'
 /// bound on a spray.

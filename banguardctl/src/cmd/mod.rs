@@ -7,6 +7,7 @@ mod doctor;
 mod history;
 mod import;
 mod list;
+pub(crate) mod metrics;
 mod status;
 pub mod sync;
 mod test;
@@ -42,6 +43,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::History(a) => history::run(&ctx, &a),
         Command::Accounts(a) => accounts::run(&ctx, &a),
         Command::CheckConfig => check_config::run(&ctx),
+        Command::Metrics => metrics::run(&ctx),
         Command::Sync(a) => sync::run(&ctx, &a),
         Command::Import(a) => import::run(&ctx, &a),
         Command::Man { .. } | Command::Doctor(_) => unreachable!("handled above"),

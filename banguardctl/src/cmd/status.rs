@@ -55,6 +55,10 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
     let learning = retry(|| g.learning())?;
     let locked_now = locks.iter().filter(|l| l.lifted.is_none() && l.until > now).count();
     let locks_day = locks.iter().filter(|l| l.created > now - 86_400).count();
+    // The last day per service, an hour a column.
+    let day = retry(|| g.hours(DAY_HOURS))?;
+    let day_of =
+        |service: &str| day.get(banguard::policy::service_label(service)).cloned().unwrap_or_default();
     if ctx.json {
         let rows: Vec<_> = list
             .iter()
@@ -73,6 +77,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
                     "total_banned": st.total_banned,
                     "banned": hosts(st),
                     "in_firewall": in_firewall[&st.service],
+                    "last_24h": day_of(&st.service),
                 })
             })
             .collect();
@@ -118,10 +123,10 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         out.push_str("|- Failures\n");
         out.push_str(&format!("|  |- Currently failing: {}\n", st.currently_failing));
         out.push_str(&format!("|  `- Total failed:      {}\n", st.total_failed));
-        out.push_str("`- Bans\n");
-        out.push_str(&format!("   |- Currently banned:  {}\n", banned.len()));
-        out.push_str(&format!("   |- Total banned:      {}\n", st.total_banned));
-        out.push_str(&format!("   |- In the firewall:   {}\n", firewall_line(&st.service)));
+        out.push_str("|- Bans\n");
+        out.push_str(&format!("|  |- Currently banned:  {}\n", banned.len()));
+        out.push_str(&format!("|  |- Total banned:      {}\n", st.total_banned));
+        out.push_str(&format!("|  |- In the firewall:   {}\n", firewall_line(&st.service)));
         // fail2ban-client prints every one; a fleet's 100,000 are not read
         // on a screen (`list` shows them all).
         let shown = banned.iter().take(BANNED_SHOWN).cloned().collect::<Vec<_>>().join(" ");
@@ -131,7 +136,13 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
         } else {
             String::new()
         };
-        out.push_str(&format!("   `- Banned list:       {shown}{more}\n"));
+        out.push_str(&format!("|  `- Banned list:       {shown}{more}\n"));
+        let hours = day_of(&st.service);
+        let attempts: Vec<i64> = hours.iter().map(|h| h.attempts).collect();
+        let refused: Vec<i64> = hours.iter().map(|h| h.refused).collect();
+        out.push_str("`- Last 24 hours (an hour a column, now at the right)\n");
+        out.push_str(&format!("   |- Attempts:          {}\n", picture(&attempts)));
+        out.push_str(&format!("   `- Refused:           {}\n", picture(&refused)));
     }
     if let Some(f) = fleet {
         out.push_str(&format!("\nFleet: crowdsec {}\n", clean(&ctx.config.fleet.crowdsec.url)));
@@ -154,6 +165,29 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// Hours drawn by `status`.
+const DAY_HOURS: i64 = 24;
+
+/// One character per value, its height against the largest ('.' for
+/// none, never the lowest block for a few), then the total and peak.
+fn picture(values: &[i64]) -> String {
+    const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().max().unwrap_or(0).max(0);
+    let total: i64 = values.iter().map(|v| (*v).max(0)).sum();
+    let bars: String = values
+        .iter()
+        .map(|&v| {
+            if v <= 0 || max == 0 {
+                '.'
+            } else {
+                let i = ((v * 8 + max - 1) / max).clamp(1, 8) - 1;
+                LEVELS[i as usize]
+            }
+        })
+        .collect();
+    format!("{bars}  {total} in all, at most {max} an hour")
+}
+
 /// Banned hosts listed by name per service in the text output.
 const BANNED_SHOWN: usize = 100;
 
@@ -163,4 +197,15 @@ pub fn policy_line(p: &ServicePolicy) -> String {
         return "disabled (enabled = false)".into();
     }
     format!("maxretry {} within {}, ban {}", p.maxretry, format_duration(p.findtime), p.bantime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::picture;
+
+    #[test]
+    fn the_day_is_drawn_to_scale() {
+        assert_eq!(picture(&[0, 1, 8, 4]), ".▁█▄  13 in all, at most 8 an hour");
+        assert_eq!(picture(&[0, 0]), "..  0 in all, at most 0 an hour");
+    }
 }

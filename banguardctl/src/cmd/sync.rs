@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::mail;
 use crate::syslog::Syslog;
 use banguard::config::{Config, FleetProvider};
-use banguard::policy::AccountLock;
+use banguard::policy::{AccountLock, FleetFigures, SyncFigures};
 use banguard::sync::job::{
     self, BackendResult, JobLock, LOCK_WAIT, Level, NoticeResult, Notifier, Options, Report,
 };
@@ -20,6 +20,7 @@ use banguard::{Ban, Banguard};
 use serde_json::{Value, json};
 
 pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
+    let started = std::time::Instant::now();
     let opts = Options { dry_run: args.dry_run, full: args.full };
     let mut log = Syslog::new();
     let mut fleet = None;
@@ -53,6 +54,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
                     report.warnings.extend(again.warnings);
                     report.generation = again.generation;
                 }
+                record_metrics(ctx, &mut g, &report, fleet.as_ref(), started.elapsed(), &mut log);
                 report
             }
         }
@@ -64,6 +66,62 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<Outcome> {
             Ok(Outcome::FleetDown)
         }
         _ => Ok(outcome),
+    }
+}
+
+/// Folds this run's figures into the store and, with `[metrics]
+/// enabled`, writes the textfile. Trouble here is a warning: the bans
+/// reached the firewall whatever the metrics say.
+fn record_metrics(
+    ctx: &Ctx,
+    g: &mut Banguard,
+    report: &Report,
+    fleet: Option<&FleetResult>,
+    took: std::time::Duration,
+    log: &mut Syslog,
+) {
+    let firewall = report
+        .backends
+        .iter()
+        .filter(|b| b.outcome.is_ok())
+        .map(|b| (b.kind.to_string(), report.desired as u64))
+        .collect();
+    let fleet = fleet.map(|f| match f {
+        Ok(x) => FleetFigures {
+            ok: true,
+            taken: x.applied.taken,
+            left_out: vec![
+                ("refused", x.applied.refused.total()),
+                ("malformed", x.malformed.total()),
+                ("filtered", x.filtered),
+                ("max_decisions", x.applied.over_cap),
+            ],
+        },
+        Err(_) => FleetFigures { ok: false, ..FleetFigures::default() },
+    });
+    let sent = report.notices.iter().filter(|n| !n.dry_run && n.sent).count() as u64;
+    let failed = report.notices.iter().filter(|n| !n.dry_run && !n.sent).count() as u64;
+    let run = SyncFigures {
+        ok: report.errors.is_empty(),
+        duration: took,
+        firewall,
+        fleet,
+        mail_sent: sent,
+        mail_failed: failed,
+    };
+    let mut result = g.record_sync(&run).map_err(Error::from);
+    if result.is_ok() && ctx.config.metrics.enabled {
+        result = g.metrics().map_err(Error::from).and_then(|rows| {
+            crate::cmd::metrics::write_textfile(
+                &ctx.config.metrics.textfile,
+                &crate::cmd::metrics::render(&rows),
+            )
+        });
+    }
+    if let Err(e) = result {
+        let msg = format!("metrics: {e}");
+        log.log(Level::Warning, &msg);
+        crate::say(&format!("warning: {msg}"));
     }
 }
 

@@ -179,6 +179,18 @@ pub struct MailConfig {
     pub sendmail: PathBuf,
 }
 
+/// `[metrics]`: each sync run also writes `banguardctl metrics` to a file
+/// for node_exporter's textfile collector (nothing listens on a port).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Written atomically, root's, 0644; must end in `.prom`.
+    pub textfile: PathBuf,
+}
+
+/// Where Debian's prometheus-node-exporter reads textfiles.
+pub const DEFAULT_TEXTFILE: &str = "/var/lib/prometheus/node-exporter/banguard.prom";
+
 /// `[fleet]`: sharing bans with other servers; off unless a provider is
 /// named.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -325,6 +337,7 @@ pub struct Config {
     pub recidive: Recidive,
     pub sync: SyncConfig,
     pub mail: MailConfig,
+    pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub fleet: FleetConfig,
     pub accounts: AccountsConfig,
@@ -373,6 +386,7 @@ impl Default for Config {
                 from: "banguard".into(),
                 sendmail: PathBuf::from("/usr/sbin/sendmail"),
             },
+            metrics: MetricsConfig { enabled: false, textfile: PathBuf::from(DEFAULT_TEXTFILE) },
             store: StoreConfig {
                 runtime: PathBuf::from(DEFAULT_RUNTIME),
                 synchronous: Synchronous::Normal,
@@ -649,6 +663,10 @@ enabled = false
         assert!(e.contains("prefix length from 16 to 128"), "{e}");
         let e = err("[bogus]\n");
         assert!(e.contains("unknown field `bogus`"), "{e}");
+        let e = err("[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/banguard.txt\"\n");
+        assert!(e.contains(":2: key `textfile`") && e.contains("does not end in .prom"), "{e}");
+        let e = err("[metrics]\ntextfile = \"banguard.prom\"\n");
+        assert!(e.contains("not an absolute path"), "{e}");
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use super::values::*;
 use super::{
-    AccountsConfig, Config, CrowdsecConfig, FailMode, FleetProvider, MailConfig, Recidive, ServicePolicy,
-    StoreConfig, SyncConfig, SyncScope, Synchronous,
+    AccountsConfig, Config, CrowdsecConfig, FailMode, FleetProvider, MailConfig, MetricsConfig, Recidive,
+    ServicePolicy, StoreConfig, SyncConfig, SyncScope, Synchronous,
 };
 use crate::duration::BanTime;
 use crate::sync::BackendKind;
@@ -123,6 +123,14 @@ section! {
 }
 
 section! {
+    /// `[metrics]`.
+    RawMetrics => MetricsConfig {
+        enabled: bool,
+        textfile: PathBuf => "de_prom_path",
+    }
+}
+
+section! {
     /// `[store]`.
     RawStore => StoreConfig {
         runtime: PathBuf => "de_abs_path",
@@ -188,6 +196,7 @@ pub(super) struct RawFile {
     recidive: Option<RawRecidive>,
     sync: Option<RawSync>,
     mail: Option<RawMail>,
+    metrics: Option<RawMetrics>,
     store: Option<RawStore>,
     fleet: Option<RawFleet>,
     accounts: Option<RawAccounts>,
@@ -210,6 +219,7 @@ impl RawFile {
         merge_section(&mut self.recidive, later.recidive, RawRecidive::merge);
         merge_section(&mut self.sync, later.sync, RawSync::merge);
         merge_section(&mut self.mail, later.mail, RawMail::merge);
+        merge_section(&mut self.metrics, later.metrics, RawMetrics::merge);
         merge_section(&mut self.store, later.store, RawStore::merge);
         merge_section(&mut self.accounts, later.accounts, RawAccounts::merge);
         merge_section(&mut self.fleet, later.fleet, |mine, l| {
@@ -241,6 +251,9 @@ impl RawFile {
         }
         if let Some(m) = &self.mail {
             m.apply(&mut c.mail);
+        }
+        if let Some(m) = &self.metrics {
+            m.apply(&mut c.metrics);
         }
         if let Some(s) = &self.store {
             s.apply(&mut c.store);

@@ -183,6 +183,22 @@ pub(super) fn de_abs_path<'de, D: Deserializer<'de>>(d: D) -> std::result::Resul
     Ok(Some(p))
 }
 
+/// An absolute path ending in `.prom` (node_exporter's textfile collector
+/// reads only those).
+pub(super) fn de_prom_path<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    let p = de_abs_path(d)?.expect("de_abs_path gives a path");
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.ends_with(".prom") || name.len() <= ".prom".len() {
+        return Err(custom(format!(
+            "{:?} does not end in .prom: node_exporter's textfile collector would not read it",
+            p.display().to_string()
+        )));
+    }
+    Ok(Some(p))
+}
+
 /// An absolute path, or "" for none.
 pub(super) fn de_abs_path_or_none<'de, D: Deserializer<'de>>(
     d: D,

@@ -13,6 +13,7 @@ mod clock;
 mod fleet;
 mod import;
 mod maintain;
+mod metrics;
 mod outbox;
 mod reports;
 
@@ -25,6 +26,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use fleet::{FleetApplied, FleetDecision, FleetPull, FleetStatus, SAME_END, Tally};
 pub use import::{ForeignBan, Imported};
 pub use maintain::MaintainReport;
+pub use metrics::{
+    FleetFigures, HOURS_KEPT, Hour, SyncFigures, TROUBLE_KINDS, TROUBLES_CAP, TROUBLES_FILE, service_label,
+};
 pub use reports::{Event, Failing, ServiceStatus};
 
 use crate::addr::{self, HostKey, Origin};
@@ -257,13 +261,17 @@ impl Banguard {
         }
         let service = req.service;
         if let Some(ban) = bans::active_ban(&tx, &key, addr, service, now).map_err(e)? {
+            if matches!(mode, Mode::Attempt | Mode::Check) {
+                history::add_total(&tx, service, "refused", 1).map_err(e)?;
+            }
             let knocking = matches!(mode, Mode::Attempt | Mode::Check) && ban.counts_refusals(&config.sync);
             if !knocking {
                 tx.commit().map_err(e)?;
                 return Ok(Verdict::Refused { host: key, ban, new: false, escalated: false });
             }
-            // Counted only until the ban goes to the kernel: a flood of
-            // refusals writes at most `escalate_after` small updates.
+            // Counted per ban only until the ban goes to the kernel (after
+            // that the kernel drops the host's new connections, so little
+            // reaches this point: the service's total above).
             let refused = bans::count_refusal(&tx, ban.id).map_err(e)?;
             if refused < config.sync.escalate_after {
                 tx.commit().map_err(e)?;
@@ -288,6 +296,7 @@ impl Banguard {
             // Refused before the password: one failure of the host, so a
             // source that keeps spraying ends up banned like any other.
             if mode != Mode::Peek {
+                history::add_total(&tx, service, "refused_account", 1).map_err(e)?;
                 let account = attempts::ForAccount { account: Some(side.bucket()), reserved: false };
                 let id = attempts::insert(&tx, &db_key, service, req.user, account, now, true).map_err(e)?;
                 used += 1;
@@ -341,6 +350,10 @@ impl Banguard {
         // The ban consumes the failures that made it (the ban row keeps their
         // number): once it expires the host starts afresh, as with fail2ban.
         attempts::delete_of(&tx, &db_key, Some(service)).map_err(e)?;
+        if matches!(mode, Mode::Attempt | Mode::Check) {
+            // The attempt that made the ban is refused too.
+            history::add_total(&tx, service, "refused", 1).map_err(e)?;
+        }
         tx.commit().map_err(e)?;
         Ok(Verdict::Refused { host: key, ban, new: true, escalated: false })
     }

@@ -429,7 +429,12 @@ pub(crate) fn locks_to_export(
 
 /// Forgets locks that ended before `before`; how many.
 pub(crate) fn prune_locks(dt: &Transaction<'_>, before: i64) -> rusqlite::Result<u64> {
-    Ok(dt.execute("DELETE FROM account_locks WHERE coalesce(lifted, until) < ?1", [before])? as u64)
+    // The newest row stays: ids are never given again (the metrics count
+    // locks by id).
+    Ok(dt.execute(
+        "DELETE FROM account_locks WHERE coalesce(lifted, until) < ?1 AND id < (SELECT max(id) FROM account_locks)",
+        [before],
+    )? as u64)
 }
 
 /// One line of an account's history.

@@ -127,25 +127,29 @@ pub(crate) fn delete(
     params: &[&dyn ToSql],
 ) -> rusqlite::Result<usize> {
     let mut deleted = 0;
-    let mut failed: Vec<(String, i64)> = Vec::new();
+    // Per service: failures, and attempts given back (for the metrics).
+    let mut left: Vec<(String, i64, i64)> = Vec::new();
     {
         let mut stmt =
             tx.prepare_cached(&format!("DELETE FROM attempts WHERE {condition} RETURNING service, state"))?;
         let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {
             deleted += 1;
-            if !matches!(row.get::<_, i64>(1)?, 0 | 1) {
-                continue; // given back: never a failure
-            }
+            let failure = matches!(row.get::<_, i64>(1)?, 0 | 1);
             let service: String = row.get(0)?;
-            match failed.iter_mut().find(|(s, _)| *s == service) {
-                Some((_, n)) => *n += 1,
-                None => failed.push((service, 1)),
+            let (f, g) = if failure { (1, 0) } else { (0, 1) };
+            match left.iter_mut().find(|(s, _, _)| *s == service) {
+                Some((_, nf, ng)) => {
+                    *nf += f;
+                    *ng += g;
+                }
+                None => left.push((service, f, g)),
             }
         }
     }
-    for (service, n) in failed {
-        history::add_total(tx, &service, "failed", n)?;
+    for (service, failed, given_back) in left {
+        history::add_total(tx, &service, "failed", failed)?;
+        history::add_total(tx, &service, "given_back", given_back)?;
     }
     Ok(deleted)
 }

@@ -330,15 +330,12 @@ pub(crate) fn lift(tx: &Transaction<'_>, id: i64, now: i64) -> rusqlite::Result<
 
 /// Records that the sync job pushed these bans at `now` (the store alone:
 /// not a change to who is refused).
+/// How long each took from its creation goes to the metrics' histogram.
 pub(crate) fn mark_pushed(store: &Store, ids: &[i64], now: i64) -> Result<()> {
     let e = |err| Error::store(store.path(), err);
     let tx = Transaction::new_unchecked(store.durable()?, TransactionBehavior::Immediate).map_err(e)?;
-    {
-        let mut stmt = tx.prepare("UPDATE bans SET pushed = ?1 WHERE id = ?2").map_err(e)?;
-        for id in ids {
-            stmt.execute(params![now, id]).map_err(e)?;
-        }
-    }
+    let delays = super::metrics::kernel_delays(&tx, ids, now).map_err(e)?;
+    super::metrics::observe_kernel_delays(&tx, &delays).map_err(e)?;
     tx.commit().map_err(e)
 }
 
@@ -367,11 +364,12 @@ pub(crate) fn drop_ended_from_mirror(rt: &Transaction<'_>, now: i64) -> rusqlite
 }
 
 /// Deletes from the store the bans made before `before` that have ended
-/// and have no notice waiting; how many.
+/// and have no notice waiting; how many. The newest row stays, so that
+/// ids are never given again (the metrics count bans by id).
 pub(crate) fn prune_ended(dt: &Transaction<'_>, before: i64) -> rusqlite::Result<u64> {
     Ok(dt.execute(
         "DELETE FROM bans WHERE created < ?1 AND (lifted IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))
-           AND id NOT IN (SELECT ban_id FROM outbox)",
+           AND id NOT IN (SELECT ban_id FROM outbox) AND id < (SELECT max(id) FROM bans)",
         [before],
     )? as u64)
 }

@@ -18,7 +18,8 @@ pub(crate) fn add_event(
     Ok(())
 }
 
-/// Adds `delta` to a per-service total (`failed` or `banned`).
+/// Adds `delta` to a per-service total (`failed` or `banned`; in the
+/// runtime state also `given_back`, `refused`, `refused_account`).
 pub(crate) fn add_total(
     tx: &Transaction<'_>,
     service: &str,
@@ -28,8 +29,8 @@ pub(crate) fn add_total(
     if delta == 0 {
         return Ok(());
     }
-    // `column` is one of two literals of the crate, never user input.
-    debug_assert!(column == "failed" || column == "banned");
+    // `column` is one of the crate's literals, never user input.
+    debug_assert!(["failed", "banned", "given_back", "refused", "refused_account"].contains(&column));
     let sql = format!(
         "INSERT INTO totals (service, {column}) VALUES (?1, max(?2, 0))
          ON CONFLICT(service) DO UPDATE SET {column} = max({column} + ?2, 0)"
@@ -80,7 +81,9 @@ pub(crate) fn total(conn: &Connection, service: &str, column: &str) -> rusqlite:
 
 /// Deletes events from before `before`; how many.
 pub(crate) fn prune_events(tx: &Transaction<'_>, before: i64) -> rusqlite::Result<u64> {
-    Ok(tx.execute("DELETE FROM events WHERE at < ?1", [before])? as u64)
+    // The newest row stays: ids are never given again (the metrics count
+    // escalations by id).
+    Ok(tx.execute("DELETE FROM events WHERE at < ?1 AND id < (SELECT max(id) FROM events)", [before])? as u64)
 }
 
 /// Pulls events from the future (a clock stepped back) to `now`.

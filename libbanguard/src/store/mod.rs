@@ -33,6 +33,7 @@ pub(crate) mod attempts;
 pub(crate) mod bans;
 pub(crate) mod fleet;
 pub(crate) mod history;
+pub mod metrics;
 pub(crate) mod outbox;
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
@@ -220,6 +221,30 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO account_meta VALUES ('learning_since', 0);
     ALTER TABLE outbox ADD COLUMN lock_id INTEGER;
     "#,
+    // 7: the figures `banguardctl metrics` prints (`store::metrics`):
+    // counters and gauges by name and rendered labels, the runtime
+    // state's figures at the last fold, attempts per service and hour.
+    r#"
+    CREATE TABLE metrics (
+        name   TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        value  REAL NOT NULL,
+        PRIMARY KEY (name, labels)
+    ) WITHOUT ROWID;
+    CREATE TABLE metrics_seen (
+        service TEXT    NOT NULL,
+        outcome TEXT    NOT NULL,
+        value   INTEGER NOT NULL,
+        PRIMARY KEY (service, outcome)
+    ) WITHOUT ROWID;
+    CREATE TABLE hourly (
+        hour     INTEGER NOT NULL,
+        service  TEXT    NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        refused  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour, service)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Migrations of the runtime state file, numbered like [`MIGRATIONS`].
@@ -316,6 +341,17 @@ const RUNTIME_MIGRATIONS: &[&str] = &[
         familiar     TEXT
     ) WITHOUT ROWID;
     INSERT INTO accounts (account, first_at) VALUES ('', 0);
+    "#,
+    // 6: figures for `banguardctl metrics`: attempts given back and
+    // refused, per service, counted where the row leaves or the refusal
+    // is answered (never for an ordinary attempt). Which file this is (so
+    // that the first fold after a reboot starts from zero) goes in the
+    // header's application_id, set by `migrate`: no table for every fresh
+    // process to parse.
+    r#"
+    ALTER TABLE totals ADD COLUMN given_back INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE totals ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE totals ADD COLUMN refused_account INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 
@@ -709,9 +745,26 @@ fn migrate(conn: &mut Connection, path: &Path, kind: Kind) -> Result<()> {
             return Ok(());
         }
         tx.execute_batch(migrations[version as usize]).map_err(e)?;
+        if kind == Kind::Runtime && version == RUNTIME_INCARNATION_SET_AT {
+            tx.pragma_update(None, "application_id", new_incarnation()).map_err(e)?;
+        }
         tx.pragma_update(None, "user_version", version + 1).map_err(e)?;
         tx.commit().map_err(e)?;
     }
+}
+
+/// The runtime migration (index) after which the file gets its
+/// incarnation: every new runtime state file, and one upgraded to it.
+const RUNTIME_INCARNATION_SET_AT: i64 = 5;
+
+/// A number that tells this runtime state file from the one before it
+/// (the metrics' fold: `store::metrics::runtime_figures`): positive, from
+/// the clock and the pid; not a secret.
+fn new_incarnation() -> i32 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 20) ^ (nanos >> 64) as u64;
+    ((mixed ^ (mixed >> 31)) & 0x7fff_fffe) as i32 + 1
 }
 
 /// Runs `op` again when it failed with SQLITE_BUSY before `limit` passed.
@@ -1061,6 +1114,26 @@ mod tests {
         let view = accounts::view(&store.runtime, "alice").unwrap();
         assert_eq!((view.learning_since, view.tracked, view.row.is_none()), (0, 0, true));
         assert_eq!(accounts::learning_since(store.durable().unwrap()).unwrap(), 0);
+        // The metrics' figures start from what the files held, in a file
+        // that now knows which it is.
+        let (incarnation, figures) = metrics::runtime_figures(&store.runtime).unwrap();
+        assert!(incarnation > 0);
+        assert_eq!(figures[&("sshd".to_string(), "checked".to_string())], 1);
+        assert!(metrics::all(store.durable().unwrap()).unwrap().is_empty());
+    }
+
+    /// Each new runtime state file is another incarnation (a reboot).
+    #[test]
+    fn every_new_runtime_state_file_is_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        let first = metrics::runtime_figures(&Store::open(&l, Access::ReadWrite).unwrap().runtime).unwrap().0;
+        let again = metrics::runtime_figures(&Store::open(&l, Access::ReadWrite).unwrap().runtime).unwrap().0;
+        assert_eq!(first, again, "the same file");
+        fs::remove_file(&l.runtime).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let rebuilt = metrics::runtime_figures(&Store::open(&l, Access::ReadWrite).unwrap().runtime).unwrap().0;
+        assert!(rebuilt > 0 && rebuilt != first);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod import_fail2ban;
 mod import_hostile;
 mod install;
 mod man;
+mod metrics;
 mod module_guest;
 mod pam_stack;
 mod rpm;

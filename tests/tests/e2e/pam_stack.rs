@@ -11,11 +11,11 @@ use banguard::store::Access;
 use banguard::{Banguard, Config, Request, Verdict};
 use banguard_e2e::fixture::ConfigFile;
 use banguard_e2e::pamtest::*;
-use banguard_e2e::{Netns, artifacts, count_lines, require};
+use banguard_e2e::{artifacts, count_lines, require};
 use std::collections::BTreeMap;
 use std::ffi::c_int;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -806,38 +806,6 @@ fn sixteen_parallel_processes_let_exactly_maxretry_passwords_through() {
     assert_eq!(f.evaluated(), 3, "exactly maxretry passwords reached the password module");
     assert_eq!(codes.iter().filter(|&&c| c == PAM_AUTH_ERR).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|&&c| c == PAM_PERM_DENIED).count(), 13, "{codes:?}");
-}
-
-/// A namespace whose /etc/pam.d is `root/pam.d` and whose /dev/log is
-/// `log` (a tmpfs /dev with the few device nodes PAM programs need).
-fn pam_namespace(root: &Path, log: &Path) -> Netns {
-    let ns = Netns::new();
-    ns.bind_mount(&root.join("pam.d"), Path::new("/etc/pam.d"));
-    ns.run_ok(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/dev"]);
-    for (name, minor) in [("null", "3"), ("zero", "5"), ("random", "8"), ("urandom", "9")] {
-        ns.run_ok(["mknod", "-m", "666", &format!("/dev/{name}"), "c", "1", minor]);
-    }
-    ns.run_ok(["touch", "/dev/log"]);
-    ns.bind_mount(log, Path::new("/dev/log"));
-    ns
-}
-
-/// Runs pamtester in `ns` with `password` on stdin; returns (exit code, output).
-fn pamtester(ns: &Netns, prefix: &[&str], args: &[&str], password: &str) -> (i32, String) {
-    let mut argv: Vec<&str> = prefix.to_vec();
-    argv.extend(["pamtester", "-v"]);
-    argv.extend(args);
-    let mut child = ns
-        .command(&argv)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// The fixture's stacks under the installed name, so log lines read
