@@ -79,10 +79,11 @@ pub enum Command {
     CheckConfig,
     /// Print the figures in the Prometheus text format (see METRICS).
     ///
-    /// Counters survive syncs, restarts and reboots; each sync run folds
-    /// in what the PAM module counted and, with [metrics] enabled in
-    /// banguard.toml(5), writes the same text for node_exporter's
-    /// textfile collector. Reads only.
+    /// Counters are as the last sync run folded in what the PAM module
+    /// counted (gauges as they are now) and survive syncs, restarts and
+    /// reboots; with [metrics] enabled in banguard.toml(5), each sync run
+    /// writes the same text for node_exporter's textfile collector. Reads
+    /// only.
     Metrics,
     /// Push bans to the firewall/hosts.deny, expire, mail notices (cron job).
     Sync(SyncArgs),

@@ -113,9 +113,10 @@ pub fn render(w: &mut dyn Write) -> io::Result<()> {
         "{}",
         text(
             "banguardctl metrics prints these families in the Prometheus text format. Labels never carry an \
-             address or a user name; a service that is not a plain name, and services past the 64th, count as \
-             \"other\". Counters only grow, across syncs, restarts and reboots (what the module counted after the \
-             last sync before a reboot is lost)."
+             address or a user name. A service has a label of its own when it has a section in the config or is \
+             among the first 64 the store counted; others, and names that are not plain, count as \"other\". \
+             Counters are as the last sync run counted them (gauges as they are now) and only grow, across syncs, \
+             restarts and reboots (what the module counted after the last sync before a reboot is lost)."
         )
     )?;
     for f in crate::cmd::metrics::CATALOGUE {

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -72,8 +72,15 @@ pub fn count_for_metrics(dir: &Path, kind: &str, service: &str) {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(dir.join(banguard::policy::TROUBLES_FILE));
+    // Root's own file with one name only: never a file someone else placed
+    // or linked there (the directory should be root's alone anyway).
     if let Ok(mut f) = file
-        && f.metadata().is_ok_and(|m| m.is_file() && m.len() < banguard::policy::TROUBLES_CAP)
+        && f.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.uid() == banguard::sys::effective_uid()
+                && m.nlink() == 1
+                && m.len() < banguard::policy::TROUBLES_CAP
+        })
     {
         let line = format!("{kind} {}\n", banguard::policy::service_label(service));
         let _ = f.write_all(line.as_bytes());
@@ -111,6 +118,12 @@ mod tests {
         count_for_metrics(t.path(), "store", "bad\nname");
         let file = t.path().join(banguard::policy::TROUBLES_FILE);
         assert_eq!(fs::read_to_string(&file).unwrap(), "overload sshd\nstore other\n");
+        // A second name for it (a hard link someone made): nothing added.
+        let link = t.path().join("link");
+        fs::hard_link(&file, &link).unwrap();
+        count_for_metrics(t.path(), "overload", "sshd");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "overload sshd\nstore other\n");
+        fs::remove_file(&link).unwrap();
         fs::write(&file, vec![b'x'; banguard::policy::TROUBLES_CAP as usize]).unwrap();
         count_for_metrics(t.path(), "overload", "sshd");
         assert_eq!(fs::metadata(&file).unwrap().len(), banguard::policy::TROUBLES_CAP, "full: nothing added");

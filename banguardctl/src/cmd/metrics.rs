@@ -10,6 +10,7 @@ use banguard::store::metrics::Row;
 use serde_json::json;
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -27,7 +28,7 @@ pub const CATALOGUE: &[Family] = &[
         name: "banguard_attempts_total",
         kind: "counter",
         labels: "service, outcome",
-        help: "Attempts that reached the PAM module, by outcome: checked (the password went to the stack, counted before the check), given_back (of those, given back after a success), refused_banned, refused_account (the account is locked for unfamiliar sources), overload (not counted in time: refused unchecked). From the runtime state, folded into the store by each sync.",
+        help: "Attempts that reached the PAM module, by outcome: checked (the password went to the stack, counted before the check), given_back (of those, given back after a success), refused_banned, refused_account (the account is locked for unfamiliar sources), overload (not counted in time: refused unchecked). With the explicit preauth/authfail lines, checked counts the failures recorded. From the runtime state, folded into the store by each sync.",
     },
     Family {
         name: "banguard_bans_total",
@@ -100,7 +101,7 @@ pub const CATALOGUE: &[Family] = &[
         name: "banguard_firewall_entries",
         kind: "gauge",
         labels: "backend",
-        help: "Entries each back-end held after its last push that succeeded.",
+        help: "Entries each back-end held after its last push that succeeded (the bans that go to the kernel).",
     },
     Family {
         name: "banguard_fleet_exchanges_total",
@@ -212,35 +213,82 @@ fn number(v: f64) -> String {
 /// (created exclusively, never through a link, root's, 0644), synced,
 /// then renamed over it, so that a scrape sees the old file or the new
 /// one. node_exporter reads `*.prom` only, so the temp file is ignored.
+/// The directory is reached one component at a time without following a
+/// link: Debian's /var/lib/prometheus belongs to the prometheus user, who
+/// must not be able to swap node-exporter for a link to a directory of
+/// root's.
 pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("/"));
-    if !dir.is_dir() {
-        return Err(Error::msg(format!(
-            "[metrics] textfile {}: the directory {} does not exist (install prometheus-node-exporter, or set textfile)",
-            path.display(),
-            dir.display()
-        )));
-    }
+    let err = |e: std::io::Error| Error::msg(format!("[metrics] textfile {}: {e}", path.display()));
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::msg(format!("[metrics] textfile {}: not a file path", path.display())));
+    };
+    let dir_fd = match open_dir_nofollow(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::msg(format!(
+                "[metrics] textfile {}: the directory {} does not exist (install prometheus-node-exporter, or set textfile)",
+                path.display(),
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::msg(format!(
+                "[metrics] textfile {}: {} : {e}",
+                path.display(),
+                dir.display()
+            )));
+        }
+    };
+    let here = Path::new("/proc/self/fd").join(dir_fd.as_raw_fd().to_string());
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".banguard.prom.{}.{nanos}", std::process::id()));
-    let io = |e: std::io::Error| Error::msg(format!("[metrics] textfile {}: {e}", path.display()));
+    let tmp = here.join(format!(".banguard.prom.{}.{nanos}", std::process::id()));
     let written = (|| -> std::io::Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, here.join(name))
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    written.map_err(io)
+    written.map_err(err)
+}
+
+/// Opens an absolute directory one component at a time, none of them
+/// followed if it is a link (each opened below the one before through
+/// /proc/self/fd).
+fn open_dir_nofollow(dir: &Path) -> std::io::Result<fs::File> {
+    use std::path::Component;
+    let open = |p: &Path| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(p)
+    };
+    let mut current = open(Path::new("/"))?;
+    for component in dir.components() {
+        match component {
+            Component::RootDir => {}
+            Component::Normal(part) => {
+                let below = Path::new("/proc/self/fd").join(current.as_raw_fd().to_string()).join(part);
+                current = open(&below)?;
+            }
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a plain absolute path (no . or ..)",
+                ));
+            }
+        }
+    }
+    Ok(current)
 }
 
 #[cfg(test)]
@@ -275,7 +323,19 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1, "no temp file left");
+
         let e = write_textfile(&t.path().join("none/banguard.prom"), "x").unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
+        // A directory on the way swapped for a link is refused, not followed.
+        let real = t.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, t.path().join("swapped")).unwrap();
+        assert!(write_textfile(&t.path().join("swapped/banguard.prom"), "x").is_err());
+        assert_eq!(fs::read_dir(&real).unwrap().count(), 0, "nothing written through the link");
+        // A link at the file's own name is replaced, its target untouched.
+        fs::write(real.join("victim"), "keep").unwrap();
+        std::os::unix::fs::symlink(real.join("victim"), t.path().join("linked.prom")).unwrap();
+        write_textfile(&t.path().join("linked.prom"), "new\n").unwrap();
+        assert_eq!(fs::read_to_string(real.join("victim")).unwrap(), "keep");
     }
 }

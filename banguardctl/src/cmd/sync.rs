@@ -99,8 +99,7 @@ fn record_metrics(
         },
         Err(_) => FleetFigures { ok: false, ..FleetFigures::default() },
     });
-    let sent = report.notices.iter().filter(|n| !n.dry_run && n.sent).count() as u64;
-    let failed = report.notices.iter().filter(|n| !n.dry_run && !n.sent).count() as u64;
+    let (sent, failed) = mail_counts(report);
     let run = SyncFigures {
         ok: report.errors.is_empty(),
         duration: took,
@@ -154,8 +153,23 @@ pub fn after_change(ctx: &Ctx, g: &mut Banguard, log: &mut Syslog) -> Result<Rep
             let _ = banguard::trigger::touch(&ctx.config.sync.trigger_file);
             Ok(Report::skipped(&ctx.config.sync))
         }
-        Some(_lock) => sync_store(ctx, g, Options::default(), log),
+        Some(_lock) => {
+            let report = sync_store(ctx, g, Options::default(), log)?;
+            // Mail it sent counts as the timer's would (a warning if not).
+            let (sent, failed) = mail_counts(&report);
+            if let Err(e) = g.record_mail(sent, failed) {
+                crate::say(&format!("warning: metrics: {e}"));
+            }
+            Ok(report)
+        }
     }
+}
+
+/// Notices handed to sendmail, and those that could not be.
+fn mail_counts(report: &Report) -> (u64, u64) {
+    let sent = report.notices.iter().filter(|n| !n.dry_run && n.sent).count() as u64;
+    let failed = report.notices.iter().filter(|n| !n.dry_run && !n.sent).count() as u64;
+    (sent, failed)
 }
 
 /// Mail through `[mail] sendmail`.

@@ -84,30 +84,71 @@ pub fn service_label(name: &str) -> &str {
 /// Figures per (service, outcome).
 type Figures = BTreeMap<(String, String), i64>;
 
+/// Which services get a label of their own: the configured ones, those
+/// the store already counts, and new ones while fewer than
+/// [`MAX_SERVICES`] are counted; the rest are "other". Kept through the
+/// store, so a service keeps its label from one fold to the next.
+struct Services {
+    configured: BTreeSet<String>,
+    known: BTreeSet<String>,
+}
+
+impl Services {
+    fn load(conn: &rusqlite::Connection, config: &crate::config::Config) -> rusqlite::Result<Services> {
+        let configured = config.services.keys().map(|s| service_label(s).to_string()).collect();
+        Ok(Services { configured, known: rows::service_labels(conn)? })
+    }
+
+    fn label(&mut self, name: &str) -> String {
+        let l = service_label(name);
+        if matches!(l, "other" | "all") || self.configured.contains(l) || self.known.contains(l) {
+            return l.to_string();
+        }
+        if self.known.len() < MAX_SERVICES {
+            self.known.insert(l.to_string());
+            return l.to_string();
+        }
+        "other".to_string()
+    }
+}
+
 /// Per (service label, outcome), what the runtime state counted since the
-/// last fold: everything, when it is another file (a reboot) or a figure
-/// went down (it was rebuilt).
-fn deltas(incarnation: i64, current: &Figures, seen_incarnation: i64, seen: &Figures) -> Figures {
-    let mut names: Vec<&str> = current.keys().map(|(s, _)| service_label(s)).collect();
-    names.sort();
-    names.dedup();
-    let kept: BTreeSet<&str> = names.into_iter().take(MAX_SERVICES).collect();
+/// last fold: everything when it is another file (a reboot); otherwise
+/// what grew past the highest figure seen (a read may come out low while
+/// rows leave: that is no reset, and what it missed counts later).
+fn deltas(
+    services: &mut Services,
+    incarnation: i64,
+    current: &Figures,
+    seen_incarnation: i64,
+    seen: &Figures,
+) -> Figures {
     let mut out = Figures::new();
     for ((service, outcome), now) in current {
         let before = if incarnation == seen_incarnation {
-            seen.get(&(service.clone(), outcome.clone()))
+            seen.get(&(service.clone(), outcome.clone())).copied().unwrap_or(0)
         } else {
-            None
+            0
         };
-        let d = match before {
-            Some(b) if now >= b => now - b,
-            _ => *now,
-        };
-        let label = service_label(service);
-        let label = if kept.contains(label) { label } else { "other" };
-        *out.entry((label.to_string(), outcome.clone())).or_default() += d;
+        let d = (now - before).max(0);
+        if d > 0 {
+            *out.entry((services.label(service), outcome.clone())).or_default() += d;
+        }
     }
-    out.retain(|_, d| *d != 0);
+    out
+}
+
+/// What the fold remembers as seen: the highest figure read in this
+/// runtime state file (the figures as read, after a reboot).
+fn seen_after(incarnation: i64, current: &Figures, seen_incarnation: i64, seen: &Figures) -> Figures {
+    let mut out = current.clone();
+    if incarnation == seen_incarnation {
+        for (key, before) in seen {
+            if let Some(now) = out.get_mut(key) {
+                *now = (*now).max(*before);
+            }
+        }
+    }
     out
 }
 
@@ -150,55 +191,53 @@ fn made_since(conn: &rusqlite::Connection, seen: &Figures) -> rusqlite::Result<M
     Ok((out, marks))
 }
 
-/// The module's trouble lines as (kind, service label) counts, at most
-/// [`MAX_SERVICES`] services apart.
+/// The module's trouble lines as (kind, service) counts (the file is
+/// capped, so are they).
 fn parse_troubles(text: &str) -> BTreeMap<(String, String), i64> {
-    let mut services: BTreeSet<&str> = BTreeSet::new();
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let (kind, service) = line.split_once(' ').unwrap_or((line, ""));
         let kind = if TROUBLE_KINDS.contains(&kind) { kind } else { "other" };
-        let mut service = service_label(service);
-        if !services.contains(service) {
-            if services.len() < MAX_SERVICES {
-                services.insert(service);
-            } else {
-                service = "other";
-            }
-        }
-        *out.entry((kind.to_string(), service.to_string())).or_default() += 1;
+        *out.entry((kind.to_string(), service_label(service).to_string())).or_default() += 1;
     }
     out
 }
 
-/// Reads at most [`TROUBLES_CAP`] (and a little) of a troubles file; empty
-/// when it is missing or not a regular file.
-fn read_troubles(path: &Path) -> String {
-    let Ok(f) =
-        fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
-    else {
-        return String::new();
-    };
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return String::new();
+/// A troubles file's text (at most [`TROUBLES_CAP`] and a little) and what
+/// tells this file from another (inode, size, time); `None` when it is
+/// missing, not a regular file, not this process's owner's (root's) or
+/// has another name (a hard link).
+fn read_troubles(path: &Path) -> Option<(String, i64)> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.uid() != crate::sys::effective_uid() || m.nlink() != 1 {
+        return None;
     }
+    let id =
+        (m.ino() ^ m.len().rotate_left(32) ^ (m.mtime_nsec() as u64) ^ (m.mtime() as u64).rotate_left(17))
+            & (i64::MAX as u64);
     let mut text = String::new();
     let _ = f.take(TROUBLES_CAP + 4096).read_to_string(&mut text);
-    text
+    Some((text, id as i64))
 }
 
-use std::os::unix::fs::OpenOptionsExt;
+/// The key under which the fold keeps which taken troubles file it
+/// counted (so that neither a reader nor a fold after a crash counts it
+/// twice).
+const TAKEN_MARK: &str = "troubles_taken";
+
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 impl Banguard {
-    /// The runtime state's attempt figures, read in one transaction.
+    /// The runtime state's attempt figures (short reads: logins never
+    /// wait for the whole table).
     fn runtime_figures(&self) -> Result<(i64, Figures)> {
-        let conn = &self.store.runtime;
-        let e = |err| Error::store(self.store.runtime_path(), err);
-        let tx = Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred).map_err(e)?;
-        let out = rows::runtime_figures(&tx).map_err(e)?;
-        tx.commit().map_err(e)?;
-        Ok(out)
+        rows::runtime_figures(&self.store.runtime).map_err(|e| Error::store(self.store.runtime_path(), e))
     }
 
     /// The directory of the module's troubles file.
@@ -223,12 +262,16 @@ impl Banguard {
         if fs::symlink_metadata(&taken).is_err() {
             let _ = fs::rename(dir.join(TROUBLES_FILE), &taken);
         }
-        let troubles = parse_troubles(&read_troubles(&taken));
+        let troubles = read_troubles(&taken);
         let hour = now.div_euclid(3600);
+        let config = &self.config;
         self.store.write_durable(|tx| {
             let (seen_incarnation, seen) = rows::seen(tx)?;
+            let mut services = Services::load(tx, config)?;
             let mut hours: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-            for ((service, outcome), d) in deltas(incarnation, &current, seen_incarnation, &seen) {
+            for ((service, outcome), d) in
+                deltas(&mut services, incarnation, &current, seen_incarnation, &seen)
+            {
                 let l = labels(&[("service", &service), ("outcome", &outcome)]);
                 rows::add(tx, "banguard_attempts_total", &l, d as f64)?;
                 let h = hours.entry(service).or_default();
@@ -241,14 +284,21 @@ impl Banguard {
                     _ => {}
                 }
             }
-            for ((kind, service), n) in &troubles {
-                rows::add(tx, "banguard_module_errors_total", &labels(&[("kind", kind)]), *n as f64)?;
-                if kind == "overload" {
-                    let l = labels(&[("service", service), ("outcome", "overload")]);
-                    rows::add(tx, "banguard_attempts_total", &l, *n as f64)?;
-                    let h = hours.entry(service.clone()).or_default();
-                    h.0 += n;
-                    h.1 += n;
+            // A taken file this store already counted (a crash between the
+            // commit and its removal) is only removed.
+            let mut taken_mark = mark(&seen, TAKEN_MARK);
+            if let Some((text, id)) = troubles.as_ref().filter(|(_, id)| *id != taken_mark) {
+                taken_mark = *id;
+                for ((kind, service), n) in parse_troubles(text) {
+                    rows::add(tx, "banguard_module_errors_total", &labels(&[("kind", &kind)]), n as f64)?;
+                    if kind == "overload" {
+                        let service = services.label(&service);
+                        let l = labels(&[("service", &service), ("outcome", "overload")]);
+                        rows::add(tx, "banguard_attempts_total", &l, n as f64)?;
+                        let h = hours.entry(service).or_default();
+                        h.0 += n;
+                        h.1 += n;
+                    }
                 }
             }
             for (service, (attempts, refused)) in hours {
@@ -259,8 +309,10 @@ impl Banguard {
             for (name, l, n) in made {
                 rows::add(tx, name, &l, n)?;
             }
-            let mut now_seen = current.clone();
+            zero_series(tx, &services)?;
+            let mut now_seen = seen_after(incarnation, &current, seen_incarnation, &seen);
             now_seen.extend(marks);
+            now_seen.insert((String::new(), TAKEN_MARK.to_string()), taken_mark);
             rows::set_seen(tx, incarnation, &now_seen)?;
             record_run(tx, run, now)
         })?;
@@ -268,8 +320,17 @@ impl Banguard {
         Ok(())
     }
 
-    /// Every series: the store's counters with what the runtime state and
-    /// the module counted since the last fold, and the gauges read now.
+    /// Counts mail notices handed to sendmail (or not) by a sync run.
+    pub fn record_mail(&mut self, sent: u64, failed: u64) -> Result<()> {
+        self.store.write_durable(|tx| {
+            rows::add(tx, "banguard_mail_total", &labels(&[("result", "sent")]), sent as f64)?;
+            rows::add(tx, "banguard_mail_total", &labels(&[("result", "failed")]), failed as f64)
+        })
+    }
+
+    /// Every series: the counters as the last sync run folded them (so
+    /// that two reads never go down: Prometheus would take that for a
+    /// restart), and the gauges read now.
     pub fn metrics(&self) -> Result<Vec<Row>> {
         let now = self.clock.now();
         let durable = self.store.durable()?;
@@ -277,27 +338,7 @@ impl Banguard {
         let mut series: BTreeMap<(String, String), f64> =
             rows::all(durable).map_err(e)?.into_iter().map(|r| ((r.name, r.labels), r.value)).collect();
         let mut add = |name: &str, l: String, v: f64| *series.entry((name.to_string(), l)).or_default() += v;
-        let (incarnation, current) = self.runtime_figures()?;
-        let (seen_incarnation, seen) = rows::seen(durable).map_err(e)?;
-        for ((service, outcome), d) in deltas(incarnation, &current, seen_incarnation, &seen) {
-            add("banguard_attempts_total", labels(&[("service", &service), ("outcome", &outcome)]), d as f64);
-        }
-        for (name, l, n) in made_since(durable, &seen).map_err(e)?.0 {
-            add(name, l, n);
-        }
-        let dir = self.troubles_dir();
-        let mut text = read_troubles(&dir.join(format!("{TROUBLES_FILE}.taken")));
-        text.push_str(&read_troubles(&dir.join(TROUBLES_FILE)));
-        for ((kind, service), n) in parse_troubles(&text) {
-            add("banguard_module_errors_total", labels(&[("kind", &kind)]), n as f64);
-            if kind == "overload" {
-                add(
-                    "banguard_attempts_total",
-                    labels(&[("service", &service), ("outcome", "overload")]),
-                    n as f64,
-                );
-            }
-        }
+        let queued = rows::queued_notices(durable).map_err(e)?;
         // Bans in force, by origin and whether the kernel holds them.
         for origin in [BanOrigin::Banguard, BanOrigin::Crowdsec, BanOrigin::Fail2ban] {
             for kernel in ["true", "false"] {
@@ -318,7 +359,7 @@ impl Banguard {
             && self.config.accounts.learning > 0
             && self.learning()?.is_none_or(|(_, until)| now < until);
         add("banguard_accounts_learning", String::new(), if learning { 1.0 } else { 0.0 });
-        add("banguard_mail_queued", String::new(), rows::queued_notices(durable).map_err(e)? as f64);
+        add("banguard_mail_queued", String::new(), queued as f64);
         if self.config.fleet.provider != crate::config::FleetProvider::None {
             let f = self.fleet_status()?;
             if let Some(t) = f.last_ok {
@@ -352,10 +393,17 @@ impl Banguard {
         let first = current_hour - hours + 1;
         let durable = self.store.durable()?;
         let e = |err| Error::store(self.store.path(), err);
+        // One snapshot of the store, then the runtime state (see `metrics`).
+        let snapshot =
+            Transaction::new_unchecked(durable, rusqlite::TransactionBehavior::Deferred).map_err(e)?;
+        let stored = rows::hours(&snapshot, first).map_err(e)?;
+        let (seen_incarnation, seen) = rows::seen(&snapshot).map_err(e)?;
+        let mut services = Services::load(&snapshot, &self.config).map_err(e)?;
+        snapshot.commit().map_err(e)?;
         let mut out: BTreeMap<String, Vec<Hour>> = BTreeMap::new();
         let blank =
             |first: i64| (0..hours).map(|i| Hour { hour: first + i, attempts: 0, refused: 0 }).collect();
-        for (hour, service, attempts, refused) in rows::hours(durable, first).map_err(e)? {
+        for (hour, service, attempts, refused) in stored {
             let row: &mut Vec<Hour> = out.entry(service).or_insert_with(|| blank(first));
             if let Some(h) = row.get_mut((hour - first) as usize) {
                 h.attempts += attempts;
@@ -363,8 +411,7 @@ impl Banguard {
             }
         }
         let (incarnation, current) = self.runtime_figures()?;
-        let (seen_incarnation, seen) = rows::seen(durable).map_err(e)?;
-        for ((service, outcome), d) in deltas(incarnation, &current, seen_incarnation, &seen) {
+        for ((service, outcome), d) in deltas(&mut services, incarnation, &current, seen_incarnation, &seen) {
             let row = out.entry(service).or_insert_with(|| blank(first));
             let last = row.last_mut().expect("hours > 0");
             match outcome.as_str() {
@@ -378,6 +425,38 @@ impl Banguard {
         }
         Ok(out)
     }
+}
+
+/// Creates at 0 the counters an alert or `increase()` must see from their
+/// first event on: every trouble kind, every ban origin and reason, lock
+/// origins, each counted service's outcomes.
+fn zero_series(tx: &Transaction<'_>, services: &Services) -> rusqlite::Result<()> {
+    for kind in TROUBLE_KINDS.iter().chain(&["other"]) {
+        rows::add(tx, "banguard_module_errors_total", &labels(&[("kind", kind)]), 0.0)?;
+    }
+    for (origin, reason) in [
+        (BanOrigin::Banguard, "maxretry"),
+        (BanOrigin::Banguard, "recidive"),
+        (BanOrigin::Banguard, "manual"),
+        (BanOrigin::Crowdsec, "fleet"),
+        (BanOrigin::Fail2ban, "import"),
+    ] {
+        rows::add(tx, "banguard_bans_total", &labels(&[("origin", origin.name()), ("reason", reason)]), 0.0)?;
+    }
+    for origin in ["banguard", "crowdsec"] {
+        rows::add(tx, "banguard_account_locks_total", &labels(&[("origin", origin)]), 0.0)?;
+    }
+    for service in &services.known {
+        for outcome in ["checked", "given_back", "refused_banned", "refused_account", "overload"] {
+            rows::add(
+                tx,
+                "banguard_attempts_total",
+                &labels(&[("service", service), ("outcome", outcome)]),
+                0.0,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Records one sync run's own figures.
@@ -413,6 +492,10 @@ fn record_run(tx: &Transaction<'_>, run: &SyncFigures, now: i64) -> rusqlite::Re
 mod tests {
     use super::*;
 
+    fn none() -> Services {
+        Services { configured: BTreeSet::new(), known: BTreeSet::new() }
+    }
+
     fn figures(pairs: &[(&str, &str, i64)]) -> Figures {
         pairs.iter().map(|(s, o, n)| ((s.to_string(), o.to_string()), *n)).collect()
     }
@@ -421,15 +504,25 @@ mod tests {
     fn a_fold_adds_what_grew_and_a_new_runtime_file_starts_from_zero() {
         let seen = figures(&[("sshd", "checked", 10), ("sshd", "given_back", 2)]);
         let now = figures(&[("sshd", "checked", 15), ("sshd", "given_back", 2), ("vsftpd", "checked", 1)]);
-        assert_eq!(deltas(7, &now, 7, &seen), figures(&[("sshd", "checked", 5), ("vsftpd", "checked", 1)]));
+        assert_eq!(
+            deltas(&mut none(), 7, &now, 7, &seen),
+            figures(&[("sshd", "checked", 5), ("vsftpd", "checked", 1)])
+        );
         // After a reboot (another file), everything it holds is new.
         assert_eq!(
-            deltas(8, &now, 7, &seen),
+            deltas(&mut none(), 8, &now, 7, &seen),
             figures(&[("sshd", "checked", 15), ("sshd", "given_back", 2), ("vsftpd", "checked", 1)])
         );
-        // A figure that went down was rebuilt: all of it is new.
-        let down = figures(&[("sshd", "checked", 3)]);
-        assert_eq!(deltas(7, &down, 7, &seen), figures(&[("sshd", "checked", 3)]));
+        // A figure that reads low (rows leaving during the read) adds
+        // nothing, and the highest seen is kept: what it missed counts once.
+        let low = figures(&[("sshd", "checked", 8), ("sshd", "given_back", 2)]);
+        assert_eq!(deltas(&mut none(), 7, &low, 7, &seen), Figures::new());
+        let kept = seen_after(7, &low, 7, &seen);
+        assert_eq!(kept[&("sshd".to_string(), "checked".to_string())], 10);
+        let later = figures(&[("sshd", "checked", 12)]);
+        assert_eq!(deltas(&mut none(), 7, &later, 7, &kept), figures(&[("sshd", "checked", 2)]));
+        // After a reboot, what was seen before does not count.
+        assert_eq!(seen_after(8, &low, 7, &seen), low);
     }
 
     #[test]
@@ -439,9 +532,17 @@ mod tests {
         assert_eq!(service_label("a\"b"), "other");
         assert_eq!(service_label(&"x".repeat(33)), "other");
         let many: Figures = (0..200).map(|i| ((format!("svc{i:03}"), "checked".to_string()), 1)).collect();
-        let d = deltas(1, &many, 0, &Figures::new());
+        let mut services = none();
+        let d = deltas(&mut services, 1, &many, 0, &Figures::new());
         assert_eq!(d.len(), MAX_SERVICES + 1);
         assert_eq!(d[&("other".to_string(), "checked".to_string())], 200 - MAX_SERVICES as i64);
+        // The set holds across folds (the store keeps it): a new name in a
+        // later fold is "other" too, a known one keeps its label, and a
+        // configured one always has its own.
+        assert_eq!(services.label("zzz"), "other");
+        assert_eq!(services.label("svc000"), "svc000");
+        services.configured.insert("sshd".into());
+        assert_eq!(services.label("sshd"), "sshd");
     }
 
     #[test]
@@ -489,10 +590,8 @@ mod engine_tests {
             g.attempt(&bad, None).unwrap(); // two checked, then banned and refused
         }
         g.attempt(&bad, None).unwrap();
-        // Before any fold the figures are read live.
-        assert_eq!((attempts(&g, "checked"), attempts(&g, "given_back")), (3.0, 1.0));
-        assert_eq!(attempts(&g, "refused_banned"), 2.0);
-        assert_eq!(value(&g, "banguard_bans_total", "origin=\"banguard\",reason=\"maxretry\""), 1.0);
+        // Counters are as the last sync folded them (none yet); gauges live.
+        assert_eq!(attempts(&g, "checked"), 0.0);
         assert_eq!(value(&g, "banguard_bans_active", "origin=\"banguard\",kernel=\"false\""), 1.0);
         // A trouble line from the module.
         std::fs::write(run.path().join(TROUBLES_FILE), "overload sshd\nstore sshd\n").unwrap();
@@ -500,10 +599,15 @@ mod engine_tests {
         assert!(
             !run.path().join(TROUBLES_FILE).exists() && !run.path().join("pam-troubles.count.taken").exists()
         );
+        assert_eq!((attempts(&g, "checked"), attempts(&g, "given_back")), (3.0, 1.0));
+        assert_eq!(attempts(&g, "refused_banned"), 2.0);
+        assert_eq!(value(&g, "banguard_bans_total", "origin=\"banguard\",reason=\"maxretry\""), 1.0);
+        g.record_sync(&SyncFigures { ok: true, ..SyncFigures::default() }).unwrap();
         assert_eq!(attempts(&g, "checked"), 3.0, "folded once, not twice");
+        assert_eq!(value(&g, "banguard_bans_total", "origin=\"banguard\",reason=\"maxretry\""), 1.0);
         assert_eq!(attempts(&g, "overload"), 1.0);
         assert_eq!(value(&g, "banguard_module_errors_total", "kind=\"store\""), 1.0);
-        assert_eq!(value(&g, "banguard_sync_runs_total", "result=\"ok\""), 1.0);
+        assert_eq!(value(&g, "banguard_sync_runs_total", "result=\"ok\""), 2.0);
         // Rows pruned: their figures move to the totals, the counters stay.
         clock.advance(3600);
         g.maintain().unwrap();
@@ -524,9 +628,45 @@ mod engine_tests {
             .unwrap();
         assert_eq!(attempts(&g, "checked"), 3.0);
         g.attempt(&Request { rhost: Some("198.51.100.3"), ..ok }, None).unwrap();
+        g.record_sync(&SyncFigures::default()).unwrap();
         assert_eq!(attempts(&g, "checked"), 4.0);
         g.record_sync(&SyncFigures::default()).unwrap();
         assert_eq!(attempts(&g, "checked"), 4.0);
-        assert_eq!(value(&g, "banguard_sync_runs_total", "result=\"failed\""), 2.0);
+        assert_eq!(value(&g, "banguard_sync_runs_total", "result=\"failed\""), 3.0);
+        // Every trouble kind shows from the first fold on, at 0.
+        assert!(g.metrics().unwrap().iter().any(|r| r.name == "banguard_module_errors_total"
+            && r.labels == "kind=\"panic\""
+            && r.value == 0.0));
+    }
+
+    #[test]
+    fn a_taken_troubles_file_already_counted_is_never_counted_again() {
+        let run = tempfile::tempdir().unwrap();
+        let toml = format!("[sync]\ntrigger_file = \"{}/trigger\"\n", run.path().display());
+        let config = Config::from_toml(Path::new("test.toml"), &toml).unwrap();
+        let mut g = Banguard::in_memory(config, ManualClock::new(1_800_000_000)).unwrap();
+        let taken = run.path().join(format!("{TROUBLES_FILE}.taken"));
+        std::fs::write(&taken, "store sshd\n").unwrap();
+        let kind = |g: &Banguard| value(g, "banguard_module_errors_total", "kind=\"store\"");
+        // As if a fold had committed it and died before removing the file.
+        let (_, id) = read_troubles(&taken).unwrap();
+        g.store
+            .durable()
+            .unwrap()
+            .execute("INSERT INTO metrics_seen VALUES ('', ?1, ?2)", rusqlite::params![TAKEN_MARK, id])
+            .unwrap();
+        g.record_sync(&SyncFigures::default()).unwrap();
+        assert!(!taken.exists());
+        assert_eq!(kind(&g), 0.0, "the fold only removes it");
+        // Another one (a new file) is counted.
+        std::fs::write(run.path().join(TROUBLES_FILE), "store sshd\n").unwrap();
+        g.record_sync(&SyncFigures::default()).unwrap();
+        assert_eq!(kind(&g), 1.0);
+        // Another name for a file (a hard link) is not read.
+        let other = run.path().join("elsewhere");
+        std::fs::write(&other, "store sshd\n").unwrap();
+        std::fs::hard_link(&other, run.path().join(TROUBLES_FILE)).unwrap();
+        g.record_sync(&SyncFigures::default()).unwrap();
+        assert_eq!(kind(&g), 1.0);
     }
 }

@@ -108,8 +108,9 @@ pub(crate) fn set_seen(
 }
 
 /// The runtime state's attempt figures per service and outcome (every
-/// value only grows while this runtime state file lives), and its
-/// incarnation.
+/// value only grows while this runtime state file lives; a read may come
+/// out low while rows leave, never high), and its incarnation. Not one
+/// transaction: see the slices below.
 ///
 /// - `checked`: attempts whose password went to the stack, counted
 ///   before the check (rows ever inserted, less those refused for their
@@ -140,19 +141,40 @@ pub(crate) fn runtime_figures(conn: &Connection) -> rusqlite::Result<Figures> {
         put(service.clone(), "refused_banned", refused);
         put(service, "refused_account", refused_account);
     }
-    let mut stmt =
-        conn.prepare("SELECT service, state = 2, count(*) FROM attempts GROUP BY service, state = 2")?;
-    let rows =
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?)))?;
-    for row in rows {
-        let (service, given_back, n) = row?;
-        put(service.clone(), "checked", n);
-        if given_back {
-            put(service, "given_back", n);
+    // The rows still there, a slice of ids at a time, each slice its own
+    // short read: a login's commit never waits for the whole table. Read
+    // after the totals, a row that leaves meanwhile is missed (counted at
+    // the next fold), never counted twice: a figure may read low, never
+    // high (the fold keeps the highest it saw).
+    let mut after = 0i64;
+    loop {
+        let mut last = None;
+        let mut stmt = conn.prepare_cached(
+            "SELECT service, state = 2, count(*), max(id) FROM
+               (SELECT id, service, state FROM attempts WHERE id > ?1 ORDER BY id LIMIT ?2)
+             GROUP BY service, state = 2",
+        )?;
+        let rows = stmt.query_map(params![after, SCAN_SLICE], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })?;
+        for row in rows {
+            let (service, given_back, n, max) = row?;
+            last = Some(last.unwrap_or(max).max(max));
+            put(service.clone(), "checked", n);
+            if given_back {
+                put(service, "given_back", n);
+            }
+        }
+        match last {
+            Some(max) => after = max,
+            None => break,
         }
     }
     Ok((incarnation, out))
 }
+
+/// Attempt rows read per slice by [`runtime_figures`].
+const SCAN_SLICE: i64 = 10_000;
 
 /// Adds attempts and refusals to a service's hour.
 pub(crate) fn add_hour(
@@ -254,13 +276,17 @@ fn rows_after(
 ) -> rusqlite::Result<Groups> {
     // The mark is the table's highest id, whatever the filter.
     let max: i64 = conn.query_row(&format!("SELECT coalesce(max(id), 0) FROM {table}"), [], |r| r.get(0))?;
-    // Ids that went backwards (rows taken back): count what is there.
-    let after = if max < after { 0 } else { after };
+    // Ids below the mark (the newest rows taken back, an import's): what
+    // comes in their place is not counted until the ids pass the mark
+    // again, rather than everything counted twice.
+    if max < after {
+        return Ok((Vec::new(), after));
+    }
     let mut stmt = conn.prepare(&format!(
         "SELECT {columns}, count(*) FROM {table} WHERE id > ?1 AND {filter} GROUP BY {columns}"
     ))?;
     let rows = stmt.query_map([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok((rows.collect::<rusqlite::Result<_>>()?, max.max(after)))
+    Ok((rows.collect::<rusqlite::Result<_>>()?, max))
 }
 
 /// Bans made since id `after`: (origin, reason, count), and the new mark.
@@ -279,4 +305,20 @@ pub(crate) fn escalations_after(conn: &Connection, after: i64) -> rusqlite::Resu
 pub(crate) fn locks_after(conn: &Connection, after: i64) -> rusqlite::Result<(Vec<(String, i64)>, i64)> {
     let (rows, max) = rows_after(conn, "account_locks", "origin, ''", "1", after)?;
     Ok((rows.into_iter().map(|(o, _, n)| (o, n)).collect(), max))
+}
+
+/// The service label values the store counts attempts for.
+pub(crate) fn service_labels(conn: &Connection) -> rusqlite::Result<std::collections::BTreeSet<String>> {
+    let mut stmt =
+        conn.prepare("SELECT DISTINCT labels FROM metrics WHERE name = 'banguard_attempts_total'")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = std::collections::BTreeSet::new();
+    for l in rows {
+        let l = l?;
+        // Rendered by `labels`: service="NAME",outcome="..." (a plain name).
+        if let Some(name) = l.strip_prefix("service=\"").and_then(|rest| rest.split('"').next()) {
+            out.insert(name.to_string());
+        }
+    }
+    Ok(out)
 }

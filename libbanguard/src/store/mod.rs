@@ -1122,6 +1122,26 @@ mod tests {
         assert!(metrics::all(store.durable().unwrap()).unwrap().is_empty());
     }
 
+    /// The figures read the attempt rows a slice at a time, all of them.
+    #[test]
+    fn runtime_figures_read_every_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(dir.path(), "banguard.db", 100);
+        let store = Store::open(&l, Access::ReadWrite).unwrap();
+        store
+            .runtime
+            .execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25001)
+                 INSERT INTO attempts (host, service, at, state)
+                 SELECT 'h' || i, CASE WHEN i % 2 THEN 'sshd' ELSE 'vsftpd' END, i, CASE WHEN i % 5 = 0 THEN 2 ELSE 1 END FROM n;",
+            )
+            .unwrap();
+        let (_, f) = metrics::runtime_figures(&store.runtime).unwrap();
+        let get = |s: &str, o: &str| f.get(&(s.to_string(), o.to_string())).copied().unwrap_or(0);
+        assert_eq!(get("sshd", "checked") + get("vsftpd", "checked"), 25001);
+        assert_eq!(get("sshd", "given_back") + get("vsftpd", "given_back"), 5000);
+    }
+
     /// Each new runtime state file is another incarnation (a reboot).
     #[test]
     fn every_new_runtime_state_file_is_told_apart() {
@@ -1132,7 +1152,8 @@ mod tests {
         assert_eq!(first, again, "the same file");
         fs::remove_file(&l.runtime).unwrap();
         std::thread::sleep(Duration::from_millis(2));
-        let rebuilt = metrics::runtime_figures(&Store::open(&l, Access::ReadWrite).unwrap().runtime).unwrap().0;
+        let rebuilt =
+            metrics::runtime_figures(&Store::open(&l, Access::ReadWrite).unwrap().runtime).unwrap().0;
         assert!(rebuilt > 0 && rebuilt != first);
     }
 

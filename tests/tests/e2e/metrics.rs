@@ -242,7 +242,7 @@ fn prometheus_reads_an_attack_and_every_dashboard_panel_has_data() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             let expr =
-                expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$__interval", "5s");
+                expr.replace("$__rate_interval", "2m").replace("$__range", "1h").replace("$__interval", "5s");
             let result = query(&ns, &expr);
             let numbers: Vec<f64> = result
                 .iter()
