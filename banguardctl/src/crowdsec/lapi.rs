@@ -272,29 +272,19 @@ impl Lapi {
             Some(e) => format!("{}s", (e - now).max(1)),
             None => PERMANENT.to_string(),
         };
-        let stamp = rfc3339(ban.created);
-        let alert = json!([{
-            "scenario": scenario,
-            "scenario_hash": "",
-            "scenario_version": "",
-            "message": banguard::text::clean(&format!("banguard: {} banned on {} ({})", ban.host, ban.service_label(), ban.reason)),
-            "events_count": ban.failures.max(1),
-            "start_at": stamp,
-            "stop_at": stamp,
-            "capacity": 0,
-            "leakspeed": "0",
-            "simulated": false,
-            "events": [],
-            "source": if single { json!({ "scope": scope, "value": value, "ip": value }) } else { json!({ "scope": scope, "value": value, "range": value }) },
-            "decisions": [{
-                "origin": "banguard",
-                "type": "ban",
-                "scope": scope,
-                "value": value,
-                "duration": duration,
-                "scenario": scenario,
-            }],
-        }]);
+        let source = if single {
+            json!({ "scope": scope, "value": value, "ip": value })
+        } else {
+            json!({ "scope": scope, "value": value, "range": value })
+        };
+        let alert = one_decision_alert(
+            scenario,
+            &format!("banguard: {} banned on {} ({})", ban.host, ban.service_label(), ban.reason),
+            i64::from(ban.failures.max(1)),
+            ban.created,
+            source,
+            &duration,
+        );
         let resp = self.post_alert(token, &alert)?;
         // The decision's id is not needed: it is found by what it is.
         let ids = self.json("post alert", resp).unwrap_or(serde_json::Value::Null);
@@ -307,33 +297,18 @@ impl Lapi {
     /// Posts one account lock as an alert with one decision of scope
     /// `Username`: "refuse unfamiliar sources for this account".
     pub fn post_account_lock(&self, token: &str, lock: &AccountLock, now: i64) -> Result<()> {
-        let stamp = rfc3339(lock.created);
         let value = &lock.account;
-        let alert = json!([{
-            "scenario": ACCOUNT_SCENARIO,
-            "scenario_hash": "",
-            "scenario_version": "",
-            "message": banguard::text::clean(&format!(
+        let alert = one_decision_alert(
+            ACCOUNT_SCENARIO,
+            &format!(
                 "banguard: account {value} locked for unfamiliar sources ({} passwords from {} addresses)",
                 lock.passwords, lock.sources
-            )),
-            "events_count": lock.passwords.max(1),
-            "start_at": stamp,
-            "stop_at": stamp,
-            "capacity": 0,
-            "leakspeed": "0",
-            "simulated": false,
-            "events": [],
-            "source": { "scope": "Username", "value": value },
-            "decisions": [{
-                "origin": "banguard",
-                "type": "ban",
-                "scope": "Username",
-                "value": value,
-                "duration": format!("{}s", (lock.until - now).max(1)),
-                "scenario": ACCOUNT_SCENARIO,
-            }],
-        }]);
+            ),
+            i64::from(lock.passwords.max(1)),
+            lock.created,
+            json!({ "scope": "Username", "value": value }),
+            &format!("{}s", (lock.until - now).max(1)),
+        );
         self.post_alert(token, &alert).map(drop)
     }
 
@@ -501,6 +476,42 @@ fn machine_credentials(path: &Path) -> Result<(String, String)> {
             path.display()
         ))),
     }
+}
+
+/// An alert of this machine with one decision of origin banguard, type
+/// ban, for what `source` names (its scope and value), lasting `duration`
+/// (Go's syntax); the message cleaned.
+fn one_decision_alert(
+    scenario: &str,
+    message: &str,
+    events: i64,
+    created: i64,
+    source: serde_json::Value,
+    duration: &str,
+) -> serde_json::Value {
+    let stamp = rfc3339(created);
+    json!([{
+        "scenario": scenario,
+        "scenario_hash": "",
+        "scenario_version": "",
+        "message": banguard::text::clean(message),
+        "events_count": events,
+        "start_at": stamp,
+        "stop_at": stamp,
+        "capacity": 0,
+        "leakspeed": "0",
+        "simulated": false,
+        "events": [],
+        "decisions": [{
+            "origin": "banguard",
+            "type": "ban",
+            "scope": source["scope"],
+            "value": source["value"],
+            "duration": duration,
+            "scenario": scenario,
+        }],
+        "source": source,
+    }])
 }
 
 #[cfg(test)]

@@ -319,37 +319,31 @@ fn import(
     })?;
     let mut applied = g.fleet_apply(&pull, cfg.max_decisions).map_err(core)?;
     applied.over_cap += over_cap;
-    for line in &applied.taken_shown {
-        log(&format!("fleet: {line}: refused on all services"));
-    }
-    if applied.taken > applied.taken_shown.len() as u64 {
-        log(&format!(
-            "fleet: and {} more hosts refused on all services",
-            applied.taken - applied.taken_shown.len() as u64
-        ));
-    }
-    for line in &applied.accounts_shown {
-        log(&format!("fleet: {line}: unfamiliar sources refused (familiar networks unaffected)"));
-    }
-    if applied.accounts_locked > applied.accounts_shown.len() as u64 {
-        log(&format!(
-            "fleet: and {} more accounts locked",
-            applied.accounts_locked - applied.accounts_shown.len() as u64
-        ));
-    }
+    let mut lines = |shown: &[String], total: u64, what: &str, more: &str| {
+        for line in shown {
+            log(&format!("fleet: {line}: {what}"));
+        }
+        if total > shown.len() as u64 {
+            log(&format!("fleet: and {} more {more}", total - shown.len() as u64));
+        }
+    };
+    lines(&applied.taken_shown, applied.taken, "refused on all services", "hosts refused on all services");
+    lines(
+        &applied.accounts_shown,
+        applied.accounts_locked,
+        "unfamiliar sources refused (familiar networks unaffected)",
+        "accounts locked",
+    );
+    lines(
+        &applied.lifted_shown,
+        applied.lifted,
+        "no longer refused (the fleet has no decision for it any more)",
+        "hosts no longer refused",
+    );
     if applied.accounts_lifted > 0 {
         log(&format!(
             "fleet: {} account locks lifted (the fleet has no decision for them any more)",
             applied.accounts_lifted
-        ));
-    }
-    for host in &applied.lifted_shown {
-        log(&format!("fleet: {host} no longer refused (the fleet has no decision for it any more)"));
-    }
-    if applied.lifted > applied.lifted_shown.len() as u64 {
-        log(&format!(
-            "fleet: and {} more hosts no longer refused",
-            applied.lifted - applied.lifted_shown.len() as u64
         ));
     }
     if !applied.refused.is_empty() {
